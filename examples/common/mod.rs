@@ -1,0 +1,106 @@
+//! Helpers shared by the benchmark examples: `--key value` flags, RSS from
+//! `/proc/self/status`, and `RESULT` lines in the format of
+//! `../shared/anchors` (so `summarize.py` can put them beside Erlang and
+//! tokio).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Command-line flags: `--key value` pairs and bare `--switch`es.
+pub struct Flags {
+    values: BTreeMap<String, String>,
+    pub positional: Vec<String>,
+}
+
+impl Flags {
+    /// Parses `std::env::args()`; exits with a message on malformed input.
+    pub fn parse(usage: &str) -> Flags {
+        let mut values = BTreeMap::new();
+        let mut positional = Vec::new();
+        let mut args = std::env::args().skip(1).peekable();
+        while let Some(arg) = args.next() {
+            if arg == "--help" || arg == "-h" {
+                println!("{usage}");
+                std::process::exit(0);
+            }
+            if let Some(key) = arg.strip_prefix("--") {
+                if let Some((k, v)) = key.split_once('=') {
+                    values.insert(k.to_string(), v.to_string());
+                } else if args.peek().is_some_and(|next| !next.starts_with("--")) {
+                    values.insert(key.to_string(), args.next().unwrap());
+                } else {
+                    values.insert(key.to_string(), String::new());
+                }
+            } else {
+                positional.push(arg);
+            }
+        }
+        Flags { values, positional }
+    }
+
+    /// A numeric flag with a default; exits with a message if malformed.
+    pub fn usize(&self, key: &str, default: usize) -> usize {
+        match self.values.get(key) {
+            None => default,
+            Some(v) => v.replace('_', "").parse().unwrap_or_else(|_| {
+                eprintln!("--{key}: expected a number, got {v:?}");
+                std::process::exit(2)
+            }),
+        }
+    }
+
+    /// A string flag.
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// Whether a switch was given.
+    pub fn has(&self, key: &str) -> bool {
+        self.values.contains_key(key)
+    }
+}
+
+fn status_kb(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim_start_matches(':').split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Current resident set size in KiB (VmRSS).
+pub fn rss_kb() -> u64 {
+    status_kb("VmRSS")
+}
+
+/// Peak resident set size in KiB (VmHWM).
+pub fn peak_rss_kb() -> u64 {
+    status_kb("VmHWM")
+}
+
+/// Nanoseconds per item.
+pub fn ns_per(d: Duration, count: usize) -> f64 {
+    d.as_nanos() as f64 / count.max(1) as f64
+}
+
+/// Formats a metric like the anchors do (3 decimals below 10, 1 below 1000).
+pub fn fmt_num(x: f64) -> String {
+    if x.abs() >= 1000.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+/// Prints one `RESULT workload=.. impl=krarup k=v ...` line.
+pub fn result(workload: &str, fields: &[(&str, String)]) {
+    let mut line = format!("RESULT workload={workload} impl=krarup");
+    for (k, v) in fields {
+        line.push_str(&format!(" {k}={v}"));
+    }
+    println!("{line}");
+}

@@ -1,0 +1,236 @@
+//! A message of any type, erased: what a mailbox holds.
+//!
+//! An [`Envelope`] is four words: a pointer to a per-type vtable (type id,
+//! type name, drop) and a three-word payload. A value that fits the payload
+//! (size ≤ 24 bytes, alignment ≤ 8) is stored inline, so the common
+//! messages — integers, Pids, small tuples and enums — cost no allocation;
+//! anything larger is boxed and the payload holds the box pointer.
+//!
+//! Invariant: `payload` holds a valid value of the type `vtable` describes
+//! (inline or boxed, as that type's `INLINE` says), or `vtable` is
+//! [`EMPTY`] and the payload holds nothing. Every constructor and every
+//! method keeps it; `Drop` relies on it.
+
+use std::any::TypeId;
+use std::fmt;
+use std::mem::{self, MaybeUninit};
+use std::ptr;
+
+/// Storage for a message: three machine words.
+type Payload = MaybeUninit<[usize; 3]>;
+
+/// What the envelope needs to know about the erased type.
+pub(crate) struct MsgVTable {
+    type_id: TypeId,
+    type_name: fn() -> &'static str,
+    /// Drops the value held in the payload.
+    drop: unsafe fn(*mut Payload),
+}
+
+/// The vtable of one message type; a promoted constant per type.
+trait Erased: Sized + Send + 'static {
+    /// Whether values of this type are stored in the payload itself.
+    const INLINE: bool =
+        mem::size_of::<Self>() <= mem::size_of::<Payload>() && mem::align_of::<Self>() <= mem::align_of::<Payload>();
+    const VTABLE: &'static MsgVTable = &MsgVTable {
+        type_id: TypeId::of::<Self>(),
+        type_name: std::any::type_name::<Self>,
+        drop: drop_payload::<Self>,
+    };
+}
+
+impl<T: Send + 'static> Erased for T {}
+
+/// The type an emptied envelope claims to hold; no message has it.
+enum Taken {}
+
+/// The vtable of an envelope whose value has been taken out.
+static EMPTY: MsgVTable = MsgVTable {
+    type_id: TypeId::of::<Taken>(),
+    type_name: || "<taken>",
+    drop: drop_nothing,
+};
+
+/// # Safety
+/// `payload` must hold a valid `T`, stored as `T::INLINE` says.
+unsafe fn drop_payload<T: Erased>(payload: *mut Payload) {
+    if T::INLINE {
+        // SAFETY: the caller guarantees an inline T lives at the payload's start.
+        unsafe { ptr::drop_in_place(payload.cast::<T>()) }
+    } else {
+        // SAFETY: the caller guarantees the first payload word is a pointer
+        // obtained from `Box::<T>::into_raw`, not yet reclaimed.
+        unsafe { drop(Box::from_raw(payload.cast::<*mut T>().read())) }
+    }
+}
+
+/// # Safety
+/// Always safe: there is nothing to drop.
+unsafe fn drop_nothing(_: *mut Payload) {}
+
+/// A message of some `Send + 'static` type, with its type erased.
+pub struct Envelope {
+    vtable: &'static MsgVTable,
+    payload: Payload,
+}
+
+impl Envelope {
+    /// Wraps `value`; allocates only if it does not fit three words.
+    #[inline]
+    pub(crate) fn new<T: Send + 'static>(value: T) -> Envelope {
+        let mut payload = Payload::uninit();
+        if T::INLINE {
+            // SAFETY: INLINE means T's size and alignment fit the payload.
+            unsafe { payload.as_mut_ptr().cast::<T>().write(value) }
+        } else {
+            let boxed = Box::into_raw(Box::new(value));
+            // SAFETY: a pointer fits the first word of the payload.
+            unsafe { payload.as_mut_ptr().cast::<*mut T>().write(boxed) }
+        }
+        Envelope { vtable: T::VTABLE, payload }
+    }
+
+    /// Whether the envelope holds a `T`.
+    #[inline]
+    pub(crate) fn is<T: Send + 'static>(&self) -> bool {
+        // The vtable address is the fast check; promoted constants may be
+        // duplicated across crates, so the type id decides when it differs.
+        ptr::eq(self.vtable, T::VTABLE) || self.vtable.type_id == TypeId::of::<T>()
+    }
+
+    /// The name of the held type (`"<taken>"` once emptied).
+    pub(crate) fn type_name(&self) -> &'static str {
+        (self.vtable.type_name)()
+    }
+
+    /// Moves the value out if it is a `T`; the envelope is then empty.
+    #[inline]
+    pub(crate) fn take<T: Send + 'static>(&mut self) -> Option<T> {
+        if !self.is::<T>() {
+            return None;
+        }
+        // SAFETY: `is` checked that the payload holds a T (invariant), and we
+        // mark the envelope empty right after, so the value is moved exactly once.
+        let value = unsafe { self.read_unchecked::<T>() };
+        self.vtable = &EMPTY;
+        Some(value)
+    }
+
+    /// Puts a value back into an emptied envelope (after a failed match).
+    ///
+    /// # Panics
+    /// If the envelope is not empty (a bug in the caller).
+    #[inline]
+    pub(crate) fn put<T: Send + 'static>(&mut self, value: T) {
+        assert!(ptr::eq(self.vtable, &EMPTY), "Envelope::put into a full envelope");
+        *self = Envelope::new(value);
+    }
+
+    /// Unwraps the value if it is a `T`, or gives the envelope back.
+    #[inline]
+    pub(crate) fn downcast<T: Send + 'static>(mut self) -> Result<T, Envelope> {
+        match self.take::<T>() {
+            Some(value) => {
+                mem::forget(self);
+                Ok(value)
+            }
+            None => Err(self),
+        }
+    }
+
+    /// # Safety
+    /// The payload must hold a `T` (check with [`Envelope::is`]); afterwards
+    /// it must be treated as empty.
+    #[inline]
+    unsafe fn read_unchecked<T: Send + 'static>(&mut self) -> T {
+        if T::INLINE {
+            // SAFETY: the caller guarantees an inline T at the payload's start.
+            unsafe { self.payload.as_ptr().cast::<T>().read() }
+        } else {
+            // SAFETY: the caller guarantees the first word is a live Box<T> pointer.
+            unsafe { *Box::from_raw(self.payload.as_ptr().cast::<*mut T>().read()) }
+        }
+    }
+}
+
+impl Drop for Envelope {
+    fn drop(&mut self) {
+        // SAFETY: by the module invariant the payload holds what the vtable says.
+        unsafe { (self.vtable.drop)(&mut self.payload) }
+    }
+}
+
+impl fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Envelope").field("type", &self.type_name()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[derive(Debug)]
+    struct CountsDrops(Arc<AtomicUsize>);
+    impl Drop for CountsDrops {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn small_values_round_trip_inline() {
+        assert!(<(u64, u64, u64) as Erased>::INLINE);
+        let env = Envelope::new((1u64, 2u64, 3u64));
+        assert_eq!(env.downcast::<(u64, u64, u64)>().unwrap(), (1, 2, 3));
+    }
+
+    #[test]
+    fn large_values_round_trip_boxed() {
+        assert!(!<[u64; 8] as Erased>::INLINE);
+        let env = Envelope::new([7u64; 8]);
+        assert!(env.is::<[u64; 8]>());
+        assert_eq!(env.downcast::<[u64; 8]>().unwrap(), [7; 8]);
+    }
+
+    #[test]
+    fn wrong_type_gives_the_envelope_back() {
+        let env = Envelope::new(5i32);
+        let env = env.downcast::<i64>().unwrap_err();
+        assert_eq!(env.type_name(), "i32");
+        assert_eq!(env.downcast::<i32>().unwrap(), 5);
+    }
+
+    #[test]
+    fn drops_its_value_exactly_once_inline_and_boxed() {
+        let count = Arc::new(AtomicUsize::new(0));
+        drop(Envelope::new(CountsDrops(count.clone())));
+        drop(Envelope::new((CountsDrops(count.clone()), [0u64; 8])));
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        let mut env = Envelope::new(CountsDrops(count.clone()));
+        let v = env.take::<CountsDrops>().unwrap();
+        drop(env);
+        assert_eq!(count.load(Ordering::SeqCst), 2, "an emptied envelope drops nothing");
+        drop(v);
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn take_and_put_back_keeps_the_value() {
+        let mut env = Envelope::new(String::from("hello"));
+        let s = env.take::<String>().unwrap();
+        assert_eq!(env.type_name(), "<taken>");
+        env.put(s);
+        assert_eq!(env.downcast::<String>().unwrap(), "hello");
+    }
+
+    #[test]
+    fn zero_sized_messages_are_free() {
+        struct Stop;
+        let env = Envelope::new(Stop);
+        assert!(env.is::<Stop>());
+        assert!(env.downcast::<Stop>().is_ok());
+    }
+}

@@ -1,0 +1,120 @@
+//! The krarup runtime: Erlang-style processes for Rust.
+//!
+//! A *process* is a future spawned on a [`Runtime`]. It has a [`Pid`] and a
+//! mailbox that accepts messages of any type; [`send`] never blocks, and
+//! [`recv`] and [`receive!`] take messages out selectively, by type,
+//! pattern and guard, leaving the others in place — as in Erlang. Processes
+//! are cheap (a few hundred bytes, well under a microsecond to spawn) and
+//! run on a work-stealing scheduler with one worker thread per core.
+//!
+//! The increment server of every Erlang course:
+//!
+//! ```
+//! use krarup_runtime::{recv, self_pid, spawn, Pid, Runtime};
+//!
+//! async fn server() {
+//!     loop {
+//!         let (from, n): (Pid, i64) = recv().await;
+//!         from.send((self_pid(), n + 1));
+//!     }
+//! }
+//!
+//! let rt = Runtime::new();
+//! let reply = rt.block_on(async {
+//!     let server = spawn(server());
+//!     server.send((self_pid(), 10i64));
+//!     let (_from, n): (Pid, i64) = recv().await;
+//!     n
+//! });
+//! assert_eq!(reply, 11);
+//! ```
+//!
+//! # Where krarup differs from Erlang
+//!
+//! - Processes are cooperative: a process is only preempted at an
+//!   `.await`. Receives count against a budget and yield when it is spent,
+//!   but a loop that never awaits keeps its worker. Put blocking or long
+//!   computations in [`spawn_blocking`].
+//! - Messages are typed: `(Pid, i32)` and `(Pid, i64)` are different
+//!   messages, and a receive for one leaves the other in the mailbox.
+//!   [`mailbox_len`] and a `debug` event on receive timeouts help find such
+//!   mismatches.
+//! - Code outside processes (plain threads, other executors) talks to
+//!   processes through a [`Mailbox`], which has a Pid of its own.
+//!
+//! # Crate layout
+//!
+//! `sync` is the only door to synchronization (std/parking_lot, or loom
+//! under `--cfg loom`); `slot` holds the state-word protocol every send,
+//! wake and receive goes through; `scheduler` runs processes; `receive`
+//! scans mailboxes. Each module's documentation states the invariant it
+//! keeps.
+#![deny(missing_docs)]
+
+mod blocking;
+mod envelope;
+mod error;
+mod exit;
+mod external;
+mod macros;
+mod node;
+mod pid;
+mod process;
+mod queue;
+mod receive;
+mod registry;
+mod runtime;
+mod scheduler;
+mod send;
+mod slot;
+mod sync;
+mod table;
+mod task;
+mod timer;
+mod waker;
+
+pub use crate::blocking::{spawn_blocking, BlockingTask};
+pub use crate::error::{RegisterError, SendError, UnregisterError};
+pub use crate::exit::{ExitReason, IntoExitReason};
+pub use crate::external::{Mailbox, MailboxRecv, MailboxRecvTimeout};
+pub use crate::pid::Pid;
+pub use crate::process::{spawn, yield_now, YieldNow};
+pub use crate::receive::{recv, recv_local, recv_timeout, try_recv, Recv, RecvTimeout};
+pub use crate::registry::{register, registered, unregister, whereis};
+pub use crate::runtime::{Builder, Runtime, RuntimeStats};
+pub use crate::send::{is_alive, mailbox_len, self_pid, send, send_local, send_named, Message};
+pub use crate::timer::send_after::{send_after, TimerRef};
+pub use crate::timer::sleep::{sleep, sleep_until, Sleep};
+
+/// Not public API: what `receive!` expands to.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::envelope::Envelope;
+    pub use crate::receive::{receive_with, ReceiveFuture};
+
+    /// Moves the value out if the message is a `T`.
+    #[inline]
+    pub fn take<T: Send + 'static>(env: &mut Envelope) -> Option<T> {
+        env.take::<T>()
+    }
+
+    /// Puts a value back after a failed pattern or guard.
+    #[inline]
+    pub fn put<T: Send + 'static>(env: &mut Envelope, value: T) {
+        env.put(value);
+    }
+
+    /// The value of a message already known to be a `T`.
+    #[inline]
+    pub fn unwrap<T: Send + 'static>(env: Envelope) -> T {
+        env.downcast::<T>().unwrap_or_else(|_| unreachable!("receive!: matched by type"))
+    }
+}
+
+/// The internals the loom models drive (compiled only under `--cfg loom`).
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod __loom {
+    pub use crate::envelope::Envelope;
+    pub use crate::slot::{AfterPoll, Delivery, Slot, Wake};
+}

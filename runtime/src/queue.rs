@@ -1,0 +1,301 @@
+//! A growable ring buffer whose all-zero bit pattern is a valid empty queue.
+//!
+//! Process slots live in memory obtained zeroed from the allocator and are
+//! never explicitly constructed (see `table.rs`), so a slot's queues must be
+//! valid when all their bytes are zero: a null buffer with capacity 0.
+//! `VecDeque` does not promise that, hence this small queue. It also keeps
+//! the slot small (16 bytes instead of 32).
+//!
+//! Invariant: `buf` is null iff `cap == 0`; otherwise it points to an
+//! allocation of `cap` (a power of two) `T`s, of which the `len` slots
+//! starting at `head` (wrapping) are initialised.
+
+use std::alloc::{self, Layout};
+use std::ptr;
+
+/// The capacity of a queue's first allocation.
+const FIRST_CAPACITY: u32 = 4;
+
+/// A queue that holds more than this many free slots while empty gives its
+/// buffer back (`shrink_if_empty`), so a burst does not pin memory forever.
+const KEEP_CAPACITY: u32 = 64;
+
+/// A FIFO ring buffer; all-zero bytes are a valid empty queue.
+pub(crate) struct RingQueue<T> {
+    buf: *mut T,
+    cap: u32,
+    head: u32,
+    len: u32,
+}
+
+// SAFETY: the queue owns its `T`s; sending it sends them.
+unsafe impl<T: Send> Send for RingQueue<T> {}
+
+impl<T> RingQueue<T> {
+    /// An empty queue (all fields zero).
+    pub(crate) const fn new() -> Self {
+        RingQueue { buf: ptr::null_mut(), cap: 0, head: 0, len: 0 }
+    }
+
+    /// Number of elements.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the queue holds no element.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The physical index of logical position `i`.
+    #[inline]
+    fn physical(&self, i: u32) -> usize {
+        ((self.head.wrapping_add(i)) & (self.cap - 1)) as usize
+    }
+
+    /// Appends `value` at the back.
+    #[inline]
+    pub(crate) fn push_back(&mut self, value: T) {
+        if self.len == self.cap {
+            self.grow();
+        }
+        let at = self.physical(self.len);
+        // SAFETY: `at < cap` and the slot is outside the initialised range
+        // (len < cap after growing), so writing does not overwrite a live value.
+        unsafe { self.buf.add(at).write(value) };
+        self.len += 1;
+    }
+
+    /// Removes and returns the front element.
+    #[inline]
+    pub(crate) fn pop_front(&mut self) -> Option<T> {
+        if self.len == 0 {
+            return None;
+        }
+        // SAFETY: len > 0, so `head` is an initialised slot; we move it out and
+        // shrink the initialised range past it.
+        let value = unsafe { self.buf.add(self.head as usize).read() };
+        self.head = (self.head + 1) & (self.cap - 1);
+        self.len -= 1;
+        Some(value)
+    }
+
+    /// A mutable reference to the element at logical position `i`.
+    #[inline]
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        if i >= self.len() {
+            return None;
+        }
+        let at = self.physical(i as u32);
+        // SAFETY: i < len, so the slot is initialised; `&mut self` makes the borrow unique.
+        Some(unsafe { &mut *self.buf.add(at) })
+    }
+
+    /// A shared reference to the element at logical position `i`.
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> Option<&T> {
+        if i >= self.len() {
+            return None;
+        }
+        let at = self.physical(i as u32);
+        // SAFETY: i < len, so the slot is initialised.
+        Some(unsafe { &*self.buf.add(at) })
+    }
+
+    /// Removes the element at logical position `i`, moving whichever side
+    /// of it is shorter to close the gap.
+    pub(crate) fn remove(&mut self, i: usize) -> Option<T> {
+        if i >= self.len() {
+            return None;
+        }
+        if i == 0 {
+            return self.pop_front();
+        }
+        let i = i as u32;
+        // SAFETY: i < len, so the slot is initialised; it is moved out here and
+        // the gap is closed below before anything can observe it.
+        let value = unsafe { self.buf.add(self.physical(i)).read() };
+        if i < self.len / 2 {
+            // Shift the front part [0, i) one step towards the back.
+            for j in (0..i).rev() {
+                let (from, to) = (self.physical(j), self.physical(j + 1));
+                // SAFETY: `from` is initialised, `to` is the vacated slot; both < cap.
+                unsafe { self.buf.add(to).write(self.buf.add(from).read()) };
+            }
+            self.head = (self.head + 1) & (self.cap - 1);
+        } else {
+            // Shift the back part (i, len) one step towards the front.
+            for j in i + 1..self.len {
+                let (from, to) = (self.physical(j), self.physical(j - 1));
+                // SAFETY: `from` is initialised, `to` is the vacated slot; both < cap.
+                unsafe { self.buf.add(to).write(self.buf.add(from).read()) };
+            }
+        }
+        self.len -= 1;
+        Some(value)
+    }
+
+    /// Moves every element of `other` to the back of `self`, leaving `other`
+    /// empty (but keeping its buffer). If `self` is empty the buffers are
+    /// swapped instead, which is O(1).
+    pub(crate) fn append(&mut self, other: &mut RingQueue<T>) {
+        if self.is_empty() {
+            std::mem::swap(self, other);
+            return;
+        }
+        while let Some(v) = other.pop_front() {
+            self.push_back(v);
+        }
+    }
+
+    /// Calls `f` on each element, front to back.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&T)) {
+        for i in 0..self.len {
+            // SAFETY: i < len, so the slot is initialised.
+            f(unsafe { &*self.buf.add(self.physical(i)) });
+        }
+    }
+
+    /// Takes all elements out, leaving `self` empty with no buffer.
+    pub(crate) fn take(&mut self) -> RingQueue<T> {
+        std::mem::replace(self, RingQueue::new())
+    }
+
+    /// Frees the buffer if the queue is empty and the buffer is large.
+    pub(crate) fn shrink_if_empty(&mut self) {
+        if self.len == 0 && self.cap > KEEP_CAPACITY {
+            self.free_buffer();
+            self.head = 0;
+        }
+    }
+
+    fn layout(cap: u32) -> Layout {
+        Layout::array::<T>(cap as usize).expect("mailbox capacity overflow")
+    }
+
+    #[cold]
+    fn grow(&mut self) {
+        let new_cap = if self.cap == 0 { FIRST_CAPACITY } else { self.cap.checked_mul(2).expect("mailbox too long") };
+        let layout = Self::layout(new_cap);
+        let new_buf = if layout.size() == 0 {
+            ptr::NonNull::<T>::dangling().as_ptr()
+        } else {
+            // SAFETY: the layout has non-zero size.
+            let p = unsafe { alloc::alloc(layout) }.cast::<T>();
+            if p.is_null() {
+                alloc::handle_alloc_error(layout);
+            }
+            p
+        };
+        for i in 0..self.len {
+            // SAFETY: logical element i is initialised in the old buffer; the
+            // new buffer has room for `len < new_cap` elements from index 0.
+            unsafe { new_buf.add(i as usize).write(self.buf.add(self.physical(i)).read()) };
+        }
+        self.free_buffer();
+        self.buf = new_buf;
+        self.cap = new_cap;
+        self.head = 0;
+    }
+
+    /// Frees the buffer without dropping elements (callers moved them out).
+    fn free_buffer(&mut self) {
+        if self.cap != 0 {
+            let layout = Self::layout(self.cap);
+            if layout.size() != 0 {
+                // SAFETY: `buf` was allocated with exactly this layout in `grow`.
+                unsafe { alloc::dealloc(self.buf.cast(), layout) };
+            }
+        }
+        self.buf = ptr::null_mut();
+        self.cap = 0;
+    }
+}
+
+impl<T> Drop for RingQueue<T> {
+    fn drop(&mut self) {
+        while self.pop_front().is_some() {}
+        self.free_buffer();
+    }
+}
+
+impl<T> Default for RingQueue<T> {
+    fn default() -> Self {
+        RingQueue::new()
+    }
+}
+
+impl<T> std::fmt::Debug for RingQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingQueue").field("len", &self.len).field("cap", &self.cap).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    #[test]
+    fn all_zero_bytes_are_an_empty_queue() {
+        let q: RingQueue<String> = unsafe { std::mem::zeroed() };
+        assert!(q.is_empty());
+        let mut q = q;
+        q.push_back("a".to_string());
+        assert_eq!(q.pop_front().as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn behaves_like_vecdeque_under_random_operations() {
+        let mut q = RingQueue::new();
+        let mut model = VecDeque::new();
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for step in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            match x % 7 {
+                0..=2 => {
+                    q.push_back(step);
+                    model.push_back(step);
+                }
+                3 | 4 => assert_eq!(q.pop_front(), model.pop_front()),
+                5 if !model.is_empty() => {
+                    let i = (x >> 8) as usize % model.len();
+                    assert_eq!(q.remove(i), model.remove(i));
+                }
+                _ => {
+                    let mut other = RingQueue::new();
+                    for k in 0..(x >> 20) % 4 {
+                        other.push_back(k);
+                        model.push_back(k);
+                    }
+                    q.append(&mut other);
+                    assert!(other.is_empty());
+                }
+            }
+            assert_eq!(q.len(), model.len());
+            if step % 1024 == 0 {
+                let mut seen = Vec::new();
+                q.for_each(|v| seen.push(*v));
+                assert!(seen.iter().eq(model.iter()));
+                q.shrink_if_empty();
+            }
+        }
+    }
+
+    #[test]
+    fn drops_remaining_elements() {
+        use std::rc::Rc;
+        let marker = Rc::new(());
+        let mut q = RingQueue::new();
+        for _ in 0..10 {
+            q.push_back(marker.clone());
+        }
+        q.remove(4);
+        drop(q);
+        assert_eq!(Rc::strong_count(&marker), 1);
+    }
+}

@@ -1,0 +1,536 @@
+//! One worker thread: its run queues, its timer wheel, and its loop.
+//!
+//! # The loop
+//!
+//! 1. Take the next process: every 61st tick first run maintenance (timers)
+//!    and look at the inject queue, for fairness; then the run-next slot
+//!    (unless it has won [`MAX_RUN_NEXT_STREAK`] times in a row while the
+//!    local queue waits); then the local queue; then the inject queue.
+//! 2. Poll it (see [`Worker::run_process`]): `Ready` or a panic ends the
+//!    process; `Pending` makes it idle or, if it was woken meanwhile,
+//!    sends it to the back of the local queue.
+//! 3. With nothing local: fire due timers; then, counted as *searching*,
+//!    steal from the inject queue and other workers for up to
+//!    [`SPIN`]; then register as asleep, re-check every queue (see
+//!    `idle.rs` for why), and park until notified or until the next timer.
+//!
+//! # Context
+//!
+//! While a worker thread runs, a thread-local points at its `Worker`; while
+//! it polls a process, `current` holds that process's slot index and
+//! serial. This is how `self_pid()`, `recv()`, `spawn()` and the timers find
+//! their process and runtime without any argument.
+
+use std::cell::{Cell, RefCell};
+use std::mem::ManuallyDrop;
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::envelope::Envelope;
+use crate::exit::{panic_message, ExitReason};
+use crate::pid::Pid;
+use crate::runtime::Shared;
+use crate::slot::{AfterPoll, Delivery, Slot, Wake, NAMED};
+use crate::sync::deque::{Steal, Worker as LocalQueue};
+use crate::sync::global::Arc;
+use crate::task::TaskRef;
+use crate::timer::wheel::{TimerKey, Wheel};
+use crate::timer::TimerEntry;
+use crate::waker;
+
+/// Receives a process may complete in one poll before it must yield
+/// (Erlang's reductions, counted in receives).
+pub(crate) const RECEIVE_BUDGET: u32 = 256;
+
+/// How many times in a row the run-next slot may win over a non-empty
+/// local queue.
+const MAX_RUN_NEXT_STREAK: u32 = 16;
+
+/// How long an out-of-work worker keeps looking before it parks. Parking and
+/// being woken costs tens of microseconds here, so spinning about that long
+/// is cheaper whenever new work is likely to appear.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// How many free slot indices a worker keeps before giving some back.
+const FREE_CACHE_MAX: usize = 512;
+
+thread_local! {
+    static WORKER: Cell<*const Worker> = const { Cell::new(ptr::null()) };
+}
+
+/// Runs `f` with this thread's worker, if the thread is a worker.
+#[inline]
+pub(crate) fn with_worker<R>(f: impl FnOnce(Option<&Worker>) -> R) -> R {
+    let worker = WORKER.with(Cell::get);
+    // SAFETY: the pointer is set only while the worker's `run` frame (which
+    // owns the Worker) is alive on this thread, and cleared before it ends.
+    f(unsafe { worker.as_ref() })
+}
+
+/// Runs `f` with the worker and the process being polled on this thread.
+///
+/// # Panics
+/// If called outside a krarup process; `what` names the operation.
+#[inline]
+pub(crate) fn with_current<R>(what: &str, f: impl FnOnce(&Worker, Current) -> R) -> R {
+    with_worker(|worker| match worker.and_then(|w| w.current.get().map(|c| (w, c))) {
+        Some((worker, current)) => f(worker, current),
+        None => outside_process(what),
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn outside_process(what: &str) -> ! {
+    panic!("krarup: `{what}` must be called from within a krarup process (spawned on a Runtime, or inside Runtime::block_on)")
+}
+
+/// The process being polled: its slot index and serial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Current {
+    pub(crate) index: u32,
+    pub(crate) serial: u32,
+}
+
+/// Per-worker counters, written only by their worker (no RMW on hot paths).
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub(crate) struct WorkerStats {
+    pub(crate) spawned: crate::sync::AtomicU64,
+    pub(crate) exited: crate::sync::AtomicU64,
+}
+
+impl WorkerStats {
+    #[inline]
+    fn bump(counter: &crate::sync::AtomicU64) {
+        use crate::sync::Ordering::Relaxed;
+        counter.store(counter.load(Relaxed) + 1, Relaxed);
+    }
+}
+
+/// A worker thread's own state.
+pub(crate) struct Worker {
+    pub(crate) index: usize,
+    pub(crate) shared: Arc<Shared>,
+    local: LocalQueue<u32>,
+    run_next: Cell<Option<u32>>,
+    run_next_streak: Cell<u32>,
+    tick: Cell<u32>,
+    current: Cell<Option<Current>>,
+    budget: Cell<u32>,
+    /// Set while a receive's matcher (user guards) runs.
+    scanning: Cell<bool>,
+    wheel: RefCell<Wheel<TimerEntry>>,
+    expired: RefCell<Vec<TimerEntry>>,
+    free: RefCell<Vec<u32>>,
+    rng: Cell<u32>,
+}
+
+/// The worker thread's body.
+pub(crate) fn run(shared: Arc<Shared>, index: usize, local: LocalQueue<u32>) {
+    let now = shared.clock.now_ticks();
+    let worker = Worker {
+        index,
+        shared,
+        local,
+        run_next: Cell::new(None),
+        run_next_streak: Cell::new(0),
+        tick: Cell::new(0),
+        current: Cell::new(None),
+        budget: Cell::new(RECEIVE_BUDGET),
+        scanning: Cell::new(false),
+        wheel: RefCell::new(Wheel::new(now)),
+        expired: RefCell::new(Vec::new()),
+        free: RefCell::new(Vec::new()),
+        rng: Cell::new(0x9e37_79b9 ^ (index as u32 + 1)),
+    };
+    WORKER.with(|w| w.set(&worker));
+    worker.run_loop();
+    WORKER.with(|w| w.set(ptr::null()));
+    worker.retire();
+}
+
+impl Worker {
+    fn run_loop(&self) {
+        let sched = &self.shared.sched;
+        let mut searching = false;
+        'outer: while !self.shared.is_shutdown() {
+            if let Some(index) = self.next_process() {
+                if searching {
+                    searching = false;
+                    if sched.idle.transition_from_searching() {
+                        sched.notify();
+                    }
+                }
+                self.run_process(index);
+                continue;
+            }
+            if self.fire_timers() > 0 {
+                continue;
+            }
+            if !searching {
+                searching = true;
+                sched.idle.transition_to_searching();
+            }
+            let started = Instant::now();
+            let mut spins = 0u32;
+            loop {
+                if let Some(index) = self.steal() {
+                    self.local.push(index);
+                    continue 'outer;
+                }
+                if self.shared.is_shutdown() {
+                    break 'outer;
+                }
+                spins += 1;
+                if spins % 16 == 0 {
+                    if started.elapsed() >= SPIN {
+                        break;
+                    }
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            // Sleep (idle.rs, step 2).
+            sched.idle.transition_to_sleeping(self.index, searching);
+            searching = false;
+            if sched.has_work() || self.shared.is_shutdown() {
+                if !sched.idle.transition_from_sleeping(self.index) {
+                    sched.parkers[self.index].park(None);
+                }
+                searching = true;
+                continue;
+            }
+            let timeout = self.park_timeout();
+            sched.parkers[self.index].park(timeout);
+            sched.idle.transition_from_sleeping(self.index);
+            searching = true;
+        }
+        if searching {
+            sched.idle.transition_from_searching();
+        }
+    }
+
+    /// Step 1 of the loop.
+    #[inline]
+    fn next_process(&self) -> Option<u32> {
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        if tick % 61 == 0 {
+            self.fire_timers();
+            if let Some(index) = self.pop_inject() {
+                return Some(index);
+            }
+        }
+        if let Some(index) = self.run_next.take() {
+            let streak = self.run_next_streak.get();
+            if streak < MAX_RUN_NEXT_STREAK || self.local.is_empty() {
+                self.run_next_streak.set(streak + 1);
+                return Some(index);
+            }
+            self.local.push(index);
+        }
+        self.run_next_streak.set(0);
+        self.local.pop().or_else(|| self.pop_inject())
+    }
+
+    fn pop_inject(&self) -> Option<u32> {
+        let inject = &self.shared.sched.inject;
+        if inject.is_empty() {
+            return None;
+        }
+        loop {
+            match inject.steal_batch_and_pop(&self.local) {
+                Steal::Success(index) => return Some(index),
+                Steal::Empty => return None,
+                Steal::Retry => continue,
+            }
+        }
+    }
+
+    /// Steals from the inject queue or another worker, starting at a random victim.
+    fn steal(&self) -> Option<u32> {
+        if let Some(index) = self.pop_inject() {
+            return Some(index);
+        }
+        let stealers = &self.shared.sched.stealers;
+        let n = stealers.len();
+        if n <= 1 {
+            return None;
+        }
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.rng.set(x);
+        let start = x as usize % n;
+        for k in 0..n {
+            let victim = (start + k) % n;
+            if victim == self.index {
+                continue;
+            }
+            loop {
+                match stealers[victim].steal_batch_and_pop(&self.local) {
+                    Steal::Success(index) => return Some(index),
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
+                }
+            }
+        }
+        None
+    }
+
+    /// Step 2 of the loop: polls process `index` once.
+    fn run_process(&self, index: u32) {
+        let slot = self.shared.table.slot(index);
+        let serial = slot.serial();
+        // SAFETY: a queued index is owned by whoever dequeued it: us (BUSY).
+        let Some(task) = (unsafe { slot.task() }) else {
+            debug_assert!(false, "queued slot {index} has no task");
+            return;
+        };
+        self.current.set(Some(Current { index, serial }));
+        self.budget.set(RECEIVE_BUDGET);
+        let waker = ManuallyDrop::new(waker::borrowed(self));
+        let mut cx = Context::from_waker(&waker);
+        // SAFETY: we own the process (BUSY); the task is live until we clear it.
+        let result = panic::catch_unwind(AssertUnwindSafe(|| unsafe { task.poll(&mut cx) }));
+        self.current.set(None);
+        match result {
+            Ok(Poll::Pending) => {
+                // SAFETY: we are the BUSY holder.
+                if unsafe { slot.transition_to_idle() } == AfterPoll::Reschedule {
+                    self.local.push(index);
+                    self.shared.sched.notify();
+                }
+            }
+            Ok(Poll::Ready(reason)) => self.exit(slot, index, serial, reason),
+            Err(payload) => {
+                let reason = ExitReason::Panic(panic_message(&*payload));
+                // Dropping a payload can itself panic; never let that out.
+                let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
+                self.exit(slot, index, serial, reason);
+            }
+        }
+    }
+
+    /// Ends incarnation `serial` of the process in `slot` (we own it).
+    fn exit(&self, slot: &Slot, index: u32, serial: u32, reason: ExitReason) {
+        let pid = Pid::from_parts(self.shared.node, index, serial);
+        // SAFETY: we are the BUSY holder of this slot.
+        let remains = unsafe { self.shared.end_incarnation(slot) };
+        if remains.flags & NAMED != 0 {
+            self.shared.registry.release(pid);
+        }
+        report_exit(pid, &reason);
+        WorkerStats::bump(&self.shared.worker_stats[self.index].exited);
+        self.free_slot(index, slot);
+    }
+
+    /// Returns a slot index to this worker's cache (or the table's list).
+    fn free_slot(&self, index: u32, slot: &Slot) {
+        if !slot.is_reusable() {
+            return;
+        }
+        let mut free = self.free.borrow_mut();
+        free.push(index);
+        if free.len() > FREE_CACHE_MAX {
+            let spill = free.split_off(FREE_CACHE_MAX / 2);
+            self.shared.table.release(spill);
+        }
+    }
+
+    /// A free slot index for a new process.
+    #[inline]
+    fn alloc_slot(&self) -> u32 {
+        let mut free = self.free.borrow_mut();
+        if let Some(index) = free.pop() {
+            return index;
+        }
+        self.shared.table.alloc_into(&mut free, 64);
+        free.pop().expect("table handed out an index")
+    }
+
+    /// Spawns a task as a process of this worker's runtime.
+    pub(crate) fn spawn_task(&self, task: TaskRef) -> Pid {
+        let index = self.alloc_slot();
+        let slot = self.shared.table.slot(index);
+        // SAFETY: the index came from the free list: nobody owns the slot.
+        let serial = unsafe { slot.transition_to_live(Some(task), false) };
+        WorkerStats::bump(&self.shared.worker_stats[self.index].spawned);
+        self.local.push(index);
+        self.shared.sched.notify();
+        Pid::from_parts(self.shared.node, index, serial)
+    }
+
+    /// Delivers a message to a process of this worker's runtime.
+    #[inline]
+    pub(crate) fn deliver(&self, pid: Pid, env: Envelope) {
+        let Some(slot) = self.shared.table.get(pid.index()) else {
+            self.shared.count_dropped();
+            return;
+        };
+        match slot.deliver(pid.serial(), env) {
+            Delivery::Queued(Wake::None) => {}
+            Delivery::Queued(Wake::Schedule) => self.schedule_woken(pid.index()),
+            Delivery::Queued(Wake::Waker(waker)) => waker.wake(),
+            Delivery::Dead(env) => {
+                self.shared.count_dropped();
+                drop(env);
+            }
+        }
+    }
+
+    /// Queues a process woken by something this worker did: into the
+    /// run-next slot if a process is running (it sent the message), else to
+    /// the back of the local queue.
+    #[inline]
+    pub(crate) fn schedule_woken(&self, index: u32) {
+        if self.current.get().is_some() {
+            if let Some(displaced) = self.run_next.replace(Some(index)) {
+                self.local.push(displaced);
+                self.shared.sched.notify();
+            }
+        } else {
+            self.local.push(index);
+            self.shared.sched.notify();
+        }
+    }
+
+    /// Queues a process at the back of the local queue.
+    #[inline]
+    pub(crate) fn schedule_back(&self, index: u32) {
+        self.local.push(index);
+        self.shared.sched.notify();
+    }
+
+    /// The process being polled.
+    #[inline]
+    pub(crate) fn current(&self) -> Option<Current> {
+        self.current.get()
+    }
+
+    /// Takes one unit of the receive budget; false when it is used up (the
+    /// caller must yield).
+    #[inline]
+    pub(crate) fn consume_budget(&self) -> bool {
+        let b = self.budget.get();
+        if b == 0 {
+            return false;
+        }
+        self.budget.set(b - 1);
+        true
+    }
+
+    /// Whether a receive's matcher is running (a guard must not receive).
+    #[inline]
+    pub(crate) fn is_scanning(&self) -> bool {
+        self.scanning.get()
+    }
+
+    #[inline]
+    pub(crate) fn set_scanning(&self, on: bool) {
+        self.scanning.set(on);
+    }
+
+    /// Schedules a timer that wakes the current process at `when` (ticks).
+    pub(crate) fn arm_wake(&self, when: u64, current: Current) -> TimerKey {
+        self.wheel.borrow_mut().insert(when, TimerEntry::Wake { index: current.index, serial: current.serial })
+    }
+
+    /// Schedules a `send_after` timer in this worker's wheel.
+    pub(crate) fn arm_entry(&self, when: u64, entry: TimerEntry) -> TimerKey {
+        self.wheel.borrow_mut().insert(when, entry)
+    }
+
+    /// Removes a timer of this worker's wheel if it has not fired.
+    pub(crate) fn disarm(&self, key: TimerKey) {
+        let removed = self.wheel.borrow_mut().remove(key);
+        drop(removed);
+    }
+
+    /// Fires every due timer (own wheel and shared wheel); returns how many.
+    fn fire_timers(&self) -> usize {
+        let shared_next = self.shared.timers.next_expiration();
+        if self.wheel.borrow().is_empty() && shared_next == u64::MAX {
+            return 0;
+        }
+        let now = self.shared.clock.now_ticks();
+        let mut expired = self.expired.borrow_mut();
+        self.wheel.borrow_mut().poll(now, &mut expired);
+        if shared_next <= now {
+            self.shared.timers.poll(now, &mut expired);
+        }
+        let mut entries = std::mem::take(&mut *expired);
+        drop(expired);
+        let fired = entries.len();
+        for entry in entries.drain(..) {
+            self.fire(entry);
+        }
+        *self.expired.borrow_mut() = entries;
+        fired
+    }
+
+    fn fire(&self, entry: TimerEntry) {
+        match entry {
+            TimerEntry::Wake { index, serial } => {
+                if let Some(slot) = self.shared.table.get(index) {
+                    match slot.wake(serial) {
+                        Wake::None => {}
+                        Wake::Schedule => self.schedule_back(index),
+                        Wake::Waker(waker) => waker.wake(),
+                    }
+                }
+            }
+            TimerEntry::Send(pending) => {
+                if let Some((pid, env)) = pending.fire() {
+                    crate::send::deliver(pid, env);
+                }
+            }
+            TimerEntry::Waker(waker) => waker.wake(),
+        }
+    }
+
+    /// How long to park: until the next timer of ours or of the shared wheel.
+    fn park_timeout(&self) -> Option<Duration> {
+        let own = self.wheel.borrow().next_expiration().unwrap_or(u64::MAX);
+        let next = own.min(self.shared.timers.next_expiration());
+        (next != u64::MAX).then(|| self.shared.clock.until(next))
+    }
+
+    /// On thread exit: give cached slot indices back; drop pending timers.
+    fn retire(&self) {
+        let free = std::mem::take(&mut *self.free.borrow_mut());
+        self.shared.table.release(free);
+        let mut wheel = self.wheel.borrow_mut();
+        let mut pending = Vec::new();
+        wheel.poll(u64::MAX / 2, &mut pending);
+        drop(wheel);
+        drop(pending);
+        if let Some(index) = self.run_next.take() {
+            self.shared.sched.inject.push(index);
+        }
+        while let Some(index) = self.local.pop() {
+            self.shared.sched.inject.push(index);
+        }
+    }
+}
+
+/// Logs an exit the way Erlang's error logger reports crashes: failures at
+/// `warn`/`error`, normal and shutdown exits only at `trace`.
+fn report_exit(pid: Pid, reason: &ExitReason) {
+    match reason {
+        ExitReason::Normal | ExitReason::Shutdown(_) => tracing::trace!(%pid, %reason, "process exited"),
+        ExitReason::Panic(_) => tracing::error!(%pid, %reason, "process crashed"),
+        _ => tracing::warn!(%pid, %reason, "process exited abnormally"),
+    }
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("index", &self.index).field("node", &self.shared.node).finish()
+    }
+}

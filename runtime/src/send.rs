@@ -1,0 +1,147 @@
+//! Sending: `pid.send(msg)`, `send(pid, msg)`, `send_local`, `send_named`.
+//!
+//! A send never blocks and never fails for a Pid: the message goes into the
+//! target's mailbox, or, if the target has exited, is dropped and counted
+//! (Erlang drops it silently). Messages from one sender to one receiver
+//! arrive in the order sent: a sender's pushes into a mailbox are
+//! sequential and the mailbox is FIFO.
+//!
+//! The fast path — a process sending to a process of its own runtime — is a
+//! table lookup and one lock-free-in-practice push (see `slot.rs`); sends
+//! from other threads find the target's runtime in the node table.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::envelope::Envelope;
+use crate::error::SendError;
+use crate::pid::Pid;
+use crate::scheduler::worker::{with_current, with_worker};
+use crate::sync::global::{AtomicU64, Ordering};
+
+/// A message that can go anywhere, including (once the network node is
+/// running) to another machine: `Serialize + DeserializeOwned + Send +
+/// 'static`. Implemented for every such type.
+///
+/// Types that cannot be serialized (channels, closures, `Arc`s) can still be
+/// sent to local processes with [`send_local`] and received with
+/// [`recv_local`](crate::recv_local) or [`receive!`](crate::receive).
+pub trait Message: Serialize + DeserializeOwned + Send + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {}
+
+/// Messages dropped because their Pid named no running runtime at all.
+static UNROUTABLE: AtomicU64 = AtomicU64::new(0);
+
+/// Sends `msg` to `to`. Never blocks; if `to` has exited the message is
+/// dropped (and counted in [`RuntimeStats`](crate::RuntimeStats)).
+///
+/// Works from any thread: a process, a plain thread, or another runtime.
+///
+/// # Examples
+///
+/// ```
+/// use krarup_runtime::{recv, send, self_pid, Runtime};
+///
+/// let rt = Runtime::new();
+/// let got = rt.block_on(async {
+///     send(self_pid(), 42u32);
+///     recv::<u32>().await
+/// });
+/// assert_eq!(got, 42);
+/// ```
+#[inline]
+pub fn send<M: Message>(to: Pid, msg: M) {
+    deliver(to, Envelope::new(msg));
+}
+
+/// Sends a message that need not be serializable; it can only ever reach a
+/// process in this OS process (a remote Pid drops it).
+#[inline]
+pub fn send_local<M: Send + 'static>(to: Pid, msg: M) {
+    deliver(to, Envelope::new(msg));
+}
+
+/// Sends `msg` to the process registered as `name` in the current
+/// process's runtime (Erlang's `Name ! Msg`).
+///
+/// # Errors
+/// [`SendError::NotRegistered`], with the message handed back, if no
+/// process has that name.
+///
+/// # Panics
+/// If called outside a process (use [`Runtime::whereis`](crate::Runtime::whereis) there).
+pub fn send_named<M: Message>(name: &str, msg: M) -> Result<(), SendError<M>> {
+    match crate::registry::whereis(name) {
+        Some(pid) => {
+            send(pid, msg);
+            Ok(())
+        }
+        None => Err(SendError::NotRegistered(msg)),
+    }
+}
+
+impl Pid {
+    /// Sends `msg` to this process: `pid.send(msg)` is [`send(pid, msg)`](send).
+    #[inline]
+    pub fn send<M: Message>(self, msg: M) {
+        send(self, msg);
+    }
+
+    /// Sends a non-serializable message: [`send_local`].
+    #[inline]
+    pub fn send_local<M: Send + 'static>(self, msg: M) {
+        send_local(self, msg);
+    }
+}
+
+/// Routes an envelope to its target's runtime and mailbox.
+#[inline]
+pub(crate) fn deliver(to: Pid, env: Envelope) {
+    with_worker(|worker| match worker {
+        Some(w) if w.shared.node == to.node() => w.deliver(to, env),
+        _ => deliver_from_afar(to, env),
+    });
+}
+
+#[cold]
+fn deliver_from_afar(to: Pid, env: Envelope) {
+    match crate::node::lookup(to.node()) {
+        Some(shared) => shared.deliver(to, env),
+        None => {
+            UNROUTABLE.fetch_add(1, Ordering::Relaxed);
+            drop(env);
+        }
+    }
+}
+
+/// Whether the process is alive (Erlang's `is_process_alive/1`). Works
+/// from any thread. The answer may be stale as soon as it is returned.
+pub fn is_alive(pid: Pid) -> bool {
+    let check = |shared: &crate::runtime::Shared| shared.table.get(pid.index()).is_some_and(|s| s.is_alive(pid.serial()));
+    with_worker(|w| match w {
+        Some(w) if w.shared.node == pid.node() => check(&w.shared),
+        _ => crate::node::lookup(pid.node()).is_some_and(|shared| check(&shared)),
+    })
+}
+
+/// How many messages wait in `pid`'s mailbox, or None if it is not alive.
+/// Works from any thread. Messages of a type no receive asks for stay in
+/// the mailbox (as in Erlang), so a growing length is the usual sign of a
+/// mismatched message type: `(Pid, i32)` is not `(Pid, i64)`.
+pub fn mailbox_len(pid: Pid) -> Option<usize> {
+    let len = |shared: &crate::runtime::Shared| shared.table.get(pid.index()).and_then(|s| s.mailbox_len(pid.serial()));
+    with_worker(|w| match w {
+        Some(w) if w.shared.node == pid.node() => len(&w.shared),
+        _ => crate::node::lookup(pid.node()).and_then(|shared| len(&shared)),
+    })
+}
+
+/// The Pid of the calling process (Erlang's `self()`).
+///
+/// # Panics
+/// If called outside a krarup process.
+#[inline]
+pub fn self_pid() -> Pid {
+    with_current("self_pid", |worker, current| Pid::from_parts(worker.shared.node, current.index, current.serial))
+}

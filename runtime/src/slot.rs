@@ -1,0 +1,492 @@
+//! A process slot: one entry of the process table, with the state word that
+//! serialises everything other threads may do to the process.
+//!
+//! # The state word
+//!
+//! One `AtomicU64`: the high 32 bits are the slot's current *serial* (which
+//! incarnation lives here; see [`Pid`](crate::Pid)), the low bits are flags:
+//!
+//! | bit            | meaning                                                        | changed by |
+//! |----------------|----------------------------------------------------------------|------------|
+//! | `LOCKED`       | a thread holds the mailbox lock (outer queue, extras)          | anyone, spin lock |
+//! | `LIVE`         | an incarnation occupies the slot                               | spawn / exit |
+//! | `BUSY`         | exactly one worker owns the process: it is queued or running   | waker → owner |
+//! | `NOTIFIED`     | a waker fired while `BUSY`: poll again after this poll         | waker / owner |
+//! | `MSG`          | the outer queue is non-empty (level)                           | sender / owner |
+//! | `MSG_NOTIFIED` | a message arrived while `BUSY` and the owner has not looked    | sender / owner |
+//! | `EXTERNAL`     | an external mailbox: wake its stored `Waker`, never schedule   | spawn |
+//! | `NAMED`        | the incarnation has a registered name to release at exit       | registry |
+//!
+//! Every change to the word either holds `LOCKED` or is a compare-exchange
+//! that expects `LOCKED` clear, so while a thread holds the lock nobody else
+//! changes the word and unlocking is a plain release store of the new value.
+//!
+//! # Protocol
+//!
+//! 1. *Send* (any thread): lock; if the serial differs from the Pid's or the
+//!    slot is not `LIVE`, unlock and drop the message (the target is dead —
+//!    this check under the lock is what keeps a message from ever reaching
+//!    the next incarnation). Otherwise push to the outer queue, set `MSG`;
+//!    if `BUSY` set `MSG_NOTIFIED`, else set `BUSY` and return
+//!    [`Wake::Schedule`]: the sender now owns the process and must queue it.
+//! 2. *Wake* (a `Waker` or timer, any thread): the same without the push,
+//!    setting `NOTIFIED` instead of `MSG_NOTIFIED`.
+//! 3. *Receive* (the owner, while polling): a relaxed load of `MSG`; if set,
+//!    lock, move the outer queue to the end of the inner one, clear `MSG`
+//!    and `MSG_NOTIFIED`, unlock. The inner queue is the owner's alone.
+//! 4. *After a `Pending` poll* (the owner): if none of `NOTIFIED`,
+//!    `MSG_NOTIFIED`, `LOCKED` is set, one compare-exchange clears `BUSY` and
+//!    the process is idle; a later send or wake will schedule it (step 1/2).
+//!    Otherwise, under the lock, clear both notifications and keep `BUSY`:
+//!    the owner queues it again. A wake is therefore never lost (the sender
+//!    either sees `BUSY` clear and schedules, or sets a notification the
+//!    owner sees in this step) and a process is never queued twice (only
+//!    the thread that sets `BUSY` queues it).
+//! 5. *Exit* (the owner): lock, advance the serial, clear every flag, take
+//!    the outer queue and extras, unlock. From then on every stale sender or
+//!    waker fails the serial check.
+//!
+//! The owner's exclusive access to the inner queue and the task is handed
+//! from thread to thread by `BUSY` itself: the release in step 4 (or the
+//! unlock in step 1) is acquired by the next thread that takes the lock and
+//! sets `BUSY`, which then publishes the slot through a run queue.
+
+use std::task::Waker;
+
+use crate::envelope::Envelope;
+use crate::queue::RingQueue;
+use crate::sync::{spin_loop, thread, AtomicU32, AtomicU64, Ordering, UnsafeCell};
+use crate::task::TaskRef;
+
+pub(crate) const LOCKED: u64 = 1 << 0;
+pub(crate) const LIVE: u64 = 1 << 1;
+pub(crate) const BUSY: u64 = 1 << 2;
+pub(crate) const NOTIFIED: u64 = 1 << 3;
+pub(crate) const MSG: u64 = 1 << 4;
+pub(crate) const MSG_NOTIFIED: u64 = 1 << 5;
+pub(crate) const EXTERNAL: u64 = 1 << 6;
+pub(crate) const NAMED: u64 = 1 << 7;
+
+const SERIAL_SHIFT: u32 = 32;
+/// A slot whose serial reaches this value is retired, never reused.
+pub(crate) const RETIRED_SERIAL: u32 = u32::MAX;
+
+#[inline(always)]
+fn serial_of(word: u64) -> u32 {
+    (word >> SERIAL_SHIFT) as u32
+}
+
+#[inline(always)]
+fn with_serial(serial: u32) -> u64 {
+    (serial as u64) << SERIAL_SHIFT
+}
+
+/// What the caller of [`Slot::deliver`] or [`Slot::wake`] must do next.
+#[derive(Debug)]
+#[must_use]
+pub(crate) enum Wake {
+    /// Nothing: the process was already owned, or it is dead.
+    None,
+    /// The caller set `BUSY` and now owns the process: queue it.
+    Schedule,
+    /// An external mailbox was waiting: wake this waker.
+    Waker(Waker),
+}
+
+/// The result of delivering a message.
+#[derive(Debug)]
+#[must_use]
+pub(crate) enum Delivery {
+    /// Queued in the mailbox; do what the [`Wake`] says.
+    Queued(Wake),
+    /// The target incarnation is gone; the message is handed back to be dropped.
+    Dead(Envelope),
+}
+
+/// What the owner must do after a `Pending` poll.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum AfterPoll {
+    /// `BUSY` is cleared: the process waits for a send or a wake.
+    Idle,
+    /// It was woken during the poll: the owner queues it again.
+    Reschedule,
+}
+
+/// Lazily allocated per-incarnation state that other threads touch (under
+/// `LOCKED`). Kept out of line so an idle process costs only its slot.
+#[derive(Debug, Default)]
+pub(crate) struct Extras {
+    /// The waker of an external mailbox's pending receive.
+    pub(crate) waker: Option<Waker>,
+}
+
+/// What an exiting incarnation leaves behind, to be disposed of outside the lock.
+#[derive(Debug)]
+pub(crate) struct Remains {
+    /// The word's flags just before exit (e.g. `NAMED`).
+    pub(crate) flags: u64,
+    /// Messages never looked at.
+    pub(crate) outer: RingQueue<Envelope>,
+    /// Extras, if any were allocated.
+    pub(crate) extras: Option<Box<Extras>>,
+}
+
+/// The owner's private part of a mailbox: messages already looked at.
+#[derive(Debug, Default)]
+pub(crate) struct Inner {
+    /// Messages moved here from the outer queue, oldest first.
+    pub(crate) queue: RingQueue<Envelope>,
+    /// Bumped whenever a message is removed from anywhere but the front, so
+    /// a suspended receive knows its saved scan position may have moved.
+    pub(crate) epoch: u32,
+}
+
+/// One entry of the process table. All-zero bytes are a valid free slot with
+/// serial 0 (outside loom), which lets the table hand out zeroed memory.
+pub(crate) struct Slot {
+    word: AtomicU64,
+    /// Messages not yet seen by the process. Guarded by `LOCKED`.
+    outer: UnsafeCell<RingQueue<Envelope>>,
+    /// Guarded by `LOCKED`; null until first needed.
+    extras: UnsafeCell<*mut Extras>,
+    /// Owned by the `BUSY` holder (or the external mailbox's handle).
+    inner: UnsafeCell<Inner>,
+    /// The process's future. Owned by the `BUSY` holder.
+    task: UnsafeCell<Option<TaskRef>>,
+    /// Length of the inner queue, mirrored for observers (relaxed).
+    inner_len: AtomicU32,
+}
+
+// SAFETY: every field is accessed under the protocol in the module docs:
+// `outer` and `extras` under `LOCKED`, `inner` and `task` by the one owner
+// designated by `BUSY` (or the external handle). The payloads are `Send`.
+unsafe impl Sync for Slot {}
+// SAFETY: as above; a slot moves between threads only as part of the table.
+unsafe impl Send for Slot {}
+
+impl Slot {
+    /// A free slot with serial 0.
+    pub(crate) fn new() -> Slot {
+        Slot {
+            word: AtomicU64::new(0),
+            outer: UnsafeCell::new(RingQueue::new()),
+            extras: UnsafeCell::new(std::ptr::null_mut()),
+            inner: UnsafeCell::new(Inner { queue: RingQueue::new(), epoch: 0 }),
+            task: UnsafeCell::new(None),
+            inner_len: AtomicU32::new(0),
+        }
+    }
+
+    /// The current word (for observers; racy by nature).
+    #[inline]
+    pub(crate) fn load(&self) -> u64 {
+        self.word.load(Ordering::Acquire)
+    }
+
+    /// The serial of the incarnation that lives (or will next live) here.
+    #[inline]
+    pub(crate) fn serial(&self) -> u32 {
+        serial_of(self.word.load(Ordering::Acquire))
+    }
+
+    /// Whether incarnation `serial` is alive.
+    pub(crate) fn is_alive(&self, serial: u32) -> bool {
+        let w = self.load();
+        w & LIVE != 0 && serial_of(w) == serial
+    }
+
+    /// Acquires the mailbox lock; returns the word as it is now (with `LOCKED`).
+    #[inline]
+    fn lock(&self) -> u64 {
+        let mut spins = 0u32;
+        loop {
+            let prev = self.word.fetch_or(LOCKED, Ordering::Acquire);
+            if prev & LOCKED == 0 {
+                return prev | LOCKED;
+            }
+            // Wait for the holder without hammering the line with RMWs.
+            while self.word.load(Ordering::Relaxed) & LOCKED != 0 {
+                if spins < 64 {
+                    spin_loop();
+                } else {
+                    thread::yield_now();
+                }
+                spins += 1;
+            }
+        }
+    }
+
+    /// Releases the lock, publishing `word` (which must not have `LOCKED`).
+    #[inline]
+    fn unlock(&self, word: u64) {
+        debug_assert_eq!(word & LOCKED, 0);
+        self.word.store(word, Ordering::Release);
+    }
+
+    /// Step 1: delivers `env` to incarnation `serial`.
+    #[inline]
+    pub(crate) fn deliver(&self, serial: u32, env: Envelope) -> Delivery {
+        let w = self.lock();
+        if serial_of(w) != serial || w & LIVE == 0 {
+            self.unlock(w & !LOCKED);
+            return Delivery::Dead(env);
+        }
+        // SAFETY: we hold LOCKED, which guards `outer`.
+        self.outer.with_mut(|outer| unsafe { (*outer).push_back(env) });
+        let (word, wake) = self.claim(w | MSG, MSG_NOTIFIED);
+        self.unlock(word & !LOCKED);
+        Delivery::Queued(wake)
+    }
+
+    /// Step 2: wakes incarnation `serial` (a `Waker` or a timer fired).
+    pub(crate) fn wake(&self, serial: u32) -> Wake {
+        let w = self.lock();
+        if serial_of(w) != serial || w & LIVE == 0 {
+            self.unlock(w & !LOCKED);
+            return Wake::None;
+        }
+        let (word, wake) = self.claim(w, NOTIFIED);
+        self.unlock(word & !LOCKED);
+        wake
+    }
+
+    /// Under the lock: decides who runs the process after a send or wake.
+    #[inline]
+    fn claim(&self, w: u64, notification: u64) -> (u64, Wake) {
+        if w & EXTERNAL != 0 {
+            // SAFETY: we hold LOCKED, which guards `extras`.
+            let waker = self.extras.with_mut(|e| unsafe { (*e).as_mut().and_then(|x| x.waker.take()) });
+            (w, waker.map_or(Wake::None, Wake::Waker))
+        } else if w & BUSY != 0 {
+            (w | notification, Wake::None)
+        } else {
+            (w | BUSY, Wake::Schedule)
+        }
+    }
+
+    /// Step 3: moves newly arrived messages to the end of the inner queue.
+    /// Returns whether anything arrived.
+    ///
+    /// # Safety
+    /// The caller owns the process (`BUSY` holder or the external handle).
+    #[inline]
+    pub(crate) unsafe fn drain(&self) -> bool {
+        if self.word.load(Ordering::Relaxed) & MSG == 0 {
+            return false;
+        }
+        let w = self.lock();
+        self.outer.with_mut(|outer| {
+            self.inner.with_mut(|inner| {
+                // SAFETY: LOCKED guards `outer`; the caller owns `inner`.
+                unsafe { (*inner).queue.append(&mut *outer) };
+                // SAFETY: as above.
+                let len = unsafe { (*inner).queue.len() };
+                self.inner_len.store(len as u32, Ordering::Relaxed);
+            })
+        });
+        self.unlock(w & !(LOCKED | MSG | MSG_NOTIFIED));
+        true
+    }
+
+    /// Step 4: after a `Pending` poll, either goes idle or asks to be requeued.
+    ///
+    /// # Safety
+    /// The caller is the `BUSY` holder.
+    #[inline]
+    pub(crate) unsafe fn transition_to_idle(&self) -> AfterPoll {
+        let w = self.word.load(Ordering::Relaxed);
+        debug_assert!(w & BUSY != 0);
+        if w & (LOCKED | NOTIFIED | MSG_NOTIFIED) == 0
+            && self.word.compare_exchange(w, w & !BUSY, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        {
+            return AfterPoll::Idle;
+        }
+        let w = self.lock();
+        if w & (NOTIFIED | MSG_NOTIFIED) != 0 {
+            self.unlock(w & !(LOCKED | NOTIFIED | MSG_NOTIFIED));
+            AfterPoll::Reschedule
+        } else {
+            self.unlock(w & !(LOCKED | BUSY));
+            AfterPoll::Idle
+        }
+    }
+
+    /// Whether a wake arrived during the current poll (owner only; a hint).
+    #[inline]
+    pub(crate) fn is_notified(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & (NOTIFIED | MSG_NOTIFIED) != 0
+    }
+
+    /// Marks the running process as woken, so it is polled again (a yield).
+    pub(crate) fn notify_self(&self) {
+        let w = self.lock();
+        self.unlock((w | NOTIFIED) & !LOCKED);
+    }
+
+    /// Makes a free slot live as incarnation `serial`, owned by the caller
+    /// (`BUSY`) or, for an external mailbox, waiting (`EXTERNAL`).
+    /// Returns false if the slot is not free (a bug) or is retired.
+    ///
+    /// # Safety
+    /// The slot must be free (taken from the free list): nobody owns it.
+    pub(crate) unsafe fn transition_to_live(&self, task: Option<TaskRef>, external: bool) -> u32 {
+        // SAFETY: a free slot has no owner; we are about to become it.
+        self.task.with_mut(|t| unsafe { *t = task });
+        let w = self.lock();
+        debug_assert_eq!(w & (LIVE | BUSY), 0, "spawning into a live slot");
+        let flags = if external { LIVE | EXTERNAL } else { LIVE | BUSY };
+        self.unlock((w & !LOCKED) | flags);
+        serial_of(w)
+    }
+
+    /// Step 5: ends the current incarnation. Returns what it leaves behind.
+    ///
+    /// # Safety
+    /// The caller owns the process (`BUSY` holder or the external handle).
+    pub(crate) unsafe fn transition_to_exited(&self) -> Remains {
+        let w = self.lock();
+        let serial = serial_of(w);
+        // SAFETY: LOCKED guards `outer` and `extras`.
+        let outer = self.outer.with_mut(|o| unsafe { (*o).take() });
+        // SAFETY: as above.
+        let extras = self.extras.with_mut(|e| unsafe { std::mem::replace(&mut *e, std::ptr::null_mut()) });
+        let next = if serial >= RETIRED_SERIAL - 1 { RETIRED_SERIAL } else { serial + 1 };
+        self.unlock(with_serial(next));
+        self.inner_len.store(0, Ordering::Relaxed);
+        Remains {
+            flags: w & !LOCKED,
+            outer,
+            // SAFETY: a non-null extras pointer came from Box::into_raw in `with_extras`.
+            extras: (!extras.is_null()).then(|| unsafe { Box::from_raw(extras) }),
+        }
+    }
+
+    /// Whether the slot may be handed out again (its serial has not run out).
+    pub(crate) fn is_reusable(&self) -> bool {
+        self.serial() != RETIRED_SERIAL
+    }
+
+    /// Runs `f` on the extras of incarnation `serial` under the lock,
+    /// allocating them if needed. Returns None if `serial` is not alive.
+    pub(crate) fn with_extras<R>(&self, serial: u32, f: impl FnOnce(&mut Extras) -> R) -> Option<R> {
+        let w = self.lock();
+        if serial_of(w) != serial || w & LIVE == 0 {
+            self.unlock(w & !LOCKED);
+            return None;
+        }
+        let r = self.extras.with_mut(|e| {
+            // SAFETY: LOCKED guards `extras`; a non-null pointer came from Box::into_raw.
+            unsafe {
+                if (*e).is_null() {
+                    *e = Box::into_raw(Box::default());
+                }
+                f(&mut **e)
+            }
+        });
+        self.unlock(w & !LOCKED);
+        Some(r)
+    }
+
+    /// For an external mailbox: if nothing arrived, stores `waker` to be
+    /// woken by the next delivery. Returns false (storing nothing) if
+    /// messages are waiting.
+    pub(crate) fn register_waker(&self, serial: u32, waker: &Waker) -> bool {
+        let w = self.lock();
+        if w & MSG != 0 || serial_of(w) != serial {
+            self.unlock(w & !LOCKED);
+            return false;
+        }
+        self.extras.with_mut(|e| {
+            // SAFETY: LOCKED guards `extras`; a non-null pointer came from Box::into_raw.
+            unsafe {
+                if (*e).is_null() {
+                    *e = Box::into_raw(Box::default());
+                }
+                match &mut (**e).waker {
+                    Some(old) if old.will_wake(waker) => {}
+                    slot => *slot = Some(waker.clone()),
+                }
+            }
+        });
+        self.unlock(w & !LOCKED);
+        true
+    }
+
+    /// Sets or clears `flag` on incarnation `serial`; false if it is not alive.
+    pub(crate) fn set_flag(&self, serial: u32, flag: u64, on: bool) -> bool {
+        let w = self.lock();
+        let alive = serial_of(w) == serial && w & LIVE != 0;
+        let w = if alive && on { w | flag } else if alive { w & !flag } else { w };
+        self.unlock(w & !LOCKED);
+        alive
+    }
+
+    /// Number of messages in the mailbox (outer exact, inner mirrored).
+    pub(crate) fn mailbox_len(&self, serial: u32) -> Option<usize> {
+        let w = self.lock();
+        let alive = serial_of(w) == serial && w & LIVE != 0;
+        // SAFETY: LOCKED guards `outer`.
+        let outer = self.outer.with(|o| unsafe { (*o).len() });
+        self.unlock(w & !LOCKED);
+        alive.then(|| outer + self.inner_len.load(Ordering::Relaxed) as usize)
+    }
+
+    /// Runs `f` on the owner's inner queue.
+    ///
+    /// # Safety
+    /// The caller owns the process (`BUSY` holder or the external handle),
+    /// and `f` must not re-enter the slot's owner-only methods.
+    #[inline]
+    pub(crate) unsafe fn with_inner<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        self.inner.with_mut(|inner| {
+            // SAFETY: the caller owns `inner` (see above).
+            let inner = unsafe { &mut *inner };
+            let r = f(inner);
+            self.inner_len.store(inner.queue.len() as u32, Ordering::Relaxed);
+            r
+        })
+    }
+
+    /// Takes the task out (for polling it in place, or dropping it at exit).
+    ///
+    /// # Safety
+    /// The caller is the `BUSY` holder.
+    #[inline]
+    pub(crate) unsafe fn task(&self) -> Option<TaskRef> {
+        // SAFETY: the caller owns `task`.
+        self.task.with(|t| unsafe { *t })
+    }
+
+    /// Clears the task pointer (the caller frees the task).
+    ///
+    /// # Safety
+    /// The caller is the `BUSY` holder.
+    pub(crate) unsafe fn clear_task(&self) -> Option<TaskRef> {
+        // SAFETY: the caller owns `task`.
+        self.task.with_mut(|t| unsafe { (*t).take() })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // The runtime frees slots only after every process is gone; free what
+        // a leftover incarnation still holds (e.g. a mailbox never closed).
+        self.extras.with_mut(|e| {
+            // SAFETY: `&mut self`: nobody else can reach the slot; a non-null
+            // pointer came from Box::into_raw.
+            unsafe {
+                if !(*e).is_null() {
+                    drop(Box::from_raw(*e));
+                }
+            }
+        });
+    }
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let w = self.load();
+        f.debug_struct("Slot").field("serial", &serial_of(w)).field("flags", &format_args!("{:#x}", w as u32)).finish()
+    }
+}

@@ -1,0 +1,222 @@
+//! The process table: slots addressed by a `u32` index, stored in segments
+//! that never move, so a `&Slot` stays valid for the runtime's lifetime.
+//!
+//! Segment `k` holds `1024 << k` slots and starts at index
+//! `1024 * (2^k - 1)`, so 23 segments cover every `u32` index and a lookup
+//! is a leading-zeros count and two loads. Segments are allocated on first
+//! use with zeroed memory (a zeroed slot is a valid free slot, see
+//! `slot.rs`), so untouched parts of a large segment cost no RSS.
+//!
+//! Slot indices are handed out from a free list (slots whose process has
+//! exited) or, when it is empty, from the never-used tail (`next`). Workers
+//! keep their own small caches of free indices in front of this list (see
+//! `scheduler/worker.rs`). A slot whose serial ran out is never returned to
+//! the free list.
+
+use std::alloc::{self, Layout};
+use std::ptr;
+
+use crate::slot::Slot;
+use crate::sync::{AtomicPtr, AtomicU32, Mutex, Ordering};
+
+const BASE_SHIFT: u32 = 10;
+const SEGMENTS: usize = 23;
+
+/// Where index `i` lives: (segment, offset within it).
+#[inline(always)]
+fn locate(index: u32) -> (usize, usize) {
+    let j = (index >> BASE_SHIFT) + 1;
+    let segment = 31 - j.leading_zeros();
+    let start = ((1u32 << segment) - 1) << BASE_SHIFT;
+    (segment as usize, (index - start) as usize)
+}
+
+#[inline(always)]
+fn segment_len(segment: usize) -> usize {
+    1usize << (BASE_SHIFT as usize + segment)
+}
+
+/// The table of process slots.
+pub(crate) struct Table {
+    segments: [AtomicPtr<Slot>; SEGMENTS],
+    /// Number of indices ever handed out from the tail.
+    next: AtomicU32,
+    /// Indices of free, reusable slots.
+    free: Mutex<Vec<u32>>,
+}
+
+impl Table {
+    pub(crate) fn new() -> Table {
+        Table {
+            segments: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            next: AtomicU32::new(0),
+            free: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The slot at `index`, if that index was ever handed out.
+    #[inline]
+    pub(crate) fn get(&self, index: u32) -> Option<&Slot> {
+        if index >= self.next.load(Ordering::Acquire) {
+            return None;
+        }
+        let (segment, offset) = locate(index);
+        let base = self.segments[segment].load(Ordering::Acquire);
+        if base.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null segment holds `segment_len(segment)` slots that
+        // live until the table is dropped, and `offset` is within it.
+        Some(unsafe { &*base.add(offset) })
+    }
+
+    /// The slot at an index known to be handed out (a queued or running process).
+    #[inline]
+    pub(crate) fn slot(&self, index: u32) -> &Slot {
+        self.get(index).expect("slot index was handed out")
+    }
+
+    /// Takes up to `max` free indices into `out`; if the free list is empty,
+    /// hands out one new index from the tail. Returns how many were added.
+    pub(crate) fn alloc_into(&self, out: &mut Vec<u32>, max: usize) -> usize {
+        {
+            let mut free = self.free.lock();
+            if !free.is_empty() {
+                let take = free.len().min(max.max(1));
+                let at = free.len() - take;
+                out.extend(free.drain(at..));
+                return take;
+            }
+        }
+        out.push(self.alloc_new());
+        1
+    }
+
+    /// Hands out one never-used index, allocating its segment if needed.
+    fn alloc_new(&self) -> u32 {
+        let index = self.next.fetch_add(1, Ordering::AcqRel);
+        assert!(index != u32::MAX, "krarup: process table exhausted (2^32 slots)");
+        let (segment, _) = locate(index);
+        if self.segments[segment].load(Ordering::Acquire).is_null() {
+            self.allocate_segment(segment);
+        }
+        index
+    }
+
+    #[cold]
+    fn allocate_segment(&self, segment: usize) {
+        let len = segment_len(segment);
+        let fresh = new_segment(len);
+        if self.segments[segment]
+            .compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // SAFETY: `fresh` was allocated just above with this length and
+            // never shared (the exchange failed).
+            unsafe { free_segment(fresh, len) };
+        }
+    }
+
+    /// Returns indices of exited processes to the free list.
+    pub(crate) fn release(&self, indices: impl IntoIterator<Item = u32>) {
+        let mut free = self.free.lock();
+        free.extend(indices.into_iter().filter(|&i| self.get(i).is_some_and(Slot::is_reusable)));
+    }
+
+    /// Number of indices handed out so far (live, free or retired).
+    pub(crate) fn high_water(&self) -> u32 {
+        self.next.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        for (segment, base) in self.segments.iter().enumerate() {
+            let base = base.load(Ordering::Acquire);
+            if !base.is_null() {
+                // SAFETY: the segment was allocated by `new_segment` with this
+                // length; `&mut self` means no slot reference is alive.
+                unsafe { free_segment(base, segment_len(segment)) };
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table").field("high_water", &self.high_water()).finish()
+    }
+}
+
+/// Allocates `len` free slots. Outside loom the memory comes zeroed from the
+/// allocator and is never written until used: a zeroed slot is a free slot.
+fn new_segment(len: usize) -> *mut Slot {
+    #[cfg(not(loom))]
+    {
+        let layout = Layout::array::<Slot>(len).expect("segment size overflow");
+        // SAFETY: the layout has non-zero size (len ≥ 1024, Slot is not a ZST).
+        let p = unsafe { alloc::alloc_zeroed(layout) }.cast::<Slot>();
+        if p.is_null() {
+            alloc::handle_alloc_error(layout);
+        }
+        p
+    }
+    #[cfg(loom)]
+    {
+        // loom's atomics are not zero-valid: construct each slot.
+        let slots: Box<[Slot]> = (0..len).map(|_| Slot::new()).collect();
+        Box::into_raw(slots).cast::<Slot>()
+    }
+}
+
+/// # Safety
+/// `base` came from `new_segment(len)` and no reference into it is alive.
+unsafe fn free_segment(base: *mut Slot, len: usize) {
+    // SAFETY: every slot in the segment is a valid (possibly zeroed) slot.
+    unsafe { ptr::drop_in_place(ptr::slice_from_raw_parts_mut(base, len)) };
+    let layout = Layout::array::<Slot>(len).expect("segment size overflow");
+    // SAFETY: allocated with this layout (`alloc_zeroed`, or a boxed slice of `len` slots).
+    unsafe { alloc::dealloc(base.cast(), layout) };
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_tile_the_index_space() {
+        assert_eq!(locate(0), (0, 0));
+        assert_eq!(locate(1023), (0, 1023));
+        assert_eq!(locate(1024), (1, 0));
+        assert_eq!(locate(3071), (1, 2047));
+        assert_eq!(locate(3072), (2, 0));
+        let (segment, offset) = locate(u32::MAX);
+        assert!(segment < SEGMENTS && offset < segment_len(segment));
+    }
+
+    #[test]
+    fn zeroed_slots_are_free_with_serial_zero() {
+        let table = Table::new();
+        let mut got = Vec::new();
+        for _ in 0..3000 {
+            table.alloc_into(&mut got, 1);
+        }
+        assert_eq!(got.len(), 3000);
+        for &i in &got {
+            let slot = table.get(i).unwrap();
+            assert_eq!(slot.serial(), 0);
+            assert!(!slot.is_alive(0));
+        }
+        assert!(table.get(3000).is_none());
+    }
+
+    #[test]
+    fn released_indices_are_reused() {
+        let table = Table::new();
+        let mut got = Vec::new();
+        table.alloc_into(&mut got, 1);
+        table.release(got.drain(..));
+        table.alloc_into(&mut got, 8);
+        assert_eq!(got, vec![0]);
+    }
+}

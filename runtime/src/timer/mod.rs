@@ -1,0 +1,132 @@
+//! Timers: a hierarchical wheel per worker, plus one shared wheel for
+//! threads that are not workers.
+//!
+//! A timer is an entry in a [`Wheel`](wheel::Wheel) of the worker that
+//! created it; the worker checks its wheel in its loop (every few dozen
+//! polls while busy, and before parking, with the next expiration as the
+//! park timeout). No thread exists just for timers and no timer costs a
+//! thread wake-up of its own: timers due in the same millisecond fire in
+//! one batch, on a worker that is awake anyway or wakes once for all of
+//! them.
+//!
+//! Resolution is one millisecond. A deadline is rounded *up* to the next
+//! tick, so a timer never fires early.
+//!
+//! Removing an entry is O(1) but only the owning worker can touch its
+//! wheel; a future that is dropped or completes on another worker (its
+//! process was stolen) leaves the entry to fire harmlessly: a stale wake
+//! finds the process busy or dead, or polls it once for nothing.
+
+pub(crate) mod send_after;
+pub(crate) mod sleep;
+pub(crate) mod wheel;
+
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
+
+use self::wheel::{TimerKey, Wheel};
+
+/// What a timer does when it fires.
+#[derive(Debug)]
+pub(crate) enum TimerEntry {
+    /// Wake a process (a receive timeout or a sleep).
+    Wake { index: u32, serial: u32 },
+    /// Deliver a message (`send_after`).
+    Send(Arc<send_after::Pending>),
+    /// Wake a foreign future (an external mailbox's timeout).
+    Waker(Waker),
+}
+
+/// Milliseconds since the runtime started: the wheels' time unit.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Clock {
+        Clock { epoch: Instant::now() }
+    }
+
+    /// The current tick (rounded down).
+    #[inline]
+    pub(crate) fn now_ticks(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The first tick at or after `at` (rounded up, so never early).
+    pub(crate) fn ticks_at(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.epoch);
+        let ms = since.as_millis() as u64;
+        if Duration::from_millis(ms) < since {
+            ms + 1
+        } else {
+            ms
+        }
+    }
+
+    /// How long from now until tick `ticks` (zero if already past).
+    pub(crate) fn until(&self, ticks: u64) -> Duration {
+        (self.epoch + Duration::from_millis(ticks)).saturating_duration_since(Instant::now())
+    }
+}
+
+/// The wheel for timers created outside worker threads, under a mutex.
+#[derive(Debug)]
+pub(crate) struct SharedTimers {
+    wheel: Mutex<Wheel<TimerEntry>>,
+    /// Earliest pending expiration, `u64::MAX` when empty: lets busy workers
+    /// skip the lock.
+    next: AtomicU64,
+}
+
+impl SharedTimers {
+    pub(crate) fn new() -> SharedTimers {
+        SharedTimers { wheel: Mutex::new(Wheel::new(0)), next: AtomicU64::new(u64::MAX) }
+    }
+
+    /// Adds an entry; returns its key and whether it is now the earliest.
+    pub(crate) fn insert(&self, when: u64, entry: TimerEntry) -> (TimerKey, bool) {
+        let mut wheel = self.wheel.lock();
+        let key = wheel.insert(when, entry);
+        let earliest = wheel.next_expiration().unwrap_or(u64::MAX);
+        let previous = self.next.swap(earliest, Ordering::AcqRel);
+        (key, earliest < previous)
+    }
+
+    /// Removes an entry if it has not fired.
+    pub(crate) fn remove(&self, key: TimerKey) -> Option<TimerEntry> {
+        let mut wheel = self.wheel.lock();
+        let entry = wheel.remove(key);
+        self.next.store(wheel.next_expiration().unwrap_or(u64::MAX), Ordering::Release);
+        entry
+    }
+
+    /// The earliest pending expiration (`u64::MAX` if none).
+    #[inline]
+    pub(crate) fn next_expiration(&self) -> u64 {
+        self.next.load(Ordering::Acquire)
+    }
+
+    /// Moves every entry due at `now` into `out`.
+    pub(crate) fn poll(&self, now: u64, out: &mut Vec<TimerEntry>) {
+        if self.next_expiration() > now {
+            return;
+        }
+        let mut wheel = self.wheel.lock();
+        wheel.poll(now, out);
+        self.next.store(wheel.next_expiration().unwrap_or(u64::MAX), Ordering::Release);
+    }
+
+    /// Drops every pending entry (shutdown).
+    pub(crate) fn clear(&self) {
+        let mut wheel = self.wheel.lock();
+        let mut all = Vec::new();
+        wheel.poll(u64::MAX, &mut all);
+        self.next.store(u64::MAX, Ordering::Release);
+        drop(wheel);
+        drop(all);
+    }
+}

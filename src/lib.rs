@@ -1,0 +1,35 @@
+//! krarup: Erlang-style processes, mailboxes and selective receive for Rust.
+//!
+//! This facade re-exports the runtime ([`krarup_runtime`]) and, as they land,
+//! the network node and the RPC stubs. Most programs need only the
+//! [`prelude`].
+//!
+//! ```
+//! use krarup::prelude::*;
+//!
+//! let rt = Runtime::new();
+//! let reply = rt.block_on(async {
+//!     let server = spawn(async {
+//!         let (from, n): (Pid, i64) = recv().await;
+//!         from.send((self_pid(), n + 1));
+//!     });
+//!     server.send((self_pid(), 10i64));
+//!     let (_, n): (Pid, i64) = recv().await;
+//!     n
+//! });
+//! assert_eq!(reply, 11);
+//! ```
+#![deny(missing_docs)]
+
+pub use krarup_runtime::*;
+
+/// The network node (placeholder until it lands).
+pub use krarup_net as net;
+
+/// What most krarup programs use, in one import.
+pub mod prelude {
+    pub use krarup_runtime::{
+        receive, recv, recv_local, recv_timeout, register, self_pid, send, send_after, send_local, send_named, sleep,
+        spawn, spawn_blocking, try_recv, unregister, whereis, yield_now, ExitReason, Mailbox, Message, Pid, Runtime,
+    };
+}
