@@ -19,9 +19,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use crate::envelope::Envelope;
 use crate::pid::Pid;
-use crate::receive::{report_timeout, scan, waiting_types};
+use crate::receive::{report_timeout, scan_type, waiting_types, Scan};
 use crate::runtime::Shared;
 use crate::send::Message;
 use crate::slot::{Slot, NAMED};
@@ -53,14 +52,13 @@ use crate::timer::TimerEntry;
 pub struct Mailbox {
     shared: Arc<Shared>,
     pid: Pid,
-    pos: usize,
-    epoch: u32,
+    scan: Scan,
 }
 
 impl Mailbox {
     pub(crate) fn open(shared: Arc<Shared>) -> Mailbox {
         let pid = shared.open_external();
-        Mailbox { shared, pid, pos: 0, epoch: 0 }
+        Mailbox { shared, pid, scan: Scan::default() }
     }
 
     /// This mailbox's Pid: send it in messages so processes can reply.
@@ -74,12 +72,10 @@ impl Mailbox {
 
     /// Takes the oldest message of type `T`, if one is there.
     fn take<T: Send + 'static>(&mut self) -> Option<T> {
-        let shared = self.shared.clone();
-        let slot = shared.table.slot(self.pid.index());
-        let mut matcher = |env: &mut Envelope| env.is::<T>().then_some(0);
+        let slot = self.shared.table.slot(self.pid.index());
         // SAFETY: `&mut self`: this handle is the mailbox's only owner.
-        let hit = unsafe { scan(slot, &mut self.pos, &mut self.epoch, &mut matcher) };
-        hit.map(|(_, env)| env.downcast::<T>().unwrap_or_else(|_| unreachable!("matched by type")))
+        let hit = unsafe { scan_type::<T>(slot, &mut self.scan) };
+        hit.map(|env| env.downcast::<T>().unwrap_or_else(|_| unreachable!("matched by type")))
     }
 
     /// Takes the oldest message of type `T` if one is already here; never waits.

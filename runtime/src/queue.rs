@@ -93,6 +93,12 @@ impl<T> RingQueue<T> {
         Some(unsafe { &mut *self.buf.add(at) })
     }
 
+    /// The front element.
+    #[inline]
+    pub(crate) fn front(&self) -> Option<&T> {
+        self.get(0)
+    }
+
     /// A shared reference to the element at logical position `i`.
     #[inline]
     pub(crate) fn get(&self, i: usize) -> Option<&T> {

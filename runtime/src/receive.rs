@@ -45,53 +45,115 @@ use crate::slot::Slot;
 use crate::timer::wheel::TimerKey;
 
 /// Where a receive stopped scanning the inner queue.
-#[derive(Debug, Default)]
-struct Scan {
-    /// The process the position belongs to.
-    owner: Option<Current>,
+#[derive(Debug)]
+pub(crate) struct Scan {
+    /// The process the position belongs to (`index << 32 | serial`, or
+    /// `NO_OWNER`).
+    owner: u64,
     /// Messages at the front of the inner queue known not to match.
-    pos: usize,
+    pub(crate) pos: usize,
     /// The inner queue's epoch when `pos` was saved.
-    epoch: u32,
+    pub(crate) epoch: u32,
 }
 
-/// Steps 1-2 of the module docs. Returns the clause that matched and the
-/// message, or None if nothing matches yet.
+const NO_OWNER: u64 = u64::MAX;
+
+impl Default for Scan {
+    fn default() -> Self {
+        Scan { owner: NO_OWNER, pos: 0, epoch: 0 }
+    }
+}
+
+impl Scan {
+    /// Forgets a position saved for another process.
+    #[inline(always)]
+    fn claim(&mut self, current: Current) {
+        let owner = (u64::from(current.index) << 32) | u64::from(current.serial);
+        if self.owner != owner {
+            *self = Scan { owner, pos: 0, epoch: 0 };
+        }
+    }
+}
+
+/// Step 1 of the module docs: scans the inner queue from the saved position.
+///
+/// # Safety
+/// The caller owns the process whose slot this is, and `matcher` cannot
+/// reach the inner queue (it cannot start a receive: see `ScanGuard`).
+#[inline(always)]
+unsafe fn scan_inner<M>(slot: &Slot, scan: &mut Scan, matcher: &mut M) -> Option<(u32, Envelope)>
+where
+    M: FnMut(&mut Envelope) -> Option<u32>,
+{
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        slot.with_inner(|inner| {
+            if inner.epoch != scan.epoch {
+                scan.pos = 0;
+                scan.epoch = inner.epoch;
+            }
+            while let Some(env) = inner.queue.get_mut(scan.pos) {
+                if let Some(clause) = matcher(env) {
+                    let env = inner.queue.remove(scan.pos).expect("scanned position is in range");
+                    inner.epoch = inner.epoch.wrapping_add(1);
+                    scan.epoch = inner.epoch;
+                    scan.pos = 0;
+                    return Some((clause, env));
+                }
+                scan.pos += 1;
+            }
+            None
+        })
+    }
+}
+
+/// Steps 1-2 for any matcher (user patterns and guards): the clause that
+/// matched and the message, or None if nothing matches yet.
+///
+/// # Safety
+/// As for `scan_inner`.
+pub(crate) unsafe fn scan<M>(slot: &Slot, scan: &mut Scan, mut matcher: M) -> Option<(u32, Envelope)>
+where
+    M: FnMut(&mut Envelope) -> Option<u32>,
+{
+    loop {
+        // SAFETY: as the caller guarantees.
+        if let Some(hit) = unsafe { scan_inner(slot, scan, &mut matcher) } {
+            return Some(hit);
+        }
+        // SAFETY: as the caller guarantees.
+        if !unsafe { slot.drain() } {
+            return None;
+        }
+    }
+}
+
+/// Steps 1-2 for a receive by type. Once the inner queue is exhausted, a
+/// `T` at the front of the outer queue is taken directly, under the lock,
+/// without moving anything: the common case of a process that receives
+/// every message it is sent costs one lock per message.
 ///
 /// # Safety
 /// The caller owns the process whose slot this is.
-pub(crate) unsafe fn scan(
-    slot: &Slot,
-    pos: &mut usize,
-    epoch: &mut u32,
-    matcher: &mut dyn FnMut(&mut Envelope) -> Option<u32>,
-) -> Option<(u32, Envelope)> {
+#[inline]
+pub(crate) unsafe fn scan_type<T: Send + 'static>(slot: &Slot, scan: &mut Scan) -> Option<Envelope> {
+    let mut matcher = |env: &mut Envelope| env.is::<T>().then_some(0);
+    // Nothing new since this receive last looked: no unscanned inner
+    // message, nothing in the outer queue.
+    // SAFETY: the caller owns the process.
+    if !slot.has_new_messages() && unsafe { slot.with_inner(|inner| inner.queue.len() <= scan.pos) } {
+        return None;
+    }
     loop {
-        // SAFETY: the caller owns the process; the matcher cannot re-enter
-        // a receive (guarded by `ScanGuard` in the callers).
-        let hit = unsafe {
-            slot.with_inner(|inner| {
-                if inner.epoch != *epoch {
-                    *pos = 0;
-                    *epoch = inner.epoch;
-                }
-                while let Some(env) = inner.queue.get_mut(*pos) {
-                    if let Some(clause) = matcher(env) {
-                        let env = inner.queue.remove(*pos).expect("scanned position is in range");
-                        inner.epoch = inner.epoch.wrapping_add(1);
-                        *epoch = inner.epoch;
-                        *pos = 0;
-                        return Some((clause, env));
-                    }
-                    *pos += 1;
-                }
-                None
-            })
-        };
-        if hit.is_some() {
-            return hit;
+        // SAFETY: the caller owns the process; the matcher is a type check.
+        if let Some((_, env)) = unsafe { scan_inner(slot, scan, &mut matcher) } {
+            return Some(env);
         }
-        // SAFETY: the caller owns the process.
+        // SAFETY: as above, and every inner message was just rejected.
+        if let Some(env) = unsafe { slot.pop_front_if(Envelope::is::<T>) } {
+            return Some(env);
+        }
+        // SAFETY: as above.
         if !unsafe { slot.drain() } {
             return None;
         }
@@ -177,111 +239,125 @@ impl Drop for LocalTimer {
 struct ScanGuard<'a>(&'a Worker);
 
 impl<'a> ScanGuard<'a> {
+    #[inline]
     fn enter(worker: &'a Worker) -> ScanGuard<'a> {
-        assert!(!worker.is_scanning(), "krarup: a receive was started from inside a receive guard");
+        if worker.is_scanning() {
+            nested_receive();
+        }
         worker.set_scanning(true);
         ScanGuard(worker)
     }
 }
 
 impl Drop for ScanGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.0.set_scanning(false);
     }
 }
 
-/// The state of one receive, kept across polls.
-#[derive(Debug)]
-struct ReceiveState {
-    scan: Scan,
-    deadline: Deadline,
+/// A receive by type runs no user code, but must not run inside a guard
+/// (the guard's matcher holds the inner queue).
+#[inline(always)]
+fn refuse_inside_guard(worker: &Worker) {
+    if worker.is_scanning() {
+        nested_receive();
+    }
 }
 
-impl ReceiveState {
-    fn new(timeout: Option<Duration>) -> ReceiveState {
-        ReceiveState { scan: Scan::default(), deadline: Deadline::after(timeout) }
-    }
+#[cold]
+#[inline(never)]
+fn nested_receive() -> ! {
+    panic!("krarup: a receive was started from inside a receive! guard")
+}
 
-    /// One poll of a receive: `Ready(Some(..))` on a match, `Ready(None)` on
-    /// timeout.
-    fn poll(
-        &mut self,
-        what: &str,
-        matcher: &mut dyn FnMut(&mut Envelope) -> Option<u32>,
-        expected: &dyn Fn() -> Vec<&'static str>,
-    ) -> Poll<Option<(u32, Envelope)>> {
-        with_current(what, |worker, current| {
-            let slot = worker.shared.table.slot(current.index);
-            if !worker.consume_budget() {
-                slot.notify_self();
-                return Poll::Pending;
-            }
-            if self.scan.owner != Some(current) {
-                self.scan = Scan { owner: Some(current), pos: 0, epoch: 0 };
-            }
-            let hit = {
-                let _guard = ScanGuard::enter(worker);
-                // SAFETY: we are polling this process on this worker (BUSY).
-                unsafe { scan(slot, &mut self.scan.pos, &mut self.scan.epoch, matcher) }
-            };
-            if let Some(hit) = hit {
-                self.deadline = Deadline::Never;
-                return Poll::Ready(Some(hit));
-            }
-            let timed_out = match &mut self.deadline {
-                Deadline::Never => false,
-                Deadline::Now => true,
-                Deadline::At { at, timer } => {
-                    if Instant::now() >= *at {
-                        true
-                    } else {
-                        if timer.is_none() {
-                            *timer = Some(LocalTimer::arm(worker, current, *at));
-                        }
-                        false
-                    }
+impl Deadline {
+    /// After a miss: whether the deadline has passed; arms the timer the
+    /// first time the receive has to wait.
+    #[inline]
+    fn has_passed(&mut self, worker: &Worker, current: Current) -> bool {
+        match self {
+            Deadline::Never => false,
+            Deadline::Now => true,
+            Deadline::At { at, timer } => {
+                if Instant::now() >= *at {
+                    return true;
                 }
-            };
-            if !timed_out {
-                return Poll::Pending;
+                if timer.is_none() {
+                    *timer = Some(LocalTimer::arm(worker, current, *at));
+                }
+                false
             }
-            self.deadline = Deadline::Never;
-            if tracing::enabled!(tracing::Level::DEBUG) {
-                // SAFETY: we own the process (BUSY).
-                let (len, waiting) = unsafe { waiting_types(slot) };
-                let pid = crate::pid::Pid::from_parts(worker.shared.node, current.index, current.serial);
-                report_timeout(pid, len, &waiting, &expected());
-            }
-            Poll::Ready(None)
-        })
+        }
     }
 }
 
-/// Matches messages of type `T`.
-fn match_type<T: Send + 'static>(env: &mut Envelope) -> Option<u32> {
-    env.is::<T>().then_some(0)
+/// One poll of a receive in the current process: takes a unit of budget
+/// (or yields), runs `attempt` over the mailbox, and handles the deadline.
+/// `Ready(Some)` on a match, `Ready(None)` on timeout.
+#[inline(always)]
+fn poll_receive<H>(
+    what: &'static str,
+    scan: &mut Scan,
+    deadline: &mut Deadline,
+    attempt: impl FnOnce(&Worker, &Slot, &mut Scan) -> Option<H>,
+    expected: impl FnOnce() -> Vec<&'static str>,
+) -> Poll<Option<H>> {
+    with_current(what, |worker, current, slot| {
+        if !worker.consume_budget() {
+            slot.notify_self();
+            return Poll::Pending;
+        }
+        scan.claim(current);
+        let hit = attempt(worker, slot, scan);
+        if let Some(hit) = hit {
+            *deadline = Deadline::Never;
+            return Poll::Ready(Some(hit));
+        }
+        if !deadline.has_passed(worker, current) {
+            return Poll::Pending;
+        }
+        *deadline = Deadline::Never;
+        timed_out(worker, current, slot, expected);
+        Poll::Ready(None)
+    })
 }
 
-fn expect_type<T>() -> Vec<&'static str> {
-    vec![std::any::type_name::<T>()]
+#[cold]
+fn timed_out(worker: &Worker, current: Current, slot: &Slot, expected: impl FnOnce() -> Vec<&'static str>) {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        // SAFETY: we own the process (BUSY).
+        let (len, waiting) = unsafe { waiting_types(slot) };
+        let pid = crate::pid::Pid::from_parts(worker.shared.node, current.index, current.serial);
+        report_timeout(pid, len, &waiting, &expected());
+    }
+}
+
+fn unwrap_as<T: Send + 'static>(env: Envelope) -> T {
+    env.downcast::<T>().unwrap_or_else(|_| unreachable!("matched by type"))
 }
 
 /// The future of [`recv`] and [`recv_local`]: the next message of type `T`.
 #[must_use = "futures do nothing unless awaited"]
 #[derive(Debug)]
 pub struct Recv<T> {
-    state: ReceiveState,
+    scan: Scan,
     _type: PhantomData<fn() -> T>,
 }
 
 impl<T: Send + 'static> Future for Recv<T> {
     type Output = T;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<T> {
-        self.state.poll("recv", &mut match_type::<T>, &expect_type::<T>).map(|hit| {
-            let (_, env) = hit.expect("a receive without timeout never times out");
-            env.downcast::<T>().unwrap_or_else(|_| unreachable!("matched by type"))
-        })
+        let mut never = Deadline::Never;
+        let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
+            refuse_inside_guard(worker);
+            // SAFETY: `with_current` gives us the slot of the process we are polling.
+            unsafe { scan_type::<T>(slot, scan) }
+        };
+        poll_receive("recv", &mut self.scan, &mut never, attempt, Vec::new)
+            .map(|env| unwrap_as::<T>(env.expect("a receive without timeout never times out")))
     }
 }
 
@@ -289,17 +365,25 @@ impl<T: Send + 'static> Future for Recv<T> {
 #[must_use = "futures do nothing unless awaited"]
 #[derive(Debug)]
 pub struct RecvTimeout<T> {
-    state: ReceiveState,
+    scan: Scan,
+    deadline: Deadline,
     _type: PhantomData<fn() -> T>,
 }
 
 impl<T: Send + 'static> Future for RecvTimeout<T> {
     type Output = Option<T>;
 
-    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<T>> {
-        self.state.poll("recv_timeout", &mut match_type::<T>, &expect_type::<T>).map(|hit| {
-            hit.map(|(_, env)| env.downcast::<T>().unwrap_or_else(|_| unreachable!("matched by type")))
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let this = self.get_mut();
+        let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
+            refuse_inside_guard(worker);
+            // SAFETY: `with_current` gives us the slot of the process we are polling.
+            unsafe { scan_type::<T>(slot, scan) }
+        };
+        poll_receive("recv_timeout", &mut this.scan, &mut this.deadline, attempt, || {
+            vec![std::any::type_name::<T>()]
         })
+        .map(|env| env.map(unwrap_as::<T>))
     }
 }
 
@@ -325,13 +409,13 @@ impl<T: Send + 'static> Future for RecvTimeout<T> {
 /// });
 /// ```
 pub fn recv<T: Message>() -> Recv<T> {
-    Recv { state: ReceiveState::new(None), _type: PhantomData }
+    Recv { scan: Scan::default(), _type: PhantomData }
 }
 
 /// [`recv`] for a type that is not serializable (sent with
 /// [`send_local`](crate::send_local)).
 pub fn recv_local<T: Send + 'static>() -> Recv<T> {
-    Recv { state: ReceiveState::new(None), _type: PhantomData }
+    Recv { scan: Scan::default(), _type: PhantomData }
 }
 
 /// Like [`recv`], but gives up after `timeout` and returns None. A zero
@@ -340,7 +424,7 @@ pub fn recv_local<T: Send + 'static>() -> Recv<T> {
 /// # Panics
 /// When polled outside a krarup process.
 pub fn recv_timeout<T: Message>(timeout: Duration) -> RecvTimeout<T> {
-    RecvTimeout { state: ReceiveState::new(Some(timeout)), _type: PhantomData }
+    RecvTimeout { scan: Scan::default(), deadline: Deadline::after(Some(timeout)), _type: PhantomData }
 }
 
 /// Takes the oldest message of type `T` if one is already in the mailbox;
@@ -349,13 +433,10 @@ pub fn recv_timeout<T: Message>(timeout: Duration) -> RecvTimeout<T> {
 /// # Panics
 /// Outside a krarup process, or from inside a `receive!` guard.
 pub fn try_recv<T: Message>() -> Option<T> {
-    with_current("try_recv", |worker, current| {
-        let slot = worker.shared.table.slot(current.index);
-        let (mut pos, mut epoch) = (0, 0);
-        let _guard = ScanGuard::enter(worker);
+    with_current("try_recv", |worker, _, slot| {
+        refuse_inside_guard(worker);
         // SAFETY: we are polling this process on this worker (BUSY).
-        let hit = unsafe { scan(slot, &mut pos, &mut epoch, &mut match_type::<T>) };
-        hit.map(|(_, env)| env.downcast::<T>().unwrap_or_else(|_| unreachable!("matched by type")))
+        unsafe { scan_type::<T>(slot, &mut Scan::default()) }.map(unwrap_as::<T>)
     })
 }
 
@@ -364,14 +445,15 @@ pub fn try_recv<T: Message>() -> Option<T> {
 #[doc(hidden)]
 #[must_use = "futures do nothing unless awaited"]
 pub struct ReceiveFuture<'a, M> {
-    state: ReceiveState,
+    scan: Scan,
+    deadline: Deadline,
     matcher: M,
     expected: &'a [fn() -> &'static str],
 }
 
 impl<M> std::fmt::Debug for ReceiveFuture<'_, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReceiveFuture").field("state", &self.state).finish()
+        f.debug_struct("ReceiveFuture").field("scan", &self.scan).field("deadline", &self.deadline).finish()
     }
 }
 
@@ -384,7 +466,16 @@ impl<M: FnMut(&mut Envelope) -> Option<u32>> Future for ReceiveFuture<'_, M> {
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let expected = this.expected;
-        this.state.poll("receive!", &mut this.matcher, &|| expected.iter().map(|f| f()).collect())
+        let matcher = &mut this.matcher;
+        let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
+            let _guard = ScanGuard::enter(worker);
+            // SAFETY: `with_current` gives us the slot of the process we are
+            // polling; `ScanGuard` keeps the guards from receiving.
+            unsafe { self::scan(slot, scan, matcher) }
+        };
+        poll_receive("receive!", &mut this.scan, &mut this.deadline, attempt, || {
+            expected.iter().map(|f| f()).collect()
+        })
     }
 }
 
@@ -394,5 +485,5 @@ pub fn receive_with<M>(matcher: M, expected: &[fn() -> &'static str], timeout: O
 where
     M: FnMut(&mut Envelope) -> Option<u32>,
 {
-    ReceiveFuture { state: ReceiveState::new(timeout), matcher, expected }
+    ReceiveFuture { scan: Scan::default(), deadline: Deadline::after(timeout), matcher, expected }
 }

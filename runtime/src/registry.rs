@@ -127,7 +127,7 @@ impl Registry {
 /// });
 /// ```
 pub fn register(name: &str, pid: Pid) -> Result<(), RegisterError> {
-    with_current("register", |worker, _| worker.shared.register(name, pid))
+    with_current("register", |worker, _, _| worker.shared.register(name, pid))
 }
 
 /// Removes a registered name (Erlang's `unregister/1`); returns the Pid it named.
@@ -138,7 +138,7 @@ pub fn register(name: &str, pid: Pid) -> Result<(), RegisterError> {
 /// # Panics
 /// If called outside a process.
 pub fn unregister(name: &str) -> Result<Pid, UnregisterError> {
-    with_current("unregister", |worker, _| worker.shared.unregister(name))
+    with_current("unregister", |worker, _, _| worker.shared.unregister(name))
 }
 
 /// The process registered as `name` in the current process's runtime.
@@ -146,7 +146,7 @@ pub fn unregister(name: &str) -> Result<Pid, UnregisterError> {
 /// # Panics
 /// If called outside a process.
 pub fn whereis(name: &str) -> Option<Pid> {
-    with_current("whereis", |worker, _| worker.shared.registry.whereis(name))
+    with_current("whereis", |worker, _, _| worker.shared.registry.whereis(name))
 }
 
 /// Every name registered in the current process's runtime.
@@ -154,7 +154,7 @@ pub fn whereis(name: &str) -> Option<Pid> {
 /// # Panics
 /// If called outside a process.
 pub fn registered() -> Vec<String> {
-    with_current("registered", |worker, _| worker.shared.registry.registered())
+    with_current("registered", |worker, _, _| worker.shared.registry.registered())
 }
 
 impl crate::runtime::Shared {

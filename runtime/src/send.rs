@@ -143,5 +143,5 @@ pub fn mailbox_len(pid: Pid) -> Option<usize> {
 /// If called outside a krarup process.
 #[inline]
 pub fn self_pid() -> Pid {
-    with_current("self_pid", |worker, current| Pid::from_parts(worker.shared.node, current.index, current.serial))
+    with_current("self_pid", |worker, current, _| Pid::from_parts(worker.shared.node, current.index, current.serial))
 }

@@ -29,6 +29,11 @@
 //!    the next incarnation). Otherwise push to the outer queue, set `MSG`;
 //!    if `BUSY` set `MSG_NOTIFIED`, else set `BUSY` and return
 //!    [`Wake::Schedule`]: the sender now owns the process and must queue it.
+//!    *Hand-off*: if the process is idle (`BUSY` clear) and the outer queue
+//!    is empty (`MSG` clear), the sender, which becomes the owner by setting
+//!    `BUSY`, appends the message to the *inner* queue instead, so the woken
+//!    receiver finds it without taking the lock. Order is kept: nothing
+//!    older is in the outer queue, and everything in the inner queue is.
 //! 2. *Wake* (a `Waker` or timer, any thread): the same without the push,
 //!    setting `NOTIFIED` instead of `MSG_NOTIFIED`.
 //! 3. *Receive* (the owner, while polling): a relaxed load of `MSG`; if set,
@@ -232,6 +237,21 @@ impl Slot {
             self.unlock(w & !LOCKED);
             return Delivery::Dead(env);
         }
+        if w & (BUSY | EXTERNAL | MSG) == 0 {
+            // Hand-off: the process is idle and nothing older waits in the
+            // outer queue. Setting BUSY makes us its owner until we queue it,
+            // and the owner may write the inner queue: the message goes
+            // straight there and the receiver takes it without a lock.
+            self.inner.with_mut(|inner| {
+                // SAFETY: we own the process from the moment we set BUSY
+                // (published by the unlock below, before anyone can run it).
+                let inner = unsafe { &mut *inner };
+                inner.queue.push_back(env);
+                self.inner_len.store(inner.queue.len() as u32, Ordering::Relaxed);
+            });
+            self.unlock((w | BUSY) & !LOCKED);
+            return Delivery::Queued(Wake::Schedule);
+        }
         // SAFETY: we hold LOCKED, which guards `outer`.
         self.outer.with_mut(|outer| unsafe { (*outer).push_back(env) });
         let (word, wake) = self.claim(w | MSG, MSG_NOTIFIED);
@@ -263,6 +283,37 @@ impl Slot {
         } else {
             (w | BUSY, Wake::Schedule)
         }
+    }
+
+    /// Whether the outer queue holds messages (a hint for the owner: a
+    /// concurrent send may be landing; it will notify the owner).
+    #[inline]
+    pub(crate) fn has_new_messages(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & MSG != 0
+    }
+
+    /// Step 3, fast path: if the oldest unseen message satisfies `is_wanted`
+    /// (a type check: no user code runs under the lock), takes it.
+    ///
+    /// # Safety
+    /// The caller owns the process, and every message in its inner queue
+    /// has been rejected by the current receive (so the outer queue's front
+    /// is the oldest candidate).
+    #[inline]
+    pub(crate) unsafe fn pop_front_if(&self, is_wanted: impl Fn(&Envelope) -> bool) -> Option<Envelope> {
+        if self.word.load(Ordering::Relaxed) & MSG == 0 {
+            return None;
+        }
+        let w = self.lock();
+        // SAFETY: LOCKED guards `outer`.
+        let (env, empty) = self.outer.with_mut(|outer| unsafe {
+            let outer = &mut *outer;
+            let env = if outer.front().is_some_and(&is_wanted) { outer.pop_front() } else { None };
+            (env, outer.is_empty())
+        });
+        let w = if empty { w & !(MSG | MSG_NOTIFIED) } else { w };
+        self.unlock(w & !LOCKED);
+        env
     }
 
     /// Step 3: moves newly arrived messages to the end of the inner queue.

@@ -69,14 +69,17 @@ pub(crate) fn with_worker<R>(f: impl FnOnce(Option<&Worker>) -> R) -> R {
     f(unsafe { worker.as_ref() })
 }
 
-/// Runs `f` with the worker and the process being polled on this thread.
+/// Runs `f` with the worker, the process being polled on this thread, and
+/// its slot.
 ///
 /// # Panics
 /// If called outside a krarup process; `what` names the operation.
 #[inline]
-pub(crate) fn with_current<R>(what: &str, f: impl FnOnce(&Worker, Current) -> R) -> R {
+pub(crate) fn with_current<R>(what: &str, f: impl FnOnce(&Worker, Current, &Slot) -> R) -> R {
     with_worker(|worker| match worker.and_then(|w| w.current.get().map(|c| (w, c))) {
-        Some((worker, current)) => f(worker, current),
+        // SAFETY: `current_slot` points into the table (which outlives the
+        // worker) and is set together with `current`.
+        Some((worker, current)) => f(worker, current, unsafe { &*worker.current_slot.get() }),
         None => outside_process(what),
     })
 }
@@ -119,6 +122,8 @@ pub(crate) struct Worker {
     run_next_streak: Cell<u32>,
     tick: Cell<u32>,
     current: Cell<Option<Current>>,
+    /// The slot of `current` (valid while `current` is Some).
+    current_slot: Cell<*const Slot>,
     budget: Cell<u32>,
     /// Set while a receive's matcher (user guards) runs.
     scanning: Cell<bool>,
@@ -139,6 +144,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: LocalQueue<u32>) {
         run_next_streak: Cell::new(0),
         tick: Cell::new(0),
         current: Cell::new(None),
+        current_slot: Cell::new(ptr::null()),
         budget: Cell::new(RECEIVE_BUDGET),
         scanning: Cell::new(false),
         wheel: RefCell::new(Wheel::new(now)),
@@ -293,6 +299,7 @@ impl Worker {
             return;
         };
         self.current.set(Some(Current { index, serial }));
+        self.current_slot.set(slot);
         self.budget.set(RECEIVE_BUDGET);
         let waker = ManuallyDrop::new(waker::borrowed(self));
         let mut cx = Context::from_waker(&waker);

@@ -63,7 +63,7 @@ impl Future for Sleep {
         }
         if self.timer.is_none() {
             if let Some(at) = self.at {
-                let timer = with_current("sleep", |worker, current| LocalTimer::arm(worker, current, at));
+                let timer = with_current("sleep", |worker, current, _| LocalTimer::arm(worker, current, at));
                 self.timer = Some(timer);
             }
         }
