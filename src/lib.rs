@@ -29,7 +29,8 @@ pub use krarup_net as net;
 /// What most krarup programs use, in one import.
 pub mod prelude {
     pub use krarup_runtime::{
-        receive, recv, recv_local, recv_timeout, register, self_pid, send, send_after, send_local, send_named, sleep,
-        spawn, spawn_blocking, try_recv, unregister, whereis, yield_now, ExitReason, Mailbox, Message, Pid, Runtime,
+        demonitor, monitor, receive, recv, recv_local, recv_timeout, register, self_pid, send, send_after, send_local,
+        send_named, sleep, spawn, spawn_blocking, try_recv, unregister, whereis, yield_now, Down, ExitReason, Mailbox,
+        Message, MonitorRef, Pid, Runtime,
     };
 }

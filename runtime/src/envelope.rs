@@ -126,6 +126,22 @@ impl Envelope {
         *self = Envelope::new(value);
     }
 
+    /// A reference to the value if it is a `T`.
+    #[inline]
+    pub(crate) fn peek<T: Send + 'static>(&self) -> Option<&T> {
+        if !self.is::<T>() {
+            return None;
+        }
+        Some(if T::INLINE {
+            // SAFETY: `is` checked that an inline T lives at the payload's
+            // start; the borrow is tied to `&self`.
+            unsafe { &*self.payload.as_ptr().cast::<T>() }
+        } else {
+            // SAFETY: `is` checked that the first word is a live Box<T> pointer.
+            unsafe { &**self.payload.as_ptr().cast::<*const T>() }
+        })
+    }
+
     /// Unwraps the value if it is a `T`, or gives the envelope back.
     #[inline]
     pub(crate) fn downcast<T: Send + 'static>(mut self) -> Result<T, Envelope> {

@@ -23,7 +23,7 @@ use crate::pid::Pid;
 use crate::receive::{report_timeout, scan_type, waiting_types, Scan};
 use crate::runtime::Shared;
 use crate::send::Message;
-use crate::slot::{Slot, NAMED};
+use crate::slot::Slot;
 use crate::sync::global::Arc;
 use crate::sync::Ordering;
 use crate::timer::wheel::TimerKey;
@@ -135,9 +135,7 @@ impl Drop for Mailbox {
         let slot = self.shared.table.slot(self.pid.index());
         // SAFETY: the handle owns the mailbox; it is being dropped.
         let remains = unsafe { self.shared.end_incarnation(slot) };
-        if remains.flags & NAMED != 0 {
-            self.shared.registry.release(self.pid);
-        }
+        self.shared.after_exit(self.pid, remains, crate::ExitReason::Normal);
         self.shared.external_exits.fetch_add(1, Ordering::Relaxed);
         self.shared.table.release([self.pid.index()]);
     }

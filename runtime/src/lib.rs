@@ -57,6 +57,7 @@ mod error;
 mod exit;
 mod external;
 mod macros;
+mod monitor;
 mod node;
 mod pid;
 mod process;
@@ -77,6 +78,7 @@ pub use crate::blocking::{spawn_blocking, BlockingTask};
 pub use crate::error::{RegisterError, SendError, UnregisterError};
 pub use crate::exit::{ExitReason, IntoExitReason};
 pub use crate::external::{Mailbox, MailboxRecv, MailboxRecvTimeout};
+pub use crate::monitor::{demonitor, monitor, Down, MonitorRef};
 pub use crate::pid::Pid;
 pub use crate::process::{spawn, yield_now, YieldNow};
 pub use crate::receive::{recv, recv_local, recv_timeout, try_recv, Recv, RecvTimeout};
@@ -111,10 +113,6 @@ pub mod __private {
     }
 }
 
-/// The internals the loom models drive (compiled only under `--cfg loom`).
-#[cfg(loom)]
-#[doc(hidden)]
-pub mod __loom {
-    pub use crate::envelope::Envelope;
-    pub use crate::slot::{AfterPoll, Delivery, Slot, Wake};
-}
+/// loom models of the runtime's synchronization (`--cfg loom`, see `models/mod.rs`).
+#[cfg(all(test, loom))]
+mod models;

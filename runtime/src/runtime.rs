@@ -32,7 +32,7 @@ use crate::pid::Pid;
 use crate::registry::Registry;
 use crate::scheduler::worker::{self, with_worker, WorkerStats};
 use crate::scheduler::Scheduler;
-use crate::slot::{Delivery, Remains, Slot, Wake, BUSY, EXTERNAL, LIVE, NAMED};
+use crate::slot::{Delivery, Extras, Remains, Slot, Wake, BUSY, EXTERNAL, LIVE, NAMED};
 use crate::sync::deque::Worker as LocalQueue;
 use crate::sync::global::{Arc, Weak};
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
@@ -59,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) external_exits: AtomicU64,
     /// Messages dropped because their target was dead.
     dropped: AtomicU64,
+    /// The last monitor reference handed out.
+    pub(crate) refs: AtomicU64,
     shutdown: AtomicBool,
 }
 
@@ -76,11 +78,16 @@ impl Shared {
 
     /// Delivers a message from a thread that is not one of our workers.
     pub(crate) fn deliver(&self, pid: Pid, env: Envelope) {
+        self.deliver_unless(pid, env, |_| false);
+    }
+
+    /// [`Shared::deliver`] with a veto (see `Slot::deliver_unless`).
+    pub(crate) fn deliver_unless(&self, pid: Pid, env: Envelope, refuse: impl FnOnce(&mut Extras) -> bool) {
         let Some(slot) = self.table.get(pid.index()) else {
             self.count_dropped();
             return;
         };
-        match slot.deliver(pid.serial(), env) {
+        match slot.deliver_unless(pid.serial(), env, refuse) {
             Delivery::Queued(Wake::None) => {}
             Delivery::Queued(Wake::Schedule) => self.schedule(pid.index()),
             Delivery::Queued(Wake::Waker(waker)) => waker.wake(),
@@ -88,6 +95,20 @@ impl Shared {
                 self.count_dropped();
                 drop(env);
             }
+            Delivery::Refused(env) => drop(env),
+        }
+    }
+
+    /// After an incarnation ended (see [`Shared::end_incarnation`]): releases
+    /// its name, then fires its monitors, in that order (a process woken by
+    /// a `Down` can register the name again at once), then drops the rest.
+    pub(crate) fn after_exit(&self, pid: Pid, remains: Remains, reason: ExitReason) {
+        if remains.flags & NAMED != 0 {
+            self.registry.release(pid);
+        }
+        if let Some(mut extras) = remains.extras {
+            crate::monitor::fire(pid, &reason, std::mem::take(&mut extras.monitors));
+            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(extras)));
         }
     }
 
@@ -143,9 +164,10 @@ impl Shared {
         Pid::from_parts(self.node, index, serial)
     }
 
-    /// Ends the incarnation in `slot`: drops its future and mailbox (catching
-    /// panics from their `Drop`s) and marks the slot dead. Returns what the
-    /// caller still has to dispose of: the flags (e.g. `NAMED`).
+    /// Ends the incarnation in `slot`: marks the slot dead, then drops its
+    /// future and mailbox (catching panics from their `Drop`s). Returns what
+    /// the caller still has to handle with [`Shared::after_exit`]: the flags
+    /// (`NAMED`) and the extras (monitors).
     ///
     /// # Safety
     /// The caller owns the process: it is its `BUSY` holder, the external
@@ -158,7 +180,6 @@ impl Shared {
         // SAFETY: as above.
         let mut remains = unsafe { slot.transition_to_exited() };
         let outer = remains.outer.take();
-        let extras = remains.extras.take();
         // From here on the incarnation is dead: stale sends are dropped.
         // Dropping user values may panic; a worker must survive that.
         let _ = panic::catch_unwind(AssertUnwindSafe(move || {
@@ -168,7 +189,6 @@ impl Shared {
             }
             drop(inner);
             drop(outer);
-            drop(extras);
         }));
         remains
     }
@@ -193,9 +213,7 @@ impl Shared {
             let pid = Pid::from_parts(self.node, index, slot.serial());
             // SAFETY: every worker has stopped: nobody else polls or owns the process.
             let remains = unsafe { self.end_incarnation(slot) };
-            if remains.flags & NAMED != 0 {
-                self.registry.release(pid);
-            }
+            self.after_exit(pid, remains, ExitReason::Shutdown(None));
             self.external_exits.fetch_add(1, Ordering::Relaxed);
         }
         while !self.sched.inject.is_empty() {
@@ -280,6 +298,7 @@ impl Builder {
             external_spawns: AtomicU64::new(0),
             external_exits: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            refs: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
         });
         let prefix = self.name.unwrap_or_else(|| "krarup".to_owned());

@@ -17,6 +17,7 @@ use crate::envelope::Envelope;
 use crate::error::SendError;
 use crate::pid::Pid;
 use crate::scheduler::worker::{with_current, with_worker};
+use crate::slot::Extras;
 use crate::sync::global::{AtomicU64, Ordering};
 
 /// A message that can go anywhere, including (once the network node is
@@ -100,14 +101,22 @@ impl Pid {
 pub(crate) fn deliver(to: Pid, env: Envelope) {
     with_worker(|worker| match worker {
         Some(w) if w.shared.node == to.node() => w.deliver(to, env),
-        _ => deliver_from_afar(to, env),
+        _ => deliver_from_afar(to, env, |_| false),
+    });
+}
+
+/// [`deliver`] with a veto run under the target's lock (see `Slot::deliver_unless`).
+pub(crate) fn deliver_unless(to: Pid, env: Envelope, refuse: impl FnOnce(&mut Extras) -> bool) {
+    with_worker(|worker| match worker {
+        Some(w) if w.shared.node == to.node() => w.deliver_unless(to, env, refuse),
+        _ => deliver_from_afar(to, env, refuse),
     });
 }
 
 #[cold]
-fn deliver_from_afar(to: Pid, env: Envelope) {
+fn deliver_from_afar(to: Pid, env: Envelope, refuse: impl FnOnce(&mut Extras) -> bool) {
     match crate::node::lookup(to.node()) {
-        Some(shared) => shared.deliver(to, env),
+        Some(shared) => shared.deliver_unless(to, env, refuse),
         None => {
             UNROUTABLE.fetch_add(1, Ordering::Relaxed);
             drop(env);
@@ -115,14 +124,19 @@ fn deliver_from_afar(to: Pid, env: Envelope) {
     }
 }
 
+/// Runs `f` with the runtime that owns `pid`'s node, if it is running.
+pub(crate) fn with_runtime_of<R>(pid: Pid, f: impl FnOnce(&crate::runtime::Shared) -> R) -> Option<R> {
+    with_worker(|w| match w {
+        Some(w) if w.shared.node == pid.node() => Some(f(&w.shared)),
+        _ => crate::node::lookup(pid.node()).map(|shared| f(&shared)),
+    })
+}
+
 /// Whether the process is alive (Erlang's `is_process_alive/1`). Works
 /// from any thread. The answer may be stale as soon as it is returned.
 pub fn is_alive(pid: Pid) -> bool {
-    let check = |shared: &crate::runtime::Shared| shared.table.get(pid.index()).is_some_and(|s| s.is_alive(pid.serial()));
-    with_worker(|w| match w {
-        Some(w) if w.shared.node == pid.node() => check(&w.shared),
-        _ => crate::node::lookup(pid.node()).is_some_and(|shared| check(&shared)),
-    })
+    with_runtime_of(pid, |shared| shared.table.get(pid.index()).is_some_and(|s| s.is_alive(pid.serial())))
+        .unwrap_or(false)
 }
 
 /// How many messages wait in `pid`'s mailbox, or None if it is not alive.
@@ -130,11 +144,7 @@ pub fn is_alive(pid: Pid) -> bool {
 /// the mailbox (as in Erlang), so a growing length is the usual sign of a
 /// mismatched message type: `(Pid, i32)` is not `(Pid, i64)`.
 pub fn mailbox_len(pid: Pid) -> Option<usize> {
-    let len = |shared: &crate::runtime::Shared| shared.table.get(pid.index()).and_then(|s| s.mailbox_len(pid.serial()));
-    with_worker(|w| match w {
-        Some(w) if w.shared.node == pid.node() => len(&w.shared),
-        _ => crate::node::lookup(pid.node()).and_then(|shared| len(&shared)),
-    })
+    with_runtime_of(pid, |shared| shared.table.get(pid.index()).and_then(|s| s.mailbox_len(pid.serial()))).flatten()
 }
 
 /// The Pid of the calling process (Erlang's `self()`).

@@ -59,6 +59,7 @@
 use std::task::Waker;
 
 use crate::envelope::Envelope;
+use crate::monitor::MonitorRef;
 use crate::queue::RingQueue;
 use crate::sync::{spin_loop, thread, AtomicU32, AtomicU64, Ordering, UnsafeCell};
 use crate::task::TaskRef;
@@ -106,6 +107,8 @@ pub(crate) enum Delivery {
     Queued(Wake),
     /// The target incarnation is gone; the message is handed back to be dropped.
     Dead(Envelope),
+    /// The target turned it away (see [`Slot::deliver_unless`]); drop it.
+    Refused(Envelope),
 }
 
 /// What the owner must do after a `Pending` poll.
@@ -124,6 +127,11 @@ pub(crate) enum AfterPoll {
 pub(crate) struct Extras {
     /// The waker of an external mailbox's pending receive.
     pub(crate) waker: Option<Waker>,
+    /// Monitors watching this incarnation: fired (each once) at exit.
+    pub(crate) monitors: Vec<MonitorRef>,
+    /// Monitors this incarnation removed after they fired, whose `Down` was
+    /// not yet in its mailbox: turned away on arrival.
+    pub(crate) suppressed: Vec<MonitorRef>,
 }
 
 /// What an exiting incarnation leaves behind, to be disposed of outside the lock.
@@ -232,10 +240,24 @@ impl Slot {
     /// Step 1: delivers `env` to incarnation `serial`.
     #[inline]
     pub(crate) fn deliver(&self, serial: u32, env: Envelope) -> Delivery {
+        self.deliver_unless(serial, env, |_| false)
+    }
+
+    /// Step 1 with a veto: `refuse` runs under the lock on the extras (if
+    /// allocated) and may turn the message away (a `Down` the process has
+    /// demonitored). It must not run user code.
+    #[inline(always)]
+    pub(crate) fn deliver_unless(&self, serial: u32, env: Envelope, refuse: impl FnOnce(&mut Extras) -> bool) -> Delivery {
         let w = self.lock();
         if serial_of(w) != serial || w & LIVE == 0 {
             self.unlock(w & !LOCKED);
             return Delivery::Dead(env);
+        }
+        // SAFETY: LOCKED guards `extras`; a non-null pointer came from Box::into_raw.
+        let refused = self.extras.with_mut(|e| unsafe { !(*e).is_null() && refuse(&mut **e) });
+        if refused {
+            self.unlock(w & !LOCKED);
+            return Delivery::Refused(env);
         }
         if w & (BUSY | EXTERNAL | MSG) == 0 {
             // Hand-off: the process is idle and nothing older waits in the
@@ -462,6 +484,43 @@ impl Slot {
         });
         self.unlock(w & !LOCKED);
         true
+    }
+
+    /// Under the lock: removes the first outer message `is_it` accepts and
+    /// returns it; if there is none, runs `otherwise` on the extras (while
+    /// still holding the lock, so no delivery can slip in between).
+    pub(crate) fn remove_outer_or(
+        &self,
+        is_it: impl Fn(&Envelope) -> bool,
+        otherwise: impl FnOnce(&mut Extras),
+    ) -> Option<Envelope> {
+        let w = self.lock();
+        // SAFETY: LOCKED guards `outer`.
+        let (found, empty) = self.outer.with_mut(|outer| unsafe {
+            let outer = &mut *outer;
+            let mut found = None;
+            for i in 0..outer.len() {
+                if outer.get(i).is_some_and(&is_it) {
+                    found = outer.remove(i);
+                    break;
+                }
+            }
+            (found, outer.is_empty())
+        });
+        if found.is_none() {
+            self.extras.with_mut(|e| {
+                // SAFETY: LOCKED guards `extras`; a non-null pointer came from Box::into_raw.
+                unsafe {
+                    if (*e).is_null() {
+                        *e = Box::into_raw(Box::default());
+                    }
+                    otherwise(&mut **e);
+                }
+            });
+        }
+        let w = if empty { w & !(MSG | MSG_NOTIFIED) } else { w };
+        self.unlock(w & !LOCKED);
+        found
     }
 
     /// Sets or clears `flag` on incarnation `serial`; false if it is not alive.

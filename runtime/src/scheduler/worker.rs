@@ -32,7 +32,7 @@ use crate::envelope::Envelope;
 use crate::exit::{panic_message, ExitReason};
 use crate::pid::Pid;
 use crate::runtime::Shared;
-use crate::slot::{AfterPoll, Delivery, Slot, Wake, NAMED};
+use crate::slot::{AfterPoll, Delivery, Extras, Slot, Wake};
 use crate::sync::deque::{Steal, Worker as LocalQueue};
 use crate::sync::global::Arc;
 use crate::task::TaskRef;
@@ -329,10 +329,8 @@ impl Worker {
         let pid = Pid::from_parts(self.shared.node, index, serial);
         // SAFETY: we are the BUSY holder of this slot.
         let remains = unsafe { self.shared.end_incarnation(slot) };
-        if remains.flags & NAMED != 0 {
-            self.shared.registry.release(pid);
-        }
         report_exit(pid, &reason);
+        self.shared.after_exit(pid, remains, reason);
         WorkerStats::bump(&self.shared.worker_stats[self.index].exited);
         self.free_slot(index, slot);
     }
@@ -376,11 +374,17 @@ impl Worker {
     /// Delivers a message to a process of this worker's runtime.
     #[inline]
     pub(crate) fn deliver(&self, pid: Pid, env: Envelope) {
+        self.deliver_unless(pid, env, |_| false);
+    }
+
+    /// [`Worker::deliver`] with a veto (see `Slot::deliver_unless`).
+    #[inline(always)]
+    pub(crate) fn deliver_unless(&self, pid: Pid, env: Envelope, refuse: impl FnOnce(&mut Extras) -> bool) {
         let Some(slot) = self.shared.table.get(pid.index()) else {
             self.shared.count_dropped();
             return;
         };
-        match slot.deliver(pid.serial(), env) {
+        match slot.deliver_unless(pid.serial(), env, refuse) {
             Delivery::Queued(Wake::None) => {}
             Delivery::Queued(Wake::Schedule) => self.schedule_woken(pid.index()),
             Delivery::Queued(Wake::Waker(waker)) => waker.wake(),
@@ -388,6 +392,7 @@ impl Worker {
                 self.shared.count_dropped();
                 drop(env);
             }
+            Delivery::Refused(env) => drop(env),
         }
     }
 

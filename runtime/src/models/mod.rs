@@ -1,0 +1,6 @@
+//! loom models of every protocol the runtime's synchronization implements.
+//!
+//! Run them with
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p krarup-runtime --release loom_`.
+//! They drive the real types (`Slot`, `Registry`, `Idle`, `send_after`'s
+//! cell) through `crate::sync`, which is loom's under `--cfg loom`.
