@@ -4,3 +4,5 @@
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p krarup-runtime --release loom_`.
 //! They drive the real types (`Slot`, `Registry`, `Idle`, `send_after`'s
 //! cell) through `crate::sync`, which is loom's under `--cfg loom`.
+
+mod loom_mailbox;

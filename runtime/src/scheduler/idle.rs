@@ -119,6 +119,11 @@ impl Idle {
         }
     }
 
+    /// How many workers are registered as asleep.
+    pub(crate) fn sleeping(&self) -> usize {
+        sleeping(self.state.load(Ordering::SeqCst)) as usize
+    }
+
     /// Every sleeping worker (for shutdown).
     pub(crate) fn sleepers(&self) -> Vec<usize> {
         self.sleepers.lock().clone()

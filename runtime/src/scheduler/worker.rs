@@ -53,6 +53,18 @@ const MAX_RUN_NEXT_STREAK: u32 = 16;
 /// is cheaper whenever new work is likely to appear.
 const SPIN: Duration = Duration::from_micros(50);
 
+/// How often a searching worker judges the other workers' backlogs.
+const SAMPLE: Duration = Duration::from_micros(20);
+
+/// What moving work to another core costs (a wake-up, cold caches, and the
+/// processes' messages then crossing cores): steal only backlogs that would
+/// take longer than this to drain where they are.
+const MIGRATION_COST: Duration = Duration::from_micros(50);
+
+/// A parked worker re-examines the others' backlogs this often while any
+/// other worker is awake (message wake-ups do not notify sleepers).
+const REBALANCE_EVERY: Duration = Duration::from_millis(5);
+
 /// How many free slot indices a worker keeps before giving some back.
 const FREE_CACHE_MAX: usize = 512;
 
@@ -103,6 +115,8 @@ pub(crate) struct Current {
 pub(crate) struct WorkerStats {
     pub(crate) spawned: crate::sync::AtomicU64,
     pub(crate) exited: crate::sync::AtomicU64,
+    /// Processes polled: other workers read it to judge this one's backlog.
+    pub(crate) polls: crate::sync::AtomicU64,
 }
 
 impl WorkerStats {
@@ -131,6 +145,10 @@ pub(crate) struct Worker {
     expired: RefCell<Vec<TimerEntry>>,
     free: RefCell<Vec<u32>>,
     rng: Cell<u32>,
+    /// Other workers' poll counts at the last sample (see `search`).
+    samples: RefCell<Vec<u64>>,
+    /// The worker we are helping with its backlog, while it has one.
+    victim: Cell<Option<usize>>,
 }
 
 /// The worker thread's body.
@@ -151,6 +169,8 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: LocalQueue<u32>) {
         expired: RefCell::new(Vec::new()),
         free: RefCell::new(Vec::new()),
         rng: Cell::new(0x9e37_79b9 ^ (index as u32 + 1)),
+        samples: RefCell::new(Vec::new()),
+        victim: Cell::new(None),
     };
     WORKER.with(|w| w.set(&worker));
     worker.run_loop();
@@ -180,30 +200,20 @@ impl Worker {
                 searching = true;
                 sched.idle.transition_to_searching();
             }
-            let started = Instant::now();
-            let mut spins = 0u32;
-            loop {
-                if let Some(index) = self.steal() {
-                    self.local.push(index);
-                    continue 'outer;
-                }
-                if self.shared.is_shutdown() {
-                    break 'outer;
-                }
-                spins += 1;
-                if spins % 16 == 0 {
-                    if started.elapsed() >= SPIN {
-                        break;
-                    }
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
+            if let Some(index) = self.search() {
+                self.local.push(index);
+                continue;
             }
-            // Sleep (idle.rs, step 2).
+            if self.shared.is_shutdown() {
+                break 'outer;
+            }
+            // Sleep (idle.rs, step 2). Only the inject queue can hold work that
+            // nobody is running; other workers' queues are their own business
+            // unless we judge them backlogged (see `search`), so a non-empty
+            // one only shortens our nap.
             sched.idle.transition_to_sleeping(self.index, searching);
             searching = false;
-            if sched.has_work() || self.shared.is_shutdown() {
+            if !sched.inject.is_empty() || self.shared.is_shutdown() {
                 if !sched.idle.transition_from_sleeping(self.index) {
                     sched.parkers[self.index].park(None);
                 }
@@ -257,36 +267,97 @@ impl Worker {
         }
     }
 
-    /// Steals from the inject queue or another worker, starting at a random victim.
-    fn steal(&self) -> Option<u32> {
-        if let Some(index) = self.pop_inject() {
-            return Some(index);
+    /// Step 3 of the loop: looks for work for up to [`SPIN`]: the inject
+    /// queue at once, another worker's queue only if it is backlogged (see
+    /// [`Worker::backlogged_victim`]).
+    fn search(&self) -> Option<u32> {
+        // A victim judged backlogged stays our victim while it has work.
+        if let Some(victim) = self.victim.get() {
+            if let Some(index) = self.steal_from(victim) {
+                return Some(index);
+            }
+            self.victim.set(None);
         }
+        let started = Instant::now();
+        let mut sampled = Instant::now();
+        self.sample_victims();
+        let mut spins = 0u32;
+        loop {
+            if let Some(index) = self.pop_inject() {
+                return Some(index);
+            }
+            if self.shared.is_shutdown() {
+                return None;
+            }
+            spins += 1;
+            if spins % 32 != 0 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let now = Instant::now();
+            if now.duration_since(sampled) >= SAMPLE {
+                if let Some(victim) = self.backlogged_victim(now.duration_since(sampled)) {
+                    if let Some(index) = self.steal_from(victim) {
+                        self.victim.set(Some(victim));
+                        return Some(index);
+                    }
+                }
+                self.sample_victims();
+                sampled = now;
+            }
+            if now.duration_since(started) >= SPIN {
+                return None;
+            }
+        }
+    }
+
+    /// Records every other worker's poll count, to measure its progress.
+    fn sample_victims(&self) {
+        let mut samples = self.samples.borrow_mut();
+        samples.clear();
+        samples.extend(self.shared.worker_stats.iter().map(|s| s.polls.load(crate::sync::Ordering::Relaxed)));
+    }
+
+    /// A worker whose queue would take longer than [`MIGRATION_COST`] to
+    /// drain at the rate it polled since the last sample (or which is stuck
+    /// in one long poll). Moving work only pays then: a backlog that drains
+    /// faster than a wake-up and a cache refill is better left where it is,
+    /// in cache — as with 100 clients of one server, who would only bounce
+    /// back to the server's worker after one call.
+    fn backlogged_victim(&self, elapsed: Duration) -> Option<usize> {
+        let samples = self.samples.borrow();
         let stealers = &self.shared.sched.stealers;
         let n = stealers.len();
-        if n <= 1 {
-            return None;
+        let start = self.next_random() as usize % n.max(1);
+        (0..n).map(|k| (start + k) % n).filter(|&v| v != self.index).find(|&victim| {
+            let backlog = stealers[victim].len() as u64;
+            if backlog == 0 {
+                return false;
+            }
+            let polled = self.shared.worker_stats[victim].polls.load(crate::sync::Ordering::Relaxed)
+                - samples.get(victim).copied().unwrap_or(0);
+            // drain time = backlog / rate = backlog * elapsed / polled
+            polled == 0 || u128::from(backlog) * elapsed.as_nanos() > u128::from(polled) * MIGRATION_COST.as_nanos()
+        })
+    }
+
+    fn steal_from(&self, victim: usize) -> Option<u32> {
+        loop {
+            match self.shared.sched.stealers[victim].steal_batch_and_pop(&self.local) {
+                Steal::Success(index) => return Some(index),
+                Steal::Empty => return None,
+                Steal::Retry => continue,
+            }
         }
+    }
+
+    fn next_random(&self) -> u32 {
         let mut x = self.rng.get();
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
         self.rng.set(x);
-        let start = x as usize % n;
-        for k in 0..n {
-            let victim = (start + k) % n;
-            if victim == self.index {
-                continue;
-            }
-            loop {
-                match stealers[victim].steal_batch_and_pop(&self.local) {
-                    Steal::Success(index) => return Some(index),
-                    Steal::Empty => break,
-                    Steal::Retry => continue,
-                }
-            }
-        }
-        None
+        x
     }
 
     /// Step 2 of the loop: polls process `index` once.
@@ -300,6 +371,7 @@ impl Worker {
         };
         self.current.set(Some(Current { index, serial }));
         self.current_slot.set(slot);
+        WorkerStats::bump(&self.shared.worker_stats[self.index].polls);
         self.budget.set(RECEIVE_BUDGET);
         let waker = ManuallyDrop::new(waker::borrowed(self));
         let mut cx = Context::from_waker(&waker);
@@ -311,7 +383,6 @@ impl Worker {
                 // SAFETY: we are the BUSY holder.
                 if unsafe { slot.transition_to_idle() } == AfterPoll::Reschedule {
                     self.local.push(index);
-                    self.shared.sched.notify();
                 }
             }
             Ok(Poll::Ready(reason)) => self.exit(slot, index, serial, reason),
@@ -398,17 +469,17 @@ impl Worker {
 
     /// Queues a process woken by something this worker did: into the
     /// run-next slot if a process is running (it sent the message), else to
-    /// the back of the local queue.
+    /// the back of the local queue. Message wake-ups are the hot path: they
+    /// never wake a sleeping worker (idle workers find backlogs themselves,
+    /// see `search`).
     #[inline]
     pub(crate) fn schedule_woken(&self, index: u32) {
         if self.current.get().is_some() {
             if let Some(displaced) = self.run_next.replace(Some(index)) {
                 self.local.push(displaced);
-                self.shared.sched.notify();
             }
         } else {
             self.local.push(index);
-            self.shared.sched.notify();
         }
     }
 
@@ -416,7 +487,6 @@ impl Worker {
     #[inline]
     pub(crate) fn schedule_back(&self, index: u32) {
         self.local.push(index);
-        self.shared.sched.notify();
     }
 
     /// The process being polled.
@@ -506,11 +576,19 @@ impl Worker {
         }
     }
 
-    /// How long to park: until the next timer of ours or of the shared wheel.
+    /// How long to park: until the next timer of ours or of the shared
+    /// wheel, and no longer than [`REBALANCE_EVERY`] while another worker is
+    /// awake (it may build a backlog without notifying anyone).
     fn park_timeout(&self) -> Option<Duration> {
         let own = self.wheel.borrow().next_expiration().unwrap_or(u64::MAX);
         let next = own.min(self.shared.timers.next_expiration());
-        (next != u64::MAX).then(|| self.shared.clock.until(next))
+        let timer = (next != u64::MAX).then(|| self.shared.clock.until(next));
+        let others_awake = self.shared.sched.idle.sleeping() < self.shared.sched.workers();
+        match (timer, others_awake) {
+            (Some(t), true) => Some(t.min(REBALANCE_EVERY)),
+            (None, true) => Some(REBALANCE_EVERY),
+            (t, false) => t,
+        }
     }
 
     /// On thread exit: give cached slot indices back; drop pending timers.
