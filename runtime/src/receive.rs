@@ -95,6 +95,7 @@ where
             while let Some(env) = inner.queue.get_mut(scan.pos) {
                 if let Some(clause) = matcher(env) {
                     let env = inner.queue.remove(scan.pos).expect("scanned position is in range");
+                    inner.queue.shrink_if_empty();
                     inner.epoch = inner.epoch.wrapping_add(1);
                     scan.epoch = inner.epoch;
                     scan.pos = 0;

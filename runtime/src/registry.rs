@@ -76,11 +76,6 @@ impl Registry {
         self.names.lock().by_name.get(name).copied()
     }
 
-    /// The name of `pid`, if it has one.
-    pub(crate) fn name_of(&self, pid: Pid) -> Option<String> {
-        self.names.lock().by_pid.get(&pid).cloned()
-    }
-
     /// Every registered name.
     pub(crate) fn registered(&self) -> Vec<String> {
         self.names.lock().by_name.keys().cloned().collect()

@@ -76,12 +76,8 @@ impl Shared {
         self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Delivers a message from a thread that is not one of our workers.
-    pub(crate) fn deliver(&self, pid: Pid, env: Envelope) {
-        self.deliver_unless(pid, env, |_| false);
-    }
-
-    /// [`Shared::deliver`] with a veto (see `Slot::deliver_unless`).
+    /// Delivers a message from a thread that is not one of our workers, with
+    /// a veto run under the target's lock (see `Slot::deliver_unless`).
     pub(crate) fn deliver_unless(&self, pid: Pid, env: Envelope, refuse: impl FnOnce(&mut Extras) -> bool) {
         let Some(slot) = self.table.get(pid.index()) else {
             self.count_dropped();

@@ -179,7 +179,8 @@ unsafe impl Sync for Slot {}
 unsafe impl Send for Slot {}
 
 impl Slot {
-    /// A free slot with serial 0.
+    /// A free slot with serial 0 (outside loom the table uses zeroed memory instead).
+    #[cfg(loom)]
     pub(crate) fn new() -> Slot {
         Slot {
             word: AtomicU64::new(0),
@@ -352,7 +353,10 @@ impl Slot {
         self.outer.with_mut(|outer| {
             self.inner.with_mut(|inner| {
                 // SAFETY: LOCKED guards `outer`; the caller owns `inner`.
-                unsafe { (*inner).queue.append(&mut *outer) };
+                unsafe {
+                    (*inner).queue.append(&mut *outer);
+                    (*outer).shrink_if_empty();
+                }
                 // SAFETY: as above.
                 let len = unsafe { (*inner).queue.len() };
                 self.inner_len.store(len as u32, Ordering::Relaxed);
@@ -383,12 +387,6 @@ impl Slot {
             self.unlock(w & !(LOCKED | BUSY));
             AfterPoll::Idle
         }
-    }
-
-    /// Whether a wake arrived during the current poll (owner only; a hint).
-    #[inline]
-    pub(crate) fn is_notified(&self) -> bool {
-        self.word.load(Ordering::Relaxed) & (NOTIFIED | MSG_NOTIFIED) != 0
     }
 
     /// Marks the running process as woken, so it is polled again (a yield).

@@ -14,13 +14,12 @@
 
 #[cfg(not(loom))]
 mod imp {
-    pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+    pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
     pub(crate) use std::sync::Arc;
     pub(crate) use std::thread;
 
     /// A mutex whose `lock` returns the guard directly (parking_lot's shape).
     pub(crate) type Mutex<T> = parking_lot::Mutex<T>;
-    pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
     pub(crate) type Condvar = parking_lot::Condvar;
 
     /// `UnsafeCell` with loom's closure API, so call sites read the same
@@ -90,7 +89,7 @@ mod imp {
 #[cfg(loom)]
 mod imp {
     pub(crate) use loom::cell::UnsafeCell;
-    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
     pub(crate) use loom::sync::{Arc, Condvar};
     pub(crate) use loom::thread;
 

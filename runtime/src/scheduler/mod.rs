@@ -68,11 +68,6 @@ impl Scheduler {
         self.notify();
     }
 
-    /// Whether any queue a worker could take from is non-empty.
-    pub(crate) fn has_work(&self) -> bool {
-        !self.inject.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
-    }
-
     /// Wakes every worker (shutdown, or a timer that may be earlier than
     /// what the sleepers wait for).
     pub(crate) fn unpark_all(&self) {

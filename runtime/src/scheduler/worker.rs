@@ -212,7 +212,6 @@ impl Worker {
             // unless we judge them backlogged (see `search`), so a non-empty
             // one only shortens our nap.
             sched.idle.transition_to_sleeping(self.index, searching);
-            searching = false;
             if !sched.inject.is_empty() || self.shared.is_shutdown() {
                 if !sched.idle.transition_from_sleeping(self.index) {
                     sched.parkers[self.index].park(None);
@@ -445,19 +444,26 @@ impl Worker {
     /// Delivers a message to a process of this worker's runtime.
     #[inline]
     pub(crate) fn deliver(&self, pid: Pid, env: Envelope) {
-        self.deliver_unless(pid, env, |_| false);
+        match self.shared.table.get(pid.index()) {
+            Some(slot) => self.after_delivery(pid.index(), slot.deliver(pid.serial(), env)),
+            None => self.shared.count_dropped(),
+        }
     }
 
     /// [`Worker::deliver`] with a veto (see `Slot::deliver_unless`).
     #[inline(always)]
     pub(crate) fn deliver_unless(&self, pid: Pid, env: Envelope, refuse: impl FnOnce(&mut Extras) -> bool) {
-        let Some(slot) = self.shared.table.get(pid.index()) else {
-            self.shared.count_dropped();
-            return;
-        };
-        match slot.deliver_unless(pid.serial(), env, refuse) {
+        match self.shared.table.get(pid.index()) {
+            Some(slot) => self.after_delivery(pid.index(), slot.deliver_unless(pid.serial(), env, refuse)),
+            None => self.shared.count_dropped(),
+        }
+    }
+
+    #[inline(always)]
+    fn after_delivery(&self, index: u32, delivery: Delivery) {
+        match delivery {
             Delivery::Queued(Wake::None) => {}
-            Delivery::Queued(Wake::Schedule) => self.schedule_woken(pid.index()),
+            Delivery::Queued(Wake::Schedule) => self.schedule_woken(index),
             Delivery::Queued(Wake::Waker(waker)) => waker.wake(),
             Delivery::Dead(env) => {
                 self.shared.count_dropped();
