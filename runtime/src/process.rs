@@ -22,7 +22,6 @@ use std::task::{Context, Poll};
 use crate::exit::IntoExitReason;
 use crate::pid::Pid;
 use crate::scheduler::worker::{with_current, with_worker};
-use crate::task::TaskRef;
 
 /// Spawns `future` as a new process of the current runtime and returns its
 /// Pid at once (Erlang's `spawn/1`).
@@ -49,14 +48,9 @@ where
     F: Future + Send + 'static,
     F::Output: IntoExitReason,
 {
-    let task = TaskRef::new(future);
     with_worker(|w| match w {
-        Some(w) => w.spawn_task(task),
-        None => {
-            // SAFETY: the task was never shared; free it before panicking.
-            unsafe { task.drop_task() };
-            panic!("krarup: `spawn` must be called from within a krarup process; use Runtime::spawn elsewhere")
-        }
+        Some(w) => w.spawn(future),
+        None => panic!("krarup: `spawn` must be called from within a krarup process; use Runtime::spawn elsewhere"),
     })
 }
 

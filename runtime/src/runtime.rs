@@ -134,14 +134,19 @@ impl Shared {
     }
 
     /// Spawns from a thread that is not one of our workers.
-    pub(crate) fn spawn_external(&self, task: TaskRef) -> Pid {
+    pub(crate) fn spawn_external<F>(&self, future: F) -> Pid
+    where
+        F: Future + Send + 'static,
+        F::Output: IntoExitReason,
+    {
         let mut got = Vec::with_capacity(1);
         self.table.alloc_into(&mut got, 1);
         let index = got.pop().expect("table handed out an index");
         self.table.release(got);
         let slot = self.table.slot(index);
-        // SAFETY: the index came from the free list: nobody owns the slot.
-        let serial = unsafe { slot.transition_to_live(Some(task), false) };
+        // SAFETY: the index came from the free list: nobody owns the slot,
+        // and its storage stays in place until the task is dropped at exit.
+        let serial = unsafe { slot.transition_to_live(|storage| Some(TaskRef::new_in(future, storage)), false) };
         self.external_spawns.fetch_add(1, Ordering::Relaxed);
         self.sched.inject(index);
         Pid::from_parts(self.node, index, serial)
@@ -155,7 +160,7 @@ impl Shared {
         self.table.release(got);
         let slot = self.table.slot(index);
         // SAFETY: the index came from the free list: nobody owns the slot.
-        let serial = unsafe { slot.transition_to_live(None, true) };
+        let serial = unsafe { slot.transition_to_live(|_| None, true) };
         self.external_spawns.fetch_add(1, Ordering::Relaxed);
         Pid::from_parts(self.node, index, serial)
     }
@@ -390,12 +395,10 @@ impl Runtime {
         F: Future + Send + 'static,
         F::Output: IntoExitReason,
     {
-        let task = TaskRef::new(future);
-        let on_own_worker = with_worker(|w| match w {
-            Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => Some(w.spawn_task(task)),
-            _ => None,
-        });
-        on_own_worker.unwrap_or_else(|| self.shared.spawn_external(task))
+        with_worker(|w| match w {
+            Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => w.spawn(future),
+            _ => self.shared.spawn_external(future),
+        })
     }
 
     /// Runs `future` as a process and blocks this thread until it finishes;

@@ -62,7 +62,7 @@ use crate::envelope::Envelope;
 use crate::monitor::MonitorRef;
 use crate::queue::RingQueue;
 use crate::sync::{spin_loop, thread, AtomicU32, AtomicU64, Ordering, UnsafeCell};
-use crate::task::TaskRef;
+use crate::task::{TaskRef, TaskStorage};
 
 pub(crate) const LOCKED: u64 = 1 << 0;
 pub(crate) const LIVE: u64 = 1 << 1;
@@ -167,6 +167,8 @@ pub(crate) struct Slot {
     inner: UnsafeCell<Inner>,
     /// The process's future. Owned by the `BUSY` holder.
     task: UnsafeCell<Option<TaskRef>>,
+    /// Where a small future lives (see `task.rs`). Owned by the `BUSY` holder.
+    storage: UnsafeCell<TaskStorage>,
     /// Length of the inner queue, mirrored for observers (relaxed).
     inner_len: AtomicU32,
 }
@@ -188,6 +190,7 @@ impl Slot {
             extras: UnsafeCell::new(std::ptr::null_mut()),
             inner: UnsafeCell::new(Inner { queue: RingQueue::new(), epoch: 0 }),
             task: UnsafeCell::new(None),
+            storage: UnsafeCell::new(TaskStorage::uninit()),
             inner_len: AtomicU32::new(0),
         }
     }
@@ -396,13 +399,20 @@ impl Slot {
     }
 
     /// Makes a free slot live as incarnation `serial`, owned by the caller
-    /// (`BUSY`) or, for an external mailbox, waiting (`EXTERNAL`).
-    /// Returns false if the slot is not free (a bug) or is retired.
+    /// (`BUSY`) or, for an external mailbox, waiting (`EXTERNAL`). `task`
+    /// builds the task, given this slot's task storage.
     ///
     /// # Safety
     /// The slot must be free (taken from the free list): nobody owns it.
-    pub(crate) unsafe fn transition_to_live(&self, task: Option<TaskRef>, external: bool) -> u32 {
-        // SAFETY: a free slot has no owner; we are about to become it.
+    pub(crate) unsafe fn transition_to_live(
+        &self,
+        task: impl FnOnce(*mut TaskStorage) -> Option<TaskRef>,
+        external: bool,
+    ) -> u32 {
+        // SAFETY: a free slot has no owner; we are about to become it, and
+        // its storage holds no live task.
+        let task = self.storage.with_mut(task);
+        // SAFETY: as above.
         self.task.with_mut(|t| unsafe { *t = task });
         let w = self.lock();
         debug_assert_eq!(w & (LIVE | BUSY), 0, "spawning into a live slot");

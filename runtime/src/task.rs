@@ -1,15 +1,19 @@
-//! A process's future, type-erased into one allocation behind a thin pointer.
+//! A process's future, type-erased behind a thin pointer.
 //!
 //! A slot stores its task as a [`TaskRef`] (one word, null when absent) so
-//! that a zeroed slot is a valid free slot. The allocation is a `#[repr(C)]`
+//! that a zeroed slot is a valid free slot. The task is a `#[repr(C)]`
 //! [`TaskCell`]: a header pointing to the vtable for this future type,
-//! followed by the future itself, which never moves once allocated (that is
-//! what makes pinning it sound).
+//! followed by the future itself. It lives in the slot's own
+//! [`TaskStorage`] when it fits (most processes: a spawn then costs no
+//! allocation, and polling touches no extra cache line), else in a box.
+//! Either way it never moves once placed, which is what makes pinning it
+//! sound: slots never move (see `table.rs`).
 //!
 //! Ownership: the slot's `BUSY` holder may poll the task; whoever clears it
-//! from the slot frees it with [`TaskRef::drop_task`], exactly once.
+//! from the slot drops it with [`TaskRef::drop_task`], exactly once.
 
 use std::future::Future;
+use std::mem::{self, MaybeUninit};
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll};
@@ -34,9 +38,17 @@ struct TaskCell<F> {
     future: F,
 }
 
-/// Vtables, one promoted constant per future type.
+/// Room for a task inside its slot: 64 bytes, 8-aligned.
+pub(crate) type TaskStorage = MaybeUninit<[u64; 8]>;
+
+/// Vtables, promoted constants per future type: one for a task in a box,
+/// one for a task in its slot's storage (dropped in place, not freed).
 trait HasVTable: Future<Output: IntoExitReason> + Sized {
-    const VTABLE: &'static TaskVTable = &TaskVTable { poll: poll_cell::<Self>, drop: drop_cell::<Self> };
+    const BOXED: &'static TaskVTable = &TaskVTable { poll: poll_cell::<Self>, drop: drop_cell::<Self> };
+    const INLINE: &'static TaskVTable = &TaskVTable { poll: poll_cell::<Self>, drop: drop_in_place_cell::<Self> };
+    /// Whether a `TaskCell<Self>` fits a slot's storage.
+    const FITS: bool = mem::size_of::<TaskCell<Self>>() <= mem::size_of::<TaskStorage>()
+        && mem::align_of::<TaskCell<Self>>() <= mem::align_of::<TaskStorage>();
 }
 
 impl<F: Future<Output: IntoExitReason>> HasVTable for F {}
@@ -52,10 +64,18 @@ unsafe fn poll_cell<F: Future<Output: IntoExitReason>>(header: NonNull<Header>, 
 }
 
 /// # Safety
-/// `header` must point to a live `TaskCell<F>` from `TaskRef::new`, not used afterwards.
+/// `header` must point to a live boxed `TaskCell<F>` from `TaskRef::new_in`, not used afterwards.
 unsafe fn drop_cell<F: Future<Output: IntoExitReason>>(header: NonNull<Header>) {
-    // SAFETY: the caller hands over the allocation made by Box in `TaskRef::new`.
+    // SAFETY: the caller hands over the allocation made by Box in `TaskRef::new_in`.
     drop(unsafe { Box::from_raw(header.cast::<TaskCell<F>>().as_ptr()) });
+}
+
+/// # Safety
+/// `header` must point to a live `TaskCell<F>` placed in a slot's storage by
+/// `TaskRef::new_in`, not used afterwards.
+unsafe fn drop_in_place_cell<F: Future<Output: IntoExitReason>>(header: NonNull<Header>) {
+    // SAFETY: the cell is live and owned by the caller; its storage is the slot's.
+    unsafe { std::ptr::drop_in_place(header.cast::<TaskCell<F>>().as_ptr()) };
 }
 
 /// A thin pointer to a task allocation. `Copy`: the slot protocol decides
@@ -75,14 +95,27 @@ impl std::fmt::Debug for Header {
 }
 
 impl TaskRef {
-    /// Allocates `future` as a task.
-    pub(crate) fn new<F>(future: F) -> TaskRef
+    /// Places `future` in `storage` if it fits, else in a box.
+    ///
+    /// # Safety
+    /// `storage` must be valid for writes, hold no live task, and stay in
+    /// place (not be reused) until this task is dropped.
+    pub(crate) unsafe fn new_in<F>(future: F, storage: *mut TaskStorage) -> TaskRef
     where
         F: Future + Send + 'static,
         F::Output: IntoExitReason,
     {
-        let cell = Box::new(TaskCell { header: Header { vtable: F::VTABLE }, future });
-        TaskRef(NonNull::from(Box::leak(cell)).cast())
+        if F::FITS {
+            let cell = storage.cast::<TaskCell<F>>();
+            // SAFETY: FITS checked size and alignment; the caller guarantees
+            // the storage is free and stays put.
+            unsafe { cell.write(TaskCell { header: Header { vtable: F::INLINE }, future }) };
+            // SAFETY: `storage` is non-null (it points into a slot).
+            TaskRef(unsafe { NonNull::new_unchecked(cell.cast()) })
+        } else {
+            let cell = Box::new(TaskCell { header: Header { vtable: F::BOXED }, future });
+            TaskRef(NonNull::from(Box::leak(cell)).cast())
+        }
     }
 
     /// Polls the future once.
@@ -95,7 +128,7 @@ impl TaskRef {
         unsafe { ((*self.0.as_ptr()).vtable.poll)(self.0, cx) }
     }
 
-    /// Drops the future and frees the allocation.
+    /// Drops the future (and frees its box, if it has one).
     ///
     /// # Safety
     /// The task is live, not being polled, and never used again.

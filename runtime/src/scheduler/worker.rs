@@ -22,6 +22,7 @@
 //! their process and runtime without any argument.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
@@ -29,7 +30,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::envelope::Envelope;
-use crate::exit::{panic_message, ExitReason};
+use crate::exit::{panic_message, ExitReason, IntoExitReason};
 use crate::pid::Pid;
 use crate::runtime::Shared;
 use crate::slot::{AfterPoll, Delivery, Extras, Slot, Wake};
@@ -429,12 +430,17 @@ impl Worker {
         free.pop().expect("table handed out an index")
     }
 
-    /// Spawns a task as a process of this worker's runtime.
-    pub(crate) fn spawn_task(&self, task: TaskRef) -> Pid {
+    /// Spawns `future` as a process of this worker's runtime.
+    pub(crate) fn spawn<F>(&self, future: F) -> Pid
+    where
+        F: Future + Send + 'static,
+        F::Output: IntoExitReason,
+    {
         let index = self.alloc_slot();
         let slot = self.shared.table.slot(index);
-        // SAFETY: the index came from the free list: nobody owns the slot.
-        let serial = unsafe { slot.transition_to_live(Some(task), false) };
+        // SAFETY: the index came from the free list: nobody owns the slot,
+        // and its storage stays in place until the task is dropped at exit.
+        let serial = unsafe { slot.transition_to_live(|storage| Some(TaskRef::new_in(future, storage)), false) };
         WorkerStats::bump(&self.shared.worker_stats[self.index].spawned);
         self.local.push(index);
         self.shared.sched.notify();
