@@ -45,11 +45,7 @@ impl<T: Send + 'static> Erased for T {}
 enum Taken {}
 
 /// The vtable of an envelope whose value has been taken out.
-static EMPTY: MsgVTable = MsgVTable {
-    type_id: TypeId::of::<Taken>(),
-    type_name: || "<taken>",
-    drop: drop_nothing,
-};
+static EMPTY: MsgVTable = MsgVTable { type_id: TypeId::of::<Taken>(), type_name: || "<taken>", drop: drop_nothing };
 
 /// # Safety
 /// `payload` must hold a valid `T`, stored as `T::INLINE` says.
@@ -198,14 +194,14 @@ mod tests {
 
     #[test]
     fn small_values_round_trip_inline() {
-        assert!(<(u64, u64, u64) as Erased>::INLINE);
+        const { assert!(<(u64, u64, u64) as Erased>::INLINE) };
         let env = Envelope::new((1u64, 2u64, 3u64));
         assert_eq!(env.downcast::<(u64, u64, u64)>().unwrap(), (1, 2, 3));
     }
 
     #[test]
     fn large_values_round_trip_boxed() {
-        assert!(!<[u64; 8] as Erased>::INLINE);
+        const { assert!(!<[u64; 8] as Erased>::INLINE) };
         let env = Envelope::new([7u64; 8]);
         assert!(env.is::<[u64; 8]>());
         assert_eq!(env.downcast::<[u64; 8]>().unwrap(), [7; 8]);

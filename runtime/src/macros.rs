@@ -160,7 +160,7 @@ macro_rules! __receive_expand {
                 let mut __clause: u32 = 0;
                 #[allow(unused_mut)]
                 let mut __env = ::core::option::Option::Some(__env);
-                $crate::__receive_bodies!(__index __clause __env $( ([$($pat)+] [$($ty)+] ($body)) )*)
+                $crate::__receive_bodies!(__index __clause __env $( ([$($pat)+] [$($ty)+] [$($guard)?] ($body)) )*)
             }
             ::core::option::Option::None => {
                 $crate::__receive_after!($(($after))?)
@@ -176,11 +176,13 @@ macro_rules! __receive_bodies {
     ($index:ident $clause:ident $env:ident) => {
         ::core::unreachable!("receive!: no clause with that index")
     };
-    ($index:ident $clause:ident $env:ident ([$($pat:tt)+] [$($ty:tt)+] ($body:expr)) $($rest:tt)*) => {
+    ($index:ident $clause:ident $env:ident ([$($pat:tt)+] [$($ty:tt)+] [$($guard:expr)?] ($body:expr)) $($rest:tt)*) => {
         if $index == $clause {
-            #[allow(unreachable_patterns, irrefutable_let_patterns)]
+            // The guard already passed while scanning; `true ||` keeps it from
+            // running again but counts its bindings as used.
+            #[allow(unreachable_patterns, irrefutable_let_patterns, clippy::overly_complex_bool_expr)]
             match $crate::__private::unwrap::<$($ty)+>($env.take().expect("receive!: message taken once")) {
-                $($pat)+ => $body,
+                $($pat)+ if true $(|| { $guard })? => $body,
                 _ => ::core::unreachable!("receive!: the clause matched while scanning"),
             }
         } else {

@@ -105,7 +105,10 @@ pub fn monitor(target: Pid) -> MonitorRef {
     });
     let reference = MonitorRef { id, target, watcher };
     let added = with_runtime_of(target, |shared| {
-        shared.table.get(target.index()).and_then(|slot| slot.with_extras(target.serial(), |e| e.monitors.push(reference)))
+        shared
+            .table
+            .get(target.index())
+            .and_then(|slot| slot.with_extras(target.serial(), |e| e.monitors.push(reference)))
     })
     .flatten()
     .is_some();
@@ -169,12 +172,14 @@ pub fn demonitor(reference: MonitorRef) -> bool {
 pub(crate) fn fire(pid: Pid, reason: &ExitReason, monitors: Vec<MonitorRef>) {
     for reference in monitors {
         let down = Envelope::new(Down { reference, pid, reason: reason.clone() });
-        deliver_unless(reference.watcher, down, |extras| match extras.suppressed.iter().position(|r| *r == reference) {
-            Some(at) => {
-                extras.suppressed.swap_remove(at);
-                true
+        deliver_unless(reference.watcher, down, |extras| {
+            match extras.suppressed.iter().position(|r| *r == reference) {
+                Some(at) => {
+                    extras.suppressed.swap_remove(at);
+                    true
+                }
+                None => false,
             }
-            None => false,
         });
     }
 }

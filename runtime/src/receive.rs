@@ -180,7 +180,12 @@ pub(crate) unsafe fn waiting_types(slot: &Slot) -> (usize, BTreeSet<&'static str
 }
 
 /// Emits the timeout diagnostic if the mailbox holds unwanted messages.
-pub(crate) fn report_timeout(pid: impl std::fmt::Display, len: usize, waiting: &BTreeSet<&'static str>, expected: &[&'static str]) {
+pub(crate) fn report_timeout(
+    pid: impl std::fmt::Display,
+    len: usize,
+    waiting: &BTreeSet<&'static str>,
+    expected: &[&'static str],
+) {
     if len > 0 {
         tracing::debug!(
             %pid,
@@ -197,7 +202,10 @@ enum Deadline {
     Never,
     /// A zero timeout: scan once, then time out.
     Now,
-    At { at: Instant, timer: Option<LocalTimer> },
+    At {
+        at: Instant,
+        timer: Option<LocalTimer>,
+    },
 }
 
 impl Deadline {
@@ -381,10 +389,8 @@ impl<T: Send + 'static> Future for RecvTimeout<T> {
             // SAFETY: `with_current` gives us the slot of the process we are polling.
             unsafe { scan_type::<T>(slot, scan) }
         };
-        poll_receive("recv_timeout", &mut this.scan, &mut this.deadline, attempt, || {
-            vec![std::any::type_name::<T>()]
-        })
-        .map(|env| env.map(unwrap_as::<T>))
+        poll_receive("recv_timeout", &mut this.scan, &mut this.deadline, attempt, || vec![std::any::type_name::<T>()])
+            .map(|env| env.map(unwrap_as::<T>))
     }
 }
 
@@ -474,9 +480,7 @@ impl<M: FnMut(&mut Envelope) -> Option<u32>> Future for ReceiveFuture<'_, M> {
             // polling; `ScanGuard` keeps the guards from receiving.
             unsafe { self::scan(slot, scan, matcher) }
         };
-        poll_receive("receive!", &mut this.scan, &mut this.deadline, attempt, || {
-            expected.iter().map(|f| f()).collect()
-        })
+        poll_receive("receive!", &mut this.scan, &mut this.deadline, attempt, || expected.iter().map(|f| f()).collect())
     }
 }
 

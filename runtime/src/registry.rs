@@ -61,7 +61,11 @@ impl Registry {
     }
 
     /// Removes `name`; clears the owner's `NAMED` bit if it is still alive.
-    pub(crate) fn unregister<'a>(&self, name: &str, slot_of: impl Fn(Pid) -> Option<&'a Slot>) -> Result<Pid, UnregisterError> {
+    pub(crate) fn unregister<'a>(
+        &self,
+        name: &str,
+        slot_of: impl Fn(Pid) -> Option<&'a Slot>,
+    ) -> Result<Pid, UnregisterError> {
         let mut names = self.names.lock();
         let pid = names.by_name.remove(name).ok_or_else(|| UnregisterError::NotRegistered(name.to_owned()))?;
         names.by_pid.remove(&pid);

@@ -308,10 +308,11 @@ impl Builder {
         for (index, local) in locals.into_iter().enumerate() {
             let shared2 = shared.clone();
             let exited2 = exited.clone();
-            let spawned = std::thread::Builder::new().name(format!("{prefix}-{}-w{index}", shared.node)).spawn(move || {
-                let _done = LatchGuard(exited2);
-                worker::run(shared2, index, local);
-            });
+            let spawned =
+                std::thread::Builder::new().name(format!("{prefix}-{}-w{index}", shared.node)).spawn(move || {
+                    let _done = LatchGuard(exited2);
+                    worker::run(shared2, index, local);
+                });
             match spawned {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {
@@ -455,6 +456,28 @@ impl Runtime {
         }
     }
 
+    /// Registers `name` for `pid` (see [`register`](crate::register)), from any thread.
+    ///
+    /// # Errors
+    /// [`RegisterError`](crate::RegisterError) if the name is taken, the
+    /// process already has a name, or it is not alive.
+    pub fn register(&self, name: &str, pid: Pid) -> Result<(), crate::RegisterError> {
+        self.shared.register(name, pid)
+    }
+
+    /// Removes a registered name (see [`unregister`](crate::unregister)), from any thread.
+    ///
+    /// # Errors
+    /// [`UnregisterError::NotRegistered`](crate::UnregisterError) if no process has that name.
+    pub fn unregister(&self, name: &str) -> Result<Pid, crate::UnregisterError> {
+        self.shared.unregister(name)
+    }
+
+    /// The process registered as `name` in this runtime, from any thread.
+    pub fn whereis(&self, name: &str) -> Option<Pid> {
+        self.shared.registry.whereis(name)
+    }
+
     /// This runtime's node number (the first number of its Pids).
     pub fn node(&self) -> u32 {
         self.shared.node
@@ -521,7 +544,10 @@ impl Drop for Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("node", &self.shared.node).field("workers", &self.shared.sched.workers()).finish()
+        f.debug_struct("Runtime")
+            .field("node", &self.shared.node)
+            .field("workers", &self.shared.sched.workers())
+            .finish()
     }
 }
 

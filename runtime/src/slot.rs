@@ -251,7 +251,12 @@ impl Slot {
     /// allocated) and may turn the message away (a `Down` the process has
     /// demonitored). It must not run user code.
     #[inline(always)]
-    pub(crate) fn deliver_unless(&self, serial: u32, env: Envelope, refuse: impl FnOnce(&mut Extras) -> bool) -> Delivery {
+    pub(crate) fn deliver_unless(
+        &self,
+        serial: u32,
+        env: Envelope,
+        refuse: impl FnOnce(&mut Extras) -> bool,
+    ) -> Delivery {
         let w = self.lock();
         if serial_of(w) != serial || w & LIVE == 0 {
             self.unlock(w & !LOCKED);
@@ -535,7 +540,13 @@ impl Slot {
     pub(crate) fn set_flag(&self, serial: u32, flag: u64, on: bool) -> bool {
         let w = self.lock();
         let alive = serial_of(w) == serial && w & LIVE != 0;
-        let w = if alive && on { w | flag } else if alive { w & !flag } else { w };
+        let w = if alive && on {
+            w | flag
+        } else if alive {
+            w & !flag
+        } else {
+            w
+        };
         self.unlock(w & !LOCKED);
         alive
     }

@@ -107,9 +107,7 @@ impl Table {
     fn allocate_segment(&self, segment: usize) {
         let len = segment_len(segment);
         let fresh = new_segment(len);
-        if self.segments[segment]
-            .compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
+        if self.segments[segment].compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire).is_err()
         {
             // SAFETY: `fresh` was allocated just above with this length and
             // never shared (the exchange failed).

@@ -55,7 +55,10 @@ impl<F: Future<Output: IntoExitReason>> HasVTable for F {}
 
 /// # Safety
 /// `header` must point to a live `TaskCell<F>`, polled by one thread at a time.
-unsafe fn poll_cell<F: Future<Output: IntoExitReason>>(header: NonNull<Header>, cx: &mut Context<'_>) -> Poll<ExitReason> {
+unsafe fn poll_cell<F: Future<Output: IntoExitReason>>(
+    header: NonNull<Header>,
+    cx: &mut Context<'_>,
+) -> Poll<ExitReason> {
     let cell = header.cast::<TaskCell<F>>().as_ptr();
     // SAFETY: the cell is live and heap-allocated; its future never moves
     // until `drop_cell`, so pinning it in place is sound.

@@ -73,7 +73,13 @@ impl Process {
         let slot = Slot::new();
         // SAFETY: a new slot is free: nobody owns it.
         let serial = unsafe { slot.transition_to_live(None, false) };
-        Process { slot, serial, owners: AtomicUsize::new(0), state: UnsafeCell::new(State::default()), event: AtomicBool::new(false) }
+        Process {
+            slot,
+            serial,
+            owners: AtomicUsize::new(0),
+            state: UnsafeCell::new(State::default()),
+            event: AtomicBool::new(false),
+        }
     }
 
     /// A live process that has been polled once and is idle, waiting.

@@ -235,7 +235,7 @@ impl Worker {
     fn next_process(&self) -> Option<u32> {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
-        if tick % 61 == 0 {
+        if tick.is_multiple_of(61) {
             self.fire_timers();
             if let Some(index) = self.pop_inject() {
                 return Some(index);
@@ -290,7 +290,7 @@ impl Worker {
                 return None;
             }
             spins += 1;
-            if spins % 32 != 0 {
+            if !spins.is_multiple_of(32) {
                 std::hint::spin_loop();
                 continue;
             }

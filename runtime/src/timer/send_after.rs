@@ -123,7 +123,8 @@ impl TimerRef {
 pub fn send_after<M: Message>(delay: Duration, to: Pid, msg: M) -> TimerRef {
     let pending = Arc::new(Pending::new(to, Envelope::new(msg)));
     with_worker(|w| {
-        let w = w.expect("krarup: `send_after` must be called on a runtime's worker; use Runtime::send_after elsewhere");
+        let w =
+            w.expect("krarup: `send_after` must be called on a runtime's worker; use Runtime::send_after elsewhere");
         w.arm_entry(when_after(&w.shared.clock, delay), TimerEntry::Send(pending.clone()));
     });
     TimerRef { pending }
