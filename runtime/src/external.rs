@@ -52,13 +52,12 @@ use crate::timer::TimerEntry;
 pub struct Mailbox {
     shared: Arc<Shared>,
     pid: Pid,
-    scan: Scan,
 }
 
 impl Mailbox {
     pub(crate) fn open(shared: Arc<Shared>) -> Mailbox {
         let pid = shared.open_external();
-        Mailbox { shared, pid, scan: Scan::default() }
+        Mailbox { shared, pid }
     }
 
     /// This mailbox's Pid: send it in messages so processes can reply.
@@ -70,34 +69,48 @@ impl Mailbox {
         self.shared.table.slot(self.pid.index())
     }
 
-    /// Takes the oldest message of type `T`, if one is there.
-    fn take<T: Send + 'static>(&mut self) -> Option<T> {
+    /// Takes the oldest message of type `T`, if one is there. `scan` is the
+    /// position saved by this receive (a position belongs to one receive:
+    /// another type's receive must start from the front).
+    fn take<T: Send + 'static>(&mut self, scan: &mut Scan) -> Option<T> {
         let slot = self.shared.table.slot(self.pid.index());
         // SAFETY: `&mut self`: this handle is the mailbox's only owner.
-        let hit = unsafe { scan_type::<T>(slot, &mut self.scan) };
+        let hit = unsafe { scan_type::<T>(slot, scan) };
         hit.map(|env| env.downcast::<T>().unwrap_or_else(|_| unreachable!("matched by type")))
     }
 
     /// Takes the oldest message of type `T` if one is already here; never waits.
     pub fn try_recv<T: Message>(&mut self) -> Option<T> {
-        self.take::<T>()
+        self.take::<T>(&mut Scan::default())
     }
 
     /// Takes a message that need not be serializable; never waits.
     pub fn try_recv_local<T: Send + 'static>(&mut self) -> Option<T> {
-        self.take::<T>()
+        self.take::<T>(&mut Scan::default())
     }
 
     /// Waits for the oldest message of type `T`; works on any executor.
     pub fn recv<T: Message>(&mut self) -> MailboxRecv<'_, T> {
-        MailboxRecv(Wait { mailbox: self, deadline: None, timer: None, _type: std::marker::PhantomData })
+        MailboxRecv(Wait {
+            mailbox: self,
+            scan: Scan::default(),
+            deadline: None,
+            timer: None,
+            _type: std::marker::PhantomData,
+        })
     }
 
     /// Waits at most `timeout` for a message of type `T`; works on any
     /// executor (the runtime's timers wake it).
     pub fn recv_timeout<T: Message>(&mut self, timeout: Duration) -> MailboxRecvTimeout<'_, T> {
         let deadline = Instant::now().checked_add(timeout);
-        MailboxRecvTimeout(Wait { mailbox: self, deadline, timer: None, _type: std::marker::PhantomData })
+        MailboxRecvTimeout(Wait {
+            mailbox: self,
+            scan: Scan::default(),
+            deadline,
+            timer: None,
+            _type: std::marker::PhantomData,
+        })
     }
 
     /// Blocks this thread until a message of type `T` arrives or `timeout`
@@ -106,8 +119,9 @@ impl Mailbox {
     pub fn blocking_recv_timeout<T: Message>(&mut self, timeout: Duration) -> Option<T> {
         let deadline = Instant::now() + timeout;
         let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+        let mut scan = Scan::default();
         loop {
-            if let Some(value) = self.take::<T>() {
+            if let Some(value) = self.take::<T>(&mut scan) {
                 return Some(value);
             }
             let now = Instant::now();
@@ -163,6 +177,7 @@ impl Wake for ThreadWaker {
 /// The waiting part shared by [`MailboxRecv`] and [`MailboxRecvTimeout`].
 struct Wait<'a, T> {
     mailbox: &'a mut Mailbox,
+    scan: Scan,
     /// When to give up; None: never.
     deadline: Option<Instant>,
     timer: Option<TimerKey>,
@@ -173,7 +188,7 @@ impl<T: Send + 'static> Wait<'_, T> {
     /// `Ready(Some)` on a message, `Ready(None)` at the deadline.
     fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         loop {
-            if let Some(value) = self.mailbox.take::<T>() {
+            if let Some(value) = self.mailbox.take::<T>(&mut self.scan) {
                 self.cancel_timer();
                 return Poll::Ready(Some(value));
             }

@@ -16,7 +16,14 @@
 //! If `register` set `NAMED` first, the exit sees it and removes the name
 //! (after `register` has inserted it, because it waits for the registry
 //! lock); if the exit came first, `register` fails with `NotAlive`. Either
-//! way no name outlives its process.
+//! way no name outlives its process in the map for long.
+//!
+//! And for observers not at all: the map is cleaned up *after* the exit,
+//! but every lookup (`whereis`, `send_named`, `registered`, and `register`
+//! finding the name taken) checks that the entry's process is alive — the
+//! slot's serial, under its lock — and treats a dead one's entry as gone.
+//! So a name vanishes at the very moment its process is marked dead, the
+//! same moment a `monitor` starts answering `NoProc`.
 
 use std::collections::HashMap;
 
@@ -44,10 +51,22 @@ impl Registry {
     }
 
     /// Registers `name` for `pid`, whose slot is `slot` (None: not ours).
-    pub(crate) fn register(&self, name: &str, pid: Pid, slot: Option<&Slot>) -> Result<(), RegisterError> {
+    /// `is_alive` tells whether a registered process still lives (an entry of
+    /// a dead one is taken over).
+    pub(crate) fn register(
+        &self,
+        name: &str,
+        pid: Pid,
+        slot: Option<&Slot>,
+        is_alive: impl Fn(Pid) -> bool,
+    ) -> Result<(), RegisterError> {
         let mut names = self.names.lock();
         if let Some(&owner) = names.by_name.get(name) {
-            return Err(RegisterError::NameTaken { name: name.to_owned(), owner });
+            if is_alive(owner) {
+                return Err(RegisterError::NameTaken { name: name.to_owned(), owner });
+            }
+            names.by_name.remove(name);
+            names.by_pid.remove(&owner);
         }
         if let Some(existing) = names.by_pid.get(&pid) {
             return Err(RegisterError::AlreadyNamed { pid, name: existing.clone() });
@@ -75,14 +94,14 @@ impl Registry {
         Ok(pid)
     }
 
-    /// The process registered as `name`.
-    pub(crate) fn whereis(&self, name: &str) -> Option<Pid> {
-        self.names.lock().by_name.get(name).copied()
+    /// The live process registered as `name`.
+    pub(crate) fn whereis(&self, name: &str, is_alive: impl Fn(Pid) -> bool) -> Option<Pid> {
+        self.names.lock().by_name.get(name).copied().filter(|&pid| is_alive(pid))
     }
 
-    /// Every registered name.
-    pub(crate) fn registered(&self) -> Vec<String> {
-        self.names.lock().by_name.keys().cloned().collect()
+    /// Every name registered to a live process.
+    pub(crate) fn registered(&self, is_alive: impl Fn(Pid) -> bool) -> Vec<String> {
+        self.names.lock().by_name.iter().filter(|(_, &pid)| is_alive(pid)).map(|(name, _)| name.clone()).collect()
     }
 
     /// Exit path: releases `pid`'s name, if it still has one.
@@ -145,7 +164,7 @@ pub fn unregister(name: &str) -> Result<Pid, UnregisterError> {
 /// # Panics
 /// If called outside a process.
 pub fn whereis(name: &str) -> Option<Pid> {
-    with_current("whereis", |worker, _, _| worker.shared.registry.whereis(name))
+    with_current("whereis", |worker, _, _| worker.shared.whereis(name))
 }
 
 /// Every name registered in the current process's runtime.
@@ -153,14 +172,24 @@ pub fn whereis(name: &str) -> Option<Pid> {
 /// # Panics
 /// If called outside a process.
 pub fn registered() -> Vec<String> {
-    with_current("registered", |worker, _, _| worker.shared.registry.registered())
+    with_current("registered", |worker, _, _| worker.shared.registry.registered(|pid| worker.shared.is_alive(pid)))
 }
 
 impl crate::runtime::Shared {
     /// `register` for this runtime.
     pub(crate) fn register(&self, name: &str, pid: Pid) -> Result<(), RegisterError> {
         let slot = (pid.node() == self.node).then(|| self.table.get(pid.index())).flatten();
-        self.registry.register(name, pid, slot)
+        self.registry.register(name, pid, slot, |owner| self.is_alive(owner))
+    }
+
+    /// `whereis` for this runtime.
+    pub(crate) fn whereis(&self, name: &str) -> Option<Pid> {
+        self.registry.whereis(name, |pid| self.is_alive(pid))
+    }
+
+    /// Whether `pid`, a process of this runtime, is alive.
+    pub(crate) fn is_alive(&self, pid: Pid) -> bool {
+        pid.node() == self.node && self.table.get(pid.index()).is_some_and(|s| s.is_alive(pid.serial()))
     }
 
     /// `unregister` for this runtime.

@@ -475,7 +475,7 @@ impl Runtime {
 
     /// The process registered as `name` in this runtime, from any thread.
     pub fn whereis(&self, name: &str) -> Option<Pid> {
-        self.shared.registry.whereis(name)
+        self.shared.whereis(name)
     }
 
     /// This runtime's node number (the first number of its Pids).

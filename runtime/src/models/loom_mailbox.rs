@@ -2,34 +2,51 @@
 //! (including the hand-off into the inner queue of an idle process), wake,
 //! receive, and `transition_to_idle`.
 //!
-//! Each model runs one process. Its "poll" receives every `u32` it can with
-//! the runtime's own receive (`receive::scan_type`, which goes through
-//! `drain` and `pop_front_if`), records them, and notes whether it saw the
-//! event a waker announced; then the owner calls `transition_to_idle`, and
-//! on `AfterPoll::Reschedule` polls again. Whichever thread is handed the
+//! Each model runs one process. Its "poll" notes whether it saw the event a
+//! waker announced, then receives every message it can with the runtime's
+//! own typed receive (`receive::scan_type`): first every `u32`, then every
+//! `u64`, so a `u64` at the front of the outer queue sends the `u32` receive
+//! through `drain` and the inner-queue scan, and a `u32` at the front through
+//! `pop_front_if`. Then the owner calls `transition_to_idle`, and on
+//! `AfterPoll::Reschedule` polls again. Whichever thread is handed the
 //! process (the initial `BUSY`, a `Wake::Schedule` from `deliver` or `wake`,
 //! a `Reschedule`) polls it on its own thread, as the worker that dequeued
 //! it would.
 //!
 //! What the models check:
-//! - *No lost wake-up* (`loom_mailbox_no_lost_wakeup`): with an owner
-//!   polling while a sender delivers, every message is received exactly
-//!   once and in order, and at the end the process is idle (`BUSY` clear)
-//!   with nothing left in its mailbox and no flag but `LIVE`.
-//! - *Never owned twice* (`loom_mailbox_never_owned_twice`): with two
-//!   senders racing the owner, at most one thread owns the process at any
-//!   time. An atomic counts owners (relaxed, so that it adds no
-//!   happens-before edge of its own); and the process's state and the slot's
-//!   inner queue are loom `UnsafeCell`s, so loom reports a data race if two
-//!   owners overlap or ownership passes without a happens-before edge.
+//! - *No lost wake-up* (`loom_mailbox_no_lost_wakeup`): an owner polls while
+//!   a sender delivers; every message is received exactly once, and at the
+//!   end the process is idle (`BUSY` clear) with an empty mailbox and no
+//!   flag but `LIVE`.
+//! - *Never owned twice* (`loom_mailbox_never_owned_twice`): two threads race
+//!   to take an idle process with sends and a wake, each possibly more than
+//!   once; at most one thread owns it at any time. An atomic counts owners
+//!   (relaxed, so it adds no happens-before edge of its own), and the
+//!   process's state and the slot's inner queue are loom `UnsafeCell`s, so
+//!   loom reports a data race if two owners overlap or if ownership passes
+//!   from thread to thread without a happens-before edge.
 //! - *Per-sender order* (`loom_mailbox_two_senders_keep_order`): two senders,
 //!   two messages each, to an idle process: each sender's messages are
 //!   received in the order it sent them, none lost or duplicated.
+//! - *Order across the hand-off* (`loom_mailbox_order_kept_while_not_receiving`):
+//!   the process receives nothing until it has been woken (it awaits a
+//!   timer), so it goes idle with messages in its outer queue; a later
+//!   message must not overtake them through the hand-off into the inner
+//!   queue.
 //! - *A wake is not lost* (`loom_mailbox_wake_not_lost`): a `wake(serial)`
 //!   (a `Waker` or a timer) racing with the owner going idle leads to a poll
 //!   that sees the event announced before the wake.
 //!
-//! Every model checks "never owned twice" and "nothing left behind" too.
+//! Every model also checks "never owned twice" and "nothing left behind".
+//!
+//! # Why two threads
+//!
+//! At most two threads touch the slot at once (the main thread only sets up
+//! and joins). The slot lock is a spin lock, and under loom a spinning
+//! thread `yield_now`s; with two waiters and a preempted holder, loom may
+//! schedule the two waiters in turn forever (a switch after a yield is not a
+//! preemption, so the bound does not stop it) and the model fails with
+//! "exceeded maximum number of branches" without having found anything.
 
 use crate::envelope::Envelope;
 use crate::receive::{scan_type, Scan};
@@ -39,18 +56,23 @@ use crate::sync::{thread, Arc, AtomicBool, AtomicUsize, Ordering, UnsafeCell};
 /// What the process's future keeps between polls; owned by the `BUSY` holder.
 #[derive(Debug, Default)]
 struct State {
-    /// Every message received, in order.
-    received: Vec<u32>,
+    /// Every message received (`u32`s and `u64`s, widened), in order.
+    received: Vec<u64>,
     /// Whether a poll saw the event a waker announced.
     saw_event: bool,
-    /// The pending receive's scan position (a `Recv` future keeps it).
-    scan: Scan,
+    /// The pending `u32` receive's scan position (a `Recv` future keeps it).
+    scan_u32: Scan,
+    /// The pending `u64` receive's scan position.
+    scan_u64: Scan,
 }
 
 /// One process: its slot and its state.
 struct Process {
     slot: Slot,
     serial: u32,
+    /// Whether the process receives only once it has seen the event (as a
+    /// process that awaits a timer before its receive loop).
+    waits_for_event: bool,
     /// How many threads currently act as the owner (at most one).
     owners: AtomicUsize,
     /// The future's state: touched only by the owner.
@@ -69,13 +91,14 @@ unsafe impl Send for Process {}
 
 impl Process {
     /// A live process, owned (`BUSY`) by the calling thread.
-    fn spawn() -> Process {
+    fn spawn(waits_for_event: bool) -> Process {
         let slot = Slot::new();
         // SAFETY: a new slot is free: nobody owns it.
         let serial = unsafe { slot.transition_to_live(None, false) };
         Process {
             slot,
             serial,
+            waits_for_event,
             owners: AtomicUsize::new(0),
             state: UnsafeCell::new(State::default()),
             event: AtomicBool::new(false),
@@ -83,8 +106,8 @@ impl Process {
     }
 
     /// A live process that has been polled once and is idle, waiting.
-    fn spawn_idle() -> Process {
-        let process = Process::spawn();
+    fn spawn_idle(waits_for_event: bool) -> Process {
+        let process = Process::spawn(waits_for_event);
         process.run();
         assert_eq!(process.slot.load() & BUSY, 0, "an empty mailbox lets the process go idle");
         process
@@ -113,23 +136,34 @@ impl Process {
         }
     }
 
-    /// One poll: notes the event, receives every `u32` there is.
+    /// One poll: notes the event, then receives every `u32`, then every `u64`.
     fn poll(&self) {
         let saw_event = self.event.load(Ordering::Relaxed);
         self.state.with_mut(|state| {
             // SAFETY: we own the process, so its state is ours.
             let state = unsafe { &mut *state };
             state.saw_event |= saw_event;
-            // SAFETY: we own the process (BUSY) and hold no part of its mailbox.
-            while let Some(env) = unsafe { scan_type::<u32>(&self.slot, &mut state.scan) } {
-                state.scan = Scan::default();
-                state.received.push(env.downcast::<u32>().expect("scan_type matched a u32"));
+            if self.waits_for_event && !state.saw_event {
+                return;
+            }
+            loop {
+                // SAFETY (both receives): we own the process (BUSY) and hold
+                // no part of its mailbox.
+                if let Some(env) = unsafe { scan_type::<u32>(&self.slot, &mut state.scan_u32) } {
+                    state.scan_u32 = Scan::default();
+                    state.received.push(env.downcast::<u32>().expect("scan_type matched a u32").into());
+                } else if let Some(env) = unsafe { scan_type::<u64>(&self.slot, &mut state.scan_u64) } {
+                    state.scan_u64 = Scan::default();
+                    state.received.push(env.downcast::<u64>().expect("scan_type matched a u64"));
+                } else {
+                    return;
+                }
             }
         });
     }
 
     /// Sends `msg` and, if handed the process, runs it.
-    fn send(&self, msg: u32) {
+    fn send<T: Send + 'static>(&self, msg: T) {
         match self.slot.deliver(self.serial, Envelope::new(msg)) {
             Delivery::Queued(Wake::Schedule) => self.run(),
             Delivery::Queued(Wake::None) => {}
@@ -150,8 +184,9 @@ impl Process {
     }
 
     /// After every thread has been joined: checks the process is idle with
-    /// an empty mailbox, and returns its state.
-    fn finish(&self) -> (Vec<u32>, bool) {
+    /// an empty mailbox, and returns what it received and whether it saw
+    /// the event.
+    fn finish(&self) -> (Vec<u64>, bool) {
         assert_eq!(self.owners.load(Ordering::Relaxed), 0, "an owner never gave the process up");
         let word = self.slot.load();
         assert_eq!(word & BUSY, 0, "the process is not idle at the end");
@@ -169,65 +204,62 @@ impl Process {
     }
 }
 
+/// Runs `f` on a new thread with its own handle to `process`.
+fn spawn_with(process: &Arc<Process>, f: impl FnOnce(&Process) + Send + 'static) -> thread::JoinHandle<()> {
+    let process = process.clone();
+    thread::spawn(move || f(&process))
+}
+
+/// The messages of `received` that `sender` sent (`10 * sender + seq`).
+fn sent_by(received: &[u64], sender: u64) -> Vec<u64> {
+    received.iter().copied().filter(|m| m / 10 == sender).collect()
+}
+
 #[test]
 fn loom_mailbox_no_lost_wakeup() {
     loom::model(|| {
-        let process = Arc::new(Process::spawn());
-        let owner = {
-            let process = process.clone();
-            thread::spawn(move || process.run())
-        };
-        let sender = {
-            let process = process.clone();
-            thread::spawn(move || {
-                process.send(1);
-                process.send(2);
-            })
-        };
+        let process = Arc::new(Process::spawn(false));
+        let owner = spawn_with(&process, Process::run);
+        let sender = spawn_with(&process, |p| {
+            p.send(1u64);
+            p.send(2u32);
+        });
         owner.join().unwrap();
         sender.join().unwrap();
-        let (received, _) = process.finish();
-        assert_eq!(received, [1, 2]);
+        let (mut received, _) = process.finish();
+        received.sort_unstable();
+        assert_eq!(received, [1, 2], "each message received exactly once");
     });
 }
 
 #[test]
 fn loom_mailbox_never_owned_twice() {
     loom::model(|| {
-        let process = Arc::new(Process::spawn());
-        let owner = {
-            let process = process.clone();
-            thread::spawn(move || process.run())
-        };
-        let senders: Vec<_> = [1, 2]
-            .into_iter()
-            .map(|msg| {
-                let process = process.clone();
-                thread::spawn(move || process.send(msg))
-            })
-            .collect();
-        owner.join().unwrap();
-        for sender in senders {
-            sender.join().unwrap();
-        }
-        let (mut received, _) = process.finish();
+        let process = Arc::new(Process::spawn_idle(false));
+        let first = spawn_with(&process, |p| {
+            p.send(1u64);
+            p.wake();
+        });
+        let second = spawn_with(&process, |p| p.send(2u32));
+        first.join().unwrap();
+        second.join().unwrap();
+        let (mut received, saw_event) = process.finish();
         received.sort_unstable();
-        assert_eq!(received, [1, 2]);
+        assert_eq!(received, [1, 2], "each message received exactly once");
+        assert!(saw_event, "the wake was lost: no poll after it saw the event");
     });
 }
 
 #[test]
 fn loom_mailbox_two_senders_keep_order() {
     loom::model(|| {
-        let process = Arc::new(Process::spawn_idle());
-        // Sender `s` sends `10 * s + 1`, then `10 * s + 2`.
-        let senders: Vec<_> = [1, 2]
+        let process = Arc::new(Process::spawn_idle(false));
+        let senders: Vec<_> = [1u32, 2]
             .into_iter()
             .map(|s| {
-                let process = process.clone();
-                thread::spawn(move || {
-                    process.send(10 * s + 1);
-                    process.send(10 * s + 2);
+                spawn_with(&process, move |p| {
+                    p.send(10 * s + 1);
+                    p.send(10 * s + 2);
                 })
             })
             .collect();
@@ -235,26 +267,40 @@ fn loom_mailbox_two_senders_keep_order() {
             sender.join().unwrap();
         }
         let (received, _) = process.finish();
+        assert_eq!(received.len(), 4, "each message received exactly once: {received:?}");
         for s in [1, 2] {
-            let from_s: Vec<u32> = received.iter().copied().filter(|m| m / 10 == s).collect();
-            assert_eq!(from_s, [10 * s + 1, 10 * s + 2], "sender {s}'s messages, all received: {received:?}");
+            assert_eq!(sent_by(&received, s), [10 * s + 1, 10 * s + 2], "sender {s}'s order: {received:?}");
         }
-        assert_eq!(received.len(), 4, "{received:?}");
+    });
+}
+
+#[test]
+fn loom_mailbox_order_kept_while_not_receiving() {
+    loom::model(|| {
+        let process = Arc::new(Process::spawn_idle(true));
+        let sender = spawn_with(&process, |p| {
+            p.send(11u32);
+            p.send(12u32);
+        });
+        let other = spawn_with(&process, |p| {
+            p.send(21u32);
+            p.wake();
+        });
+        sender.join().unwrap();
+        other.join().unwrap();
+        let (received, saw_event) = process.finish();
+        assert!(saw_event, "the wake was lost: no poll after it saw the event");
+        assert_eq!(received.len(), 3, "each message received exactly once: {received:?}");
+        assert_eq!(sent_by(&received, 1), [11, 12], "sender 1's order: {received:?}");
     });
 }
 
 #[test]
 fn loom_mailbox_wake_not_lost() {
     loom::model(|| {
-        let process = Arc::new(Process::spawn());
-        let owner = {
-            let process = process.clone();
-            thread::spawn(move || process.run())
-        };
-        let waker = {
-            let process = process.clone();
-            thread::spawn(move || process.wake())
-        };
+        let process = Arc::new(Process::spawn(false));
+        let owner = spawn_with(&process, Process::run);
+        let waker = spawn_with(&process, Process::wake);
         owner.join().unwrap();
         waker.join().unwrap();
         let (received, saw_event) = process.finish();

@@ -1,0 +1,126 @@
+//! Helpers shared by the integration tests (mio's `tests/util` layout).
+//!
+//! Every wait here is bounded by [`TIMEOUT`], so a runtime bug fails the
+//! test with a message instead of hanging the suite.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use krarup_runtime::{
+    monitor, receive, recv_timeout, spawn, Down, ExitReason, IntoExitReason, Mailbox, Message, MonitorRef, Pid, Runtime,
+};
+use serde::{Deserialize, Serialize};
+
+/// The bound on every wait: long enough for a noisy two-core machine,
+/// short enough that a lost message fails the test rather than the CI run.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A small runtime with `workers` worker threads.
+pub fn runtime(workers: usize) -> Runtime {
+    Runtime::builder().workers(workers).build().expect("runtime starts")
+}
+
+/// Inside a process: the next `T`, or a panic after [`TIMEOUT`].
+pub async fn recv_bounded<T: Message>() -> T {
+    match recv_timeout::<T>(TIMEOUT).await {
+        Some(msg) => msg,
+        None => panic!("no {} arrived within {TIMEOUT:?}", std::any::type_name::<T>()),
+    }
+}
+
+/// On a plain thread: the next `T` in `mailbox`, or a panic after [`TIMEOUT`].
+pub fn expect_msg<T: Message>(mailbox: &mut Mailbox) -> T {
+    match mailbox.blocking_recv_timeout::<T>(TIMEOUT) {
+        Some(msg) => msg,
+        None => panic!("no {} arrived at the mailbox within {TIMEOUT:?}", std::any::type_name::<T>()),
+    }
+}
+
+/// Inside a process: the `Down` of monitor `reference` (other messages,
+/// other `Down`s included, stay in the mailbox), or a panic after [`TIMEOUT`].
+pub async fn down_of(reference: MonitorRef) -> Down {
+    receive! {
+        down: Down if down.reference == reference => down,
+        after TIMEOUT => panic!("no Down for {reference:?} within {TIMEOUT:?}"),
+    }
+}
+
+/// Inside a process: monitors `pid` and waits for it to exit; its exit
+/// reason (`NoProc` if it was already dead).
+pub async fn exit_reason(pid: Pid) -> ExitReason {
+    let reference = monitor(pid);
+    down_of(reference).await.reason
+}
+
+/// The signal a process spawned with [`spawn_held`] waits for.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Go;
+
+/// Spawns `future` as a process that first waits for [`Go`] (see
+/// [`release`]), so the caller can monitor or register it before it can
+/// run to its end. Without `Go` within [`TIMEOUT`] it panics.
+pub fn spawn_held<F>(future: F) -> Pid
+where
+    F: Future + Send + 'static,
+    F::Output: IntoExitReason,
+{
+    spawn(async move {
+        if recv_timeout::<Go>(TIMEOUT).await.is_none() {
+            panic!("held process was never released");
+        }
+        future.await
+    })
+}
+
+/// Lets a process spawned with [`spawn_held`] run.
+pub fn release(pid: Pid) {
+    pid.send(Go);
+}
+
+/// Runs `f` on its own thread and returns its result, or panics if it takes
+/// longer than `bound` (the thread is then abandoned, not joined, so a hang
+/// fails the test instead of the suite).
+pub fn finishes_within<T: Send + 'static>(bound: Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(bound) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what} did not finish within {bound:?}"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
+    }
+}
+
+/// A message that is slow to drop: dropping it sends [`Dropping`] to the
+/// process that made it, then holds the dropping thread until the sender
+/// returned by [`SlowDrop::send_to`] is used or dropped (at most
+/// [`TIMEOUT`]). Left unread in a process's mailbox, it holds that process
+/// half-way through its exit: dead, but not yet cleaned up.
+pub struct SlowDrop {
+    tell: Pid,
+    resume: mpsc::Receiver<()>,
+}
+
+/// Sent by a [`SlowDrop`] being dropped.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Dropping;
+
+impl SlowDrop {
+    /// From a process: puts a `SlowDrop` in `pid`'s mailbox; send on (or
+    /// drop) the returned sender to let its drop finish.
+    pub fn send_to(pid: Pid) -> mpsc::Sender<()> {
+        let (resume, wait) = mpsc::channel();
+        pid.send_local(SlowDrop { tell: krarup_runtime::self_pid(), resume: wait });
+        resume
+    }
+}
+
+impl Drop for SlowDrop {
+    fn drop(&mut self) {
+        self.tell.send(Dropping);
+        let _ = self.resume.recv_timeout(TIMEOUT);
+    }
+}
