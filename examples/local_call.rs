@@ -77,9 +77,8 @@ async fn w3b(clients: usize, calls: usize) -> Duration {
 }
 
 fn main() {
-    let flags = common::Flags::parse(
-        "usage: local_call [--k K] [--clients C] [--calls N] [--workers W] [--only w3a|w3b]",
-    );
+    let flags =
+        common::Flags::parse("usage: local_call [--k K] [--clients C] [--calls N] [--workers W] [--only w3a|w3b]");
     let k = flags.usize("k", 1_000_000);
     let clients = flags.usize("clients", 100);
     let calls = flags.usize("calls", 10_000);
