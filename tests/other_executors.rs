@@ -2,13 +2,27 @@
 //! ordinary futures, woken by the runtime, so a tokio task can await a
 //! process's reply and time out through the runtime's timers.
 
-mod util;
-
 use std::time::{Duration, Instant};
 
-use krarup_runtime::{recv, self_pid, Pid};
+use krarup::{recv, recv_timeout, self_pid, Message, Pid, Runtime};
 use serde::{Deserialize, Serialize};
-use util::{recv_bounded, runtime, TIMEOUT};
+
+/// Every wait in these tests gives up after this long, so a bug fails the
+/// test instead of hanging it.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A small runtime with `workers` worker threads.
+fn runtime(workers: usize) -> Runtime {
+    Runtime::builder().workers(workers).build().expect("runtime starts")
+}
+
+/// Inside a process: the next `T`, or a panic after [`TIMEOUT`].
+async fn recv_bounded<T: Message>() -> T {
+    match recv_timeout::<T>(TIMEOUT).await {
+        Some(msg) => msg,
+        None => panic!("no {} arrived within {TIMEOUT:?}", std::any::type_name::<T>()),
+    }
+}
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Late(u32);
@@ -55,7 +69,7 @@ async fn a_mailbox_recv_timeout_returns_a_message_that_arrives_in_time() {
     let mut mailbox = rt.mailbox();
     let to = mailbox.pid();
     rt.spawn(async move {
-        krarup_runtime::sleep(Duration::from_millis(10)).await;
+        krarup::sleep(Duration::from_millis(10)).await;
         to.send(Late(1));
     });
     let got = tokio::time::timeout(TIMEOUT, mailbox.recv_timeout::<Late>(TIMEOUT)).await.expect("in time");
