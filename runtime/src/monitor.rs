@@ -153,11 +153,8 @@ pub fn demonitor(reference: MonitorRef) -> bool {
         // SAFETY: we are polling this process on this worker (BUSY): we own the inner queue.
         let in_inner = unsafe {
             slot.with_inner(|inner| {
-                let at = (0..inner.queue.len()).find(|&i| inner.queue.get(i).is_some_and(is_it));
-                at.and_then(|i| {
-                    inner.epoch = inner.epoch.wrapping_add(1);
-                    inner.queue.remove(i)
-                })
+                let at = (0..inner.len()).find(|&i| inner.get(i).is_some_and(is_it));
+                at.and_then(|i| inner.remove(i))
             })
         };
         if in_inner.is_none() {

@@ -1,16 +1,23 @@
-//! A growable ring buffer whose all-zero bit pattern is a valid empty queue.
+//! Mailbox queues whose all-zero bit pattern is a valid empty queue.
 //!
 //! Process slots live in memory obtained zeroed from the allocator and are
 //! never explicitly constructed (see `table.rs`), so a slot's queues must be
-//! valid when all their bytes are zero: a null buffer with capacity 0.
-//! `VecDeque` does not promise that, hence this small queue. It also keeps
-//! the slot small (16 bytes instead of 32).
+//! valid when all their bytes are zero. `VecDeque` does not promise that,
+//! hence these two small queues:
 //!
-//! Invariant: `buf` is null iff `cap == 0`; otherwise it points to an
-//! allocation of `cap` (a power of two) `T`s, of which the `len` slots
-//! starting at `head` (wrapping) are initialised.
+//! - [`RingQueue`]: a growable ring buffer. Invariant: `buf` is null iff
+//!   `cap == 0`; otherwise it points to an allocation of `cap` (a power of
+//!   two) `T`s, of which the `len` slots starting at `head` (wrapping) are
+//!   initialised.
+//! - [`InlineQueue`]: a `RingQueue` with its oldest element stored inline,
+//!   so a mailbox that holds one message at a time — most of them — never
+//!   allocates, and the message sits in the slot's own cache lines. It also
+//!   counts removals (its *epoch*), which a suspended selective receive
+//!   uses to know that its saved position may have shifted.
+//!   Invariant: if `has_front` is false, `rest` is empty.
 
 use std::alloc::{self, Layout};
+use std::mem::MaybeUninit;
 use std::ptr;
 
 /// The capacity of a queue's first allocation.
@@ -239,6 +246,157 @@ impl<T> std::fmt::Debug for RingQueue<T> {
     }
 }
 
+/// A FIFO queue whose oldest element is stored inline; all-zero bytes are a
+/// valid empty queue.
+pub(crate) struct InlineQueue<T> {
+    /// The oldest element, initialised iff `has_front`.
+    front: MaybeUninit<T>,
+    /// The elements after `front`; empty whenever `has_front` is false.
+    rest: RingQueue<T>,
+    /// Bumped by every removal.
+    epoch: u32,
+    has_front: bool,
+}
+
+impl<T> InlineQueue<T> {
+    /// An empty queue.
+    pub(crate) const fn new() -> Self {
+        InlineQueue { front: MaybeUninit::uninit(), rest: RingQueue::new(), epoch: 0, has_front: false }
+    }
+
+    /// How many removals the queue has seen (wrapping): positions saved
+    /// under an older epoch may have shifted.
+    #[inline]
+    pub(crate) fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// Number of elements.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.has_front) + self.rest.len()
+    }
+
+    /// Appends `value` at the back.
+    #[inline]
+    pub(crate) fn push_back(&mut self, value: T) {
+        if self.has_front {
+            self.rest.push_back(value);
+        } else {
+            self.front.write(value);
+            self.has_front = true;
+        }
+    }
+
+    /// Removes and returns the front element.
+    #[inline]
+    pub(crate) fn pop_front(&mut self) -> Option<T> {
+        if !self.has_front {
+            return None;
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        // SAFETY: `has_front` says `front` is initialised; it is refilled or
+        // marked empty right below.
+        let value = unsafe { self.front.assume_init_read() };
+        match self.rest.pop_front() {
+            Some(next) => {
+                self.front.write(next);
+            }
+            None => self.has_front = false,
+        }
+        Some(value)
+    }
+
+    /// A mutable reference to the element at logical position `i`.
+    #[inline]
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        match i {
+            // SAFETY: `has_front` says `front` is initialised.
+            0 if self.has_front => Some(unsafe { self.front.assume_init_mut() }),
+            0 => None,
+            _ => self.rest.get_mut(i - 1),
+        }
+    }
+
+    /// A shared reference to the element at logical position `i`.
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> Option<&T> {
+        match i {
+            // SAFETY: `has_front` says `front` is initialised.
+            0 if self.has_front => Some(unsafe { self.front.assume_init_ref() }),
+            0 => None,
+            _ => self.rest.get(i - 1),
+        }
+    }
+
+    /// Removes the element at logical position `i`.
+    #[inline]
+    pub(crate) fn remove(&mut self, i: usize) -> Option<T> {
+        match i {
+            0 => self.pop_front(),
+            _ => {
+                let removed = self.rest.remove(i - 1);
+                self.epoch = self.epoch.wrapping_add(u32::from(removed.is_some()));
+                removed
+            }
+        }
+    }
+
+    /// Moves every element of `other` to the back of `self`; O(1) when
+    /// `self` is empty (one element moves inline, the buffers are swapped).
+    pub(crate) fn append(&mut self, other: &mut RingQueue<T>) {
+        if !self.has_front {
+            match other.pop_front() {
+                Some(first) => {
+                    self.front.write(first);
+                    self.has_front = true;
+                }
+                None => return,
+            }
+        }
+        self.rest.append(other);
+    }
+
+    /// Calls `f` on each element, front to back.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&T)) {
+        if let Some(front) = self.get(0) {
+            f(front);
+        }
+        self.rest.for_each(f);
+    }
+
+    /// Takes all elements out, leaving `self` empty with no buffer.
+    pub(crate) fn take(&mut self) -> InlineQueue<T> {
+        std::mem::take(self)
+    }
+
+    /// Frees the buffer behind the front if it is empty and large.
+    pub(crate) fn shrink_if_empty(&mut self) {
+        self.rest.shrink_if_empty();
+    }
+}
+
+impl<T> Drop for InlineQueue<T> {
+    fn drop(&mut self) {
+        if self.has_front {
+            // SAFETY: `has_front` says `front` is initialised; it is dropped once.
+            unsafe { self.front.assume_init_drop() };
+        }
+    }
+}
+
+impl<T> Default for InlineQueue<T> {
+    fn default() -> Self {
+        InlineQueue::new()
+    }
+}
+
+impl<T> std::fmt::Debug for InlineQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InlineQueue").field("len", &self.len()).finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +449,58 @@ mod tests {
                 q.shrink_if_empty();
             }
         }
+    }
+
+    #[test]
+    fn inline_queue_behaves_like_vecdeque_and_never_allocates_for_one_element() {
+        let mut q = InlineQueue::new();
+        q.push_back(1u64);
+        assert_eq!(q.rest.cap, 0, "one element lives inline");
+        assert_eq!(q.pop_front(), Some(1));
+        let mut model = VecDeque::new();
+        let mut x: u64 = 0x2545f4914f6cdd1d;
+        for step in 0..100_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            match x % 6 {
+                0 | 1 => {
+                    q.push_back(step);
+                    model.push_back(step);
+                }
+                2 | 3 => assert_eq!(q.pop_front(), model.pop_front()),
+                4 if !model.is_empty() => {
+                    let i = (x >> 8) as usize % model.len();
+                    assert_eq!(q.get(i), model.get(i));
+                    assert_eq!(q.remove(i), model.remove(i));
+                }
+                _ => {
+                    let mut other = RingQueue::new();
+                    for k in 0..(x >> 20) % 4 {
+                        other.push_back(k);
+                        model.push_back(k);
+                    }
+                    q.append(&mut other);
+                    assert!(other.is_empty());
+                }
+            }
+            assert_eq!(q.len(), model.len());
+            let mut seen = Vec::new();
+            if step % 1000 == 0 {
+                q.for_each(|v| seen.push(*v));
+                assert!(seen.iter().eq(model.iter()));
+            }
+        }
+    }
+
+    #[test]
+    fn all_zero_bytes_are_an_empty_inline_queue() {
+        // SAFETY: the property under test: all-zero bytes are a valid InlineQueue.
+        let mut q: InlineQueue<String> = unsafe { std::mem::zeroed() };
+        assert_eq!(q.len(), 0);
+        q.push_back("x".into());
+        q.push_back("y".into());
+        assert_eq!(q.pop_front().as_deref(), Some("x"));
     }
 
     #[test]

@@ -88,16 +88,15 @@ where
     // SAFETY: as the caller guarantees.
     unsafe {
         slot.with_inner(|inner| {
-            if inner.epoch != scan.epoch {
+            if inner.epoch() != scan.epoch {
                 scan.pos = 0;
-                scan.epoch = inner.epoch;
+                scan.epoch = inner.epoch();
             }
-            while let Some(env) = inner.queue.get_mut(scan.pos) {
+            while let Some(env) = inner.get_mut(scan.pos) {
                 if let Some(clause) = matcher(env) {
-                    let env = inner.queue.remove(scan.pos).expect("scanned position is in range");
-                    inner.queue.shrink_if_empty();
-                    inner.epoch = inner.epoch.wrapping_add(1);
-                    scan.epoch = inner.epoch;
+                    let env = inner.remove(scan.pos).expect("scanned position is in range");
+                    inner.shrink_if_empty();
+                    scan.epoch = inner.epoch();
                     scan.pos = 0;
                     return Some((clause, env));
                 }
@@ -142,7 +141,7 @@ pub(crate) unsafe fn scan_type<T: Send + 'static>(slot: &Slot, scan: &mut Scan) 
     // Nothing new since this receive last looked: no unscanned inner
     // message, nothing in the outer queue.
     // SAFETY: the caller owns the process.
-    if !slot.has_new_messages() && unsafe { slot.with_inner(|inner| inner.queue.len() <= scan.pos) } {
+    if !slot.has_new_messages() && unsafe { slot.with_inner(|inner| inner.len() <= scan.pos) } {
         return None;
     }
     loop {
@@ -170,10 +169,10 @@ pub(crate) unsafe fn waiting_types(slot: &Slot) -> (usize, BTreeSet<&'static str
     // SAFETY: the caller owns the process.
     let len = unsafe {
         slot.with_inner(|inner| {
-            inner.queue.for_each(|env| {
+            inner.for_each(|env| {
                 names.insert(env.type_name());
             });
-            inner.queue.len()
+            inner.len()
         })
     };
     (len, names)

@@ -177,7 +177,7 @@ impl Shared {
         // SAFETY: the caller owns the process.
         let task = unsafe { slot.clear_task() };
         // SAFETY: as above.
-        let inner = unsafe { slot.with_inner(|inner| inner.queue.take()) };
+        let inner = unsafe { slot.with_inner(|inner| inner.take()) };
         // SAFETY: as above.
         let mut remains = unsafe { slot.transition_to_exited() };
         let outer = remains.outer.take();

@@ -60,7 +60,7 @@ use std::task::Waker;
 
 use crate::envelope::Envelope;
 use crate::monitor::MonitorRef;
-use crate::queue::RingQueue;
+use crate::queue::{InlineQueue, RingQueue};
 use crate::sync::{spin_loop, thread, AtomicU32, AtomicU64, Ordering, UnsafeCell};
 use crate::task::{TaskRef, TaskStorage};
 
@@ -145,32 +145,31 @@ pub(crate) struct Remains {
     pub(crate) extras: Option<Box<Extras>>,
 }
 
-/// The owner's private part of a mailbox: messages already looked at.
-#[derive(Debug, Default)]
-pub(crate) struct Inner {
-    /// Messages moved here from the outer queue, oldest first.
-    pub(crate) queue: RingQueue<Envelope>,
-    /// Bumped whenever a message is removed from anywhere but the front, so
-    /// a suspended receive knows its saved scan position may have moved.
-    pub(crate) epoch: u32,
-}
+/// The owner's private part of a mailbox: messages already looked at (or
+/// handed off), oldest first. Its epoch tells a suspended receive that its
+/// saved scan position may have moved.
+pub(crate) type Inner = InlineQueue<Envelope>;
 
 /// One entry of the process table. All-zero bytes are a valid free slot with
 /// serial 0 (outside loom), which lets the table hand out zeroed memory.
+///
+/// Field order is deliberate (`repr(C)`): what a message hop touches — the
+/// word, the task pointer, the inner queue's inline front — comes first.
+#[repr(C)]
 pub(crate) struct Slot {
     word: AtomicU64,
-    /// Messages not yet seen by the process. Guarded by `LOCKED`.
-    outer: UnsafeCell<RingQueue<Envelope>>,
-    /// Guarded by `LOCKED`; null until first needed.
-    extras: UnsafeCell<*mut Extras>,
-    /// Owned by the `BUSY` holder (or the external mailbox's handle).
-    inner: UnsafeCell<Inner>,
     /// The process's future. Owned by the `BUSY` holder.
     task: UnsafeCell<Option<TaskRef>>,
-    /// Where a small future lives (see `task.rs`). Owned by the `BUSY` holder.
-    storage: UnsafeCell<TaskStorage>,
+    /// Owned by the `BUSY` holder (or the external mailbox's handle).
+    inner: UnsafeCell<Inner>,
     /// Length of the inner queue, mirrored for observers (relaxed).
     inner_len: AtomicU32,
+    /// Guarded by `LOCKED`; null until first needed.
+    extras: UnsafeCell<*mut Extras>,
+    /// Messages not yet seen by the process. Guarded by `LOCKED`.
+    outer: UnsafeCell<RingQueue<Envelope>>,
+    /// Where a small future lives (see `task.rs`). Owned by the `BUSY` holder.
+    storage: UnsafeCell<TaskStorage>,
 }
 
 // SAFETY: every field is accessed under the protocol in the module docs:
@@ -188,7 +187,7 @@ impl Slot {
             word: AtomicU64::new(0),
             outer: UnsafeCell::new(RingQueue::new()),
             extras: UnsafeCell::new(std::ptr::null_mut()),
-            inner: UnsafeCell::new(Inner { queue: RingQueue::new(), epoch: 0 }),
+            inner: UnsafeCell::new(InlineQueue::new()),
             task: UnsafeCell::new(None),
             storage: UnsafeCell::new(TaskStorage::uninit()),
             inner_len: AtomicU32::new(0),
@@ -277,8 +276,8 @@ impl Slot {
                 // SAFETY: we own the process from the moment we set BUSY
                 // (published by the unlock below, before anyone can run it).
                 let inner = unsafe { &mut *inner };
-                inner.queue.push_back(env);
-                self.inner_len.store(inner.queue.len() as u32, Ordering::Relaxed);
+                inner.push_back(env);
+                self.inner_len.store(inner.len() as u32, Ordering::Relaxed);
             });
             self.unlock((w | BUSY) & !LOCKED);
             return Delivery::Queued(Wake::Schedule);
@@ -362,11 +361,11 @@ impl Slot {
             self.inner.with_mut(|inner| {
                 // SAFETY: LOCKED guards `outer`; the caller owns `inner`.
                 unsafe {
-                    (*inner).queue.append(&mut *outer);
+                    (*inner).append(&mut *outer);
                     (*outer).shrink_if_empty();
                 }
                 // SAFETY: as above.
-                let len = unsafe { (*inner).queue.len() };
+                let len = unsafe { (*inner).len() };
                 self.inner_len.store(len as u32, Ordering::Relaxed);
             })
         });
@@ -572,7 +571,7 @@ impl Slot {
             // SAFETY: the caller owns `inner` (see above).
             let inner = unsafe { &mut *inner };
             let r = f(inner);
-            self.inner_len.store(inner.queue.len() as u32, Ordering::Relaxed);
+            self.inner_len.store(inner.len() as u32, Ordering::Relaxed);
             r
         })
     }
@@ -617,5 +616,16 @@ impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let w = self.load();
         f.debug_struct("Slot").field("serial", &serial_of(w)).field("flags", &format_args!("{:#x}", w as u32)).finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_stays_small() {
+        // The W2 budget is 256 bytes per waiting process, all included.
+        assert!(std::mem::size_of::<Slot>() <= 192, "Slot is {} bytes", std::mem::size_of::<Slot>());
     }
 }

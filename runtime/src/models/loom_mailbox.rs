@@ -2,16 +2,20 @@
 //! (including the hand-off into the inner queue of an idle process), wake,
 //! receive, and `transition_to_idle`.
 //!
-//! Each model runs one process. Its "poll" notes whether it saw the event a
+//! Each model runs one process. A poll notes whether it saw the event a
 //! waker announced, then receives every message it can with the runtime's
-//! own typed receive (`receive::scan_type`): first every `u32`, then every
-//! `u64`, so a `u64` at the front of the outer queue sends the `u32` receive
-//! through `drain` and the inner-queue scan, and a `u32` at the front through
-//! `pop_front_if`. Then the owner calls `transition_to_idle`, and on
-//! `AfterPoll::Reschedule` polls again. Whichever thread is handed the
-//! process (the initial `BUSY`, a `Wake::Schedule` from `deliver` or `wake`,
-//! a `Reschedule`) polls it on its own thread, as the worker that dequeued
-//! it would.
+//! own receive code, in one of three [`Style`]s:
+//! - `Typed`: one `recv::<u32>()` at a time (`receive::scan_type`: the inner
+//!   queue, then `pop_front_if`, then `drain`);
+//! - `Any`: one `receive!` with a `u32` clause and a `u64` clause
+//!   (`receive::scan`: the inner queue, then `drain`);
+//! - `Both`: a `recv::<u32>()` and a `recv::<u64>()` pending side by side
+//!   in the same poll, as `join!` or `select!` over two receives does.
+//!
+//! Then the owner calls `transition_to_idle`, and on `AfterPoll::Reschedule`
+//! polls again. Whichever thread is handed the process (the initial `BUSY`,
+//! a `Wake::Schedule` from `deliver` or `wake`, a `Reschedule`) polls it on
+//! its own thread, as the worker that dequeued it would.
 //!
 //! What the models check:
 //! - *No lost wake-up* (`loom_mailbox_no_lost_wakeup`): an owner polls while
@@ -30,12 +34,15 @@
 //!   received in the order it sent them, none lost or duplicated.
 //! - *Order across the hand-off* (`loom_mailbox_order_kept_while_not_receiving`):
 //!   the process receives nothing until it has been woken (it awaits a
-//!   timer), so it goes idle with messages in its outer queue; a later
+//!   timer first), so it goes idle with messages in its outer queue; a later
 //!   message must not overtake them through the hand-off into the inner
 //!   queue.
 //! - *A wake is not lost* (`loom_mailbox_wake_not_lost`): a `wake(serial)`
 //!   (a `Waker` or a timer) racing with the owner going idle leads to a poll
 //!   that sees the event announced before the wake.
+//! - *Two receives in one poll* (`loom_mailbox_two_receives_in_one_poll`):
+//!   the `Both` style, with one message that arrives between the two
+//!   receives, is not left in the mailbox of an idle process.
 //!
 //! Every model also checks "never owned twice" and "nothing left behind".
 //!
@@ -49,9 +56,20 @@
 //! "exceeded maximum number of branches" without having found anything.
 
 use crate::envelope::Envelope;
-use crate::receive::{scan_type, Scan};
+use crate::receive::{scan, scan_type, Scan};
 use crate::slot::{AfterPoll, Delivery, Slot, Wake, BUSY, LIVE};
 use crate::sync::{thread, Arc, AtomicBool, AtomicUsize, Ordering, UnsafeCell};
+
+/// How a process receives (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Style {
+    /// `recv::<u32>()`, one at a time. Every message must be a `u32`.
+    Typed,
+    /// `receive!` with a `u32` clause and a `u64` clause.
+    Any,
+    /// `recv::<u32>()` and `recv::<u64>()` pending in the same poll.
+    Both,
+}
 
 /// What the process's future keeps between polls; owned by the `BUSY` holder.
 #[derive(Debug, Default)]
@@ -60,9 +78,9 @@ struct State {
     received: Vec<u64>,
     /// Whether a poll saw the event a waker announced.
     saw_event: bool,
-    /// The pending `u32` receive's scan position (a `Recv` future keeps it).
-    scan_u32: Scan,
-    /// The pending `u64` receive's scan position.
+    /// The pending `u32` receive's (or the `receive!`'s) scan position.
+    scan: Scan,
+    /// The pending `u64` receive's scan position (`Style::Both`).
     scan_u64: Scan,
 }
 
@@ -70,6 +88,7 @@ struct State {
 struct Process {
     slot: Slot,
     serial: u32,
+    style: Style,
     /// Whether the process receives only once it has seen the event (as a
     /// process that awaits a timer before its receive loop).
     waits_for_event: bool,
@@ -91,14 +110,15 @@ unsafe impl Send for Process {}
 
 impl Process {
     /// A live process, owned (`BUSY`) by the calling thread.
-    fn spawn(waits_for_event: bool) -> Process {
+    fn spawn(style: Style) -> Process {
         let slot = Slot::new();
         // SAFETY: a new slot is free: nobody owns it.
         let serial = unsafe { slot.transition_to_live(None, false) };
         Process {
             slot,
             serial,
-            waits_for_event,
+            style,
+            waits_for_event: false,
             owners: AtomicUsize::new(0),
             state: UnsafeCell::new(State::default()),
             event: AtomicBool::new(false),
@@ -106,8 +126,8 @@ impl Process {
     }
 
     /// A live process that has been polled once and is idle, waiting.
-    fn spawn_idle(waits_for_event: bool) -> Process {
-        let process = Process::spawn(waits_for_event);
+    fn spawn_idle(style: Style, waits_for_event: bool) -> Process {
+        let process = Process { waits_for_event, ..Process::spawn(style) };
         process.run();
         assert_eq!(process.slot.load() & BUSY, 0, "an empty mailbox lets the process go idle");
         process
@@ -136,7 +156,7 @@ impl Process {
         }
     }
 
-    /// One poll: notes the event, then receives every `u32`, then every `u64`.
+    /// One poll: notes the event, then receives until nothing matches.
     fn poll(&self) {
         let saw_event = self.event.load(Ordering::Relaxed);
         self.state.with_mut(|state| {
@@ -146,20 +166,45 @@ impl Process {
             if self.waits_for_event && !state.saw_event {
                 return;
             }
-            loop {
-                // SAFETY (both receives): we own the process (BUSY) and hold
-                // no part of its mailbox.
-                if let Some(env) = unsafe { scan_type::<u32>(&self.slot, &mut state.scan_u32) } {
-                    state.scan_u32 = Scan::default();
-                    state.received.push(env.downcast::<u32>().expect("scan_type matched a u32").into());
-                } else if let Some(env) = unsafe { scan_type::<u64>(&self.slot, &mut state.scan_u64) } {
-                    state.scan_u64 = Scan::default();
-                    state.received.push(env.downcast::<u64>().expect("scan_type matched a u64"));
-                } else {
-                    return;
-                }
+            while let Some(msg) = self.receive(state) {
+                state.received.push(msg);
             }
         });
+    }
+
+    /// One attempt of the receive(s) of `self.style`.
+    fn receive(&self, state: &mut State) -> Option<u64> {
+        // SAFETY (every receive below): we own the process (BUSY), and the
+        // matchers are type checks that cannot reach the mailbox.
+        match self.style {
+            Style::Typed => {
+                let env = unsafe { scan_type::<u32>(&self.slot, &mut state.scan) }?;
+                state.scan = Scan::default();
+                Some(env.downcast::<u32>().expect("scan_type matched a u32").into())
+            }
+            Style::Any => {
+                let matcher = |env: &mut Envelope| match () {
+                    () if env.is::<u32>() => Some(0),
+                    () if env.is::<u64>() => Some(1),
+                    () => None,
+                };
+                let (clause, env) = unsafe { scan(&self.slot, &mut state.scan, matcher) }?;
+                state.scan = Scan::default();
+                Some(match clause {
+                    0 => env.downcast::<u32>().expect("clause 0 matched a u32").into(),
+                    _ => env.downcast::<u64>().expect("clause 1 matched a u64"),
+                })
+            }
+            Style::Both => {
+                if let Some(env) = unsafe { scan_type::<u32>(&self.slot, &mut state.scan) } {
+                    state.scan = Scan::default();
+                    return Some(env.downcast::<u32>().expect("scan_type matched a u32").into());
+                }
+                let env = unsafe { scan_type::<u64>(&self.slot, &mut state.scan_u64) }?;
+                state.scan_u64 = Scan::default();
+                Some(env.downcast::<u64>().expect("scan_type matched a u64"))
+            }
+        }
     }
 
     /// Sends `msg` and, if handed the process, runs it.
@@ -191,11 +236,11 @@ impl Process {
         let word = self.slot.load();
         assert_eq!(word & BUSY, 0, "the process is not idle at the end");
         assert_eq!(word & 0xff, LIVE, "the process went idle with flags set: {word:#x}");
-        assert_eq!(self.slot.mailbox_len(self.serial), Some(0), "a message was left in the mailbox");
         // SAFETY: every other thread has been joined, so nobody else owns the
         // process; the main thread stands in for its owner.
         let inner = unsafe { self.slot.with_inner(|inner| inner.queue.len()) };
-        assert_eq!(inner, 0, "a message was left in the inner queue");
+        assert_eq!(inner, 0, "the process went idle with a message in its inner queue");
+        assert_eq!(self.slot.mailbox_len(self.serial), Some(0), "the process went idle with a message in its mailbox");
         self.state.with(|state| {
             // SAFETY: as above.
             let state = unsafe { &*state };
@@ -217,88 +262,109 @@ fn sent_by(received: &[u64], sender: u64) -> Vec<u64> {
 
 #[test]
 fn loom_mailbox_no_lost_wakeup() {
-    loom::model(|| {
-        let process = Arc::new(Process::spawn(false));
-        let owner = spawn_with(&process, Process::run);
-        let sender = spawn_with(&process, |p| {
-            p.send(1u64);
-            p.send(2u32);
+    for style in [Style::Typed, Style::Any] {
+        loom::model(move || {
+            let process = Arc::new(Process::spawn(style));
+            let owner = spawn_with(&process, Process::run);
+            let sender = spawn_with(&process, move |p| {
+                if style == Style::Typed {
+                    p.send(1u32);
+                } else {
+                    p.send(1u64);
+                }
+                p.send(2u32);
+            });
+            owner.join().unwrap();
+            sender.join().unwrap();
+            let (mut received, _) = process.finish();
+            received.sort_unstable();
+            assert_eq!(received, [1, 2], "{style:?}: each message received exactly once");
         });
-        owner.join().unwrap();
-        sender.join().unwrap();
-        let (mut received, _) = process.finish();
-        received.sort_unstable();
-        assert_eq!(received, [1, 2], "each message received exactly once");
-    });
+    }
 }
 
 #[test]
 fn loom_mailbox_never_owned_twice() {
-    loom::model(|| {
-        let process = Arc::new(Process::spawn_idle(false));
-        let first = spawn_with(&process, |p| {
-            p.send(1u64);
-            p.wake();
+    for style in [Style::Typed, Style::Any] {
+        loom::model(move || {
+            let process = Arc::new(Process::spawn_idle(style, false));
+            let first = spawn_with(&process, move |p| {
+                if style == Style::Typed {
+                    p.send(1u32);
+                } else {
+                    p.send(1u64);
+                }
+                p.wake();
+            });
+            let second = spawn_with(&process, |p| p.send(2u32));
+            first.join().unwrap();
+            second.join().unwrap();
+            let (mut received, saw_event) = process.finish();
+            received.sort_unstable();
+            assert_eq!(received, [1, 2], "{style:?}: each message received exactly once");
+            assert!(saw_event, "{style:?}: the wake was lost: no poll after it saw the event");
         });
-        let second = spawn_with(&process, |p| p.send(2u32));
-        first.join().unwrap();
-        second.join().unwrap();
-        let (mut received, saw_event) = process.finish();
-        received.sort_unstable();
-        assert_eq!(received, [1, 2], "each message received exactly once");
-        assert!(saw_event, "the wake was lost: no poll after it saw the event");
-    });
+    }
 }
 
 #[test]
 fn loom_mailbox_two_senders_keep_order() {
-    loom::model(|| {
-        let process = Arc::new(Process::spawn_idle(false));
-        let senders: Vec<_> = [1u32, 2]
-            .into_iter()
-            .map(|s| {
-                spawn_with(&process, move |p| {
-                    p.send(10 * s + 1);
-                    p.send(10 * s + 2);
+    for style in [Style::Typed, Style::Any] {
+        loom::model(move || {
+            let process = Arc::new(Process::spawn_idle(style, false));
+            let senders: Vec<_> = [1u32, 2]
+                .into_iter()
+                .map(|s| {
+                    spawn_with(&process, move |p| {
+                        p.send(10 * s + 1);
+                        p.send(10 * s + 2);
+                    })
                 })
-            })
-            .collect();
-        for sender in senders {
-            sender.join().unwrap();
-        }
-        let (received, _) = process.finish();
-        assert_eq!(received.len(), 4, "each message received exactly once: {received:?}");
-        for s in [1, 2] {
-            assert_eq!(sent_by(&received, s), [10 * s + 1, 10 * s + 2], "sender {s}'s order: {received:?}");
-        }
-    });
+                .collect();
+            for sender in senders {
+                sender.join().unwrap();
+            }
+            let (received, _) = process.finish();
+            assert_eq!(received.len(), 4, "{style:?}: each message received exactly once: {received:?}");
+            for s in [1, 2] {
+                assert_eq!(
+                    sent_by(&received, s),
+                    [10 * s + 1, 10 * s + 2],
+                    "{style:?}: sender {s}'s order: {received:?}"
+                );
+            }
+        });
+    }
 }
 
 #[test]
 fn loom_mailbox_order_kept_while_not_receiving() {
-    loom::model(|| {
-        let process = Arc::new(Process::spawn_idle(true));
-        let sender = spawn_with(&process, |p| {
-            p.send(11u32);
-            p.send(12u32);
+    for style in [Style::Typed, Style::Any] {
+        loom::model(move || {
+            let process = Arc::new(Process::spawn_idle(style, true));
+            // The bad case: 11 lands in the outer queue while `other` owns
+            // the process, which then goes idle with it there; 12 must not
+            // be handed to the inner queue ahead of it.
+            let sender = spawn_with(&process, |p| {
+                p.send(11u32);
+                p.send(12u32);
+                p.wake();
+            });
+            let other = spawn_with(&process, |p| p.send(21u32));
+            sender.join().unwrap();
+            other.join().unwrap();
+            let (received, saw_event) = process.finish();
+            assert!(saw_event, "{style:?}: the wake was lost: no poll after it saw the event");
+            assert_eq!(received.len(), 3, "{style:?}: each message received exactly once: {received:?}");
+            assert_eq!(sent_by(&received, 1), [11, 12], "{style:?}: sender 1's order: {received:?}");
         });
-        let other = spawn_with(&process, |p| {
-            p.send(21u32);
-            p.wake();
-        });
-        sender.join().unwrap();
-        other.join().unwrap();
-        let (received, saw_event) = process.finish();
-        assert!(saw_event, "the wake was lost: no poll after it saw the event");
-        assert_eq!(received.len(), 3, "each message received exactly once: {received:?}");
-        assert_eq!(sent_by(&received, 1), [11, 12], "sender 1's order: {received:?}");
-    });
+    }
 }
 
 #[test]
 fn loom_mailbox_wake_not_lost() {
     loom::model(|| {
-        let process = Arc::new(Process::spawn(false));
+        let process = Arc::new(Process::spawn(Style::Typed));
         let owner = spawn_with(&process, Process::run);
         let waker = spawn_with(&process, Process::wake);
         owner.join().unwrap();
@@ -306,5 +372,18 @@ fn loom_mailbox_wake_not_lost() {
         let (received, saw_event) = process.finish();
         assert!(received.is_empty());
         assert!(saw_event, "the wake was lost: no poll after it saw the event");
+    });
+}
+
+#[test]
+fn loom_mailbox_two_receives_in_one_poll() {
+    loom::model(|| {
+        let process = Arc::new(Process::spawn(Style::Both));
+        let owner = spawn_with(&process, Process::run);
+        let sender = spawn_with(&process, |p| p.send(1u32));
+        owner.join().unwrap();
+        sender.join().unwrap();
+        let (received, _) = process.finish();
+        assert_eq!(received, [1]);
     });
 }
