@@ -6,3 +6,7 @@
 //! cell) through `crate::sync`, which is loom's under `--cfg loom`.
 
 mod loom_mailbox;
+mod loom_exit;
+mod loom_idle;
+mod loom_registry;
+mod loom_timer;
