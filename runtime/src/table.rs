@@ -114,8 +114,8 @@ impl Table {
         if self.segments[segment].compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire).is_err()
         {
             // SAFETY: `fresh` was allocated just above with this length and
-            // never shared (the exchange failed).
-            unsafe { free_segment(fresh, len) };
+            // never shared (the exchange failed); none of it was written.
+            unsafe { free_segment(fresh, len, 0) };
         }
     }
 
@@ -133,13 +133,21 @@ impl Table {
 
 impl Drop for Table {
     fn drop(&mut self) {
+        let handed_out = self.next.load(Ordering::Acquire) as usize;
+        let mut start = 0usize;
         for (segment, base) in self.segments.iter().enumerate() {
+            let len = segment_len(segment);
             let base = base.load(Ordering::Acquire);
             if !base.is_null() {
+                // Slots past `next` were never written: no need to touch
+                // (and fault in) their pages to drop them.
+                let used = handed_out.saturating_sub(start).min(len);
                 // SAFETY: the segment was allocated by `new_segment` with this
-                // length; `&mut self` means no slot reference is alive.
-                unsafe { free_segment(base, segment_len(segment)) };
+                // length; `&mut self` means no slot reference is alive; slots
+                // past `used` are still all-zero, which owns nothing.
+                unsafe { free_segment(base, len, used) };
             }
+            start += len;
         }
     }
 }
@@ -201,11 +209,16 @@ fn new_segment(len: usize) -> *mut Slot {
     }
 }
 
+/// Drops the first `used` slots of a segment and frees it.
+///
 /// # Safety
-/// `base` came from `new_segment(len)` and no reference into it is alive.
-unsafe fn free_segment(base: *mut Slot, len: usize) {
-    // SAFETY: every slot in the segment is a valid (possibly zeroed) slot.
-    unsafe { ptr::drop_in_place(ptr::slice_from_raw_parts_mut(base, len)) };
+/// `base` came from `new_segment(len)`, no reference into it is alive, and
+/// the slots from `used` on were never written (still zero, owning nothing).
+unsafe fn free_segment(base: *mut Slot, len: usize, used: usize) {
+    // Under loom every slot was constructed (and owns loom objects).
+    let used = if cfg!(loom) { len } else { used };
+    // SAFETY: the first `used` slots are valid slots.
+    unsafe { ptr::drop_in_place(ptr::slice_from_raw_parts_mut(base, used)) };
     #[cfg(all(not(loom), target_os = "linux"))]
     {
         let bytes = len * std::mem::size_of::<Slot>();

@@ -5,8 +5,8 @@
 //! They drive the real types (`Slot`, `Registry`, `Idle`, `send_after`'s
 //! cell) through `crate::sync`, which is loom's under `--cfg loom`.
 
-mod loom_mailbox;
 mod loom_exit;
 mod loom_idle;
+mod loom_mailbox;
 mod loom_registry;
 mod loom_timer;
