@@ -107,6 +107,25 @@ where
     }
 }
 
+/// Whether anything arrived that this receive has not looked at: an inner
+/// message past its saved position, or anything in the outer queue.
+///
+/// # Safety
+/// The caller owns the process whose slot this is.
+#[inline(always)]
+unsafe fn has_unscanned(slot: &Slot, scan: &Scan) -> bool {
+    // SAFETY: as the caller guarantees.
+    slot.has_new_messages() || unsafe { slot.inner_len_owned() } > scan.pos || slot_epoch_moved(slot, scan)
+}
+
+/// Whether the inner queue lost messages since `scan` saved its position
+/// (its saved position no longer means anything).
+#[inline(always)]
+fn slot_epoch_moved(slot: &Slot, scan: &Scan) -> bool {
+    // SAFETY: only called from `has_unscanned`, whose caller owns the process.
+    unsafe { slot.inner_epoch_owned() != scan.epoch && slot.inner_len_owned() > 0 }
+}
+
 /// Steps 1-2 for any matcher (user patterns and guards): the clause that
 /// matched and the message, or None if nothing matches yet.
 ///
@@ -138,10 +157,8 @@ where
 #[inline]
 pub(crate) unsafe fn scan_type<T: Send + 'static>(slot: &Slot, scan: &mut Scan) -> Option<Envelope> {
     let mut matcher = |env: &mut Envelope| env.is::<T>().then_some(0);
-    // Nothing new since this receive last looked: no unscanned inner
-    // message, nothing in the outer queue.
     // SAFETY: the caller owns the process.
-    if !slot.has_new_messages() && unsafe { slot.with_inner(|inner| inner.len() <= scan.pos) } {
+    if unsafe { !has_unscanned(slot, scan) } {
         return None;
     }
     loop {
@@ -358,14 +375,26 @@ impl<T: Send + 'static> Future for Recv<T> {
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<T> {
-        let mut never = Deadline::Never;
-        let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
-            refuse_inside_guard(worker);
+        // `poll_receive` without a deadline, with the commonest case first:
+        // nothing new since this receive last looked.
+        let scan = &mut self.scan;
+        with_current("recv", |worker, current, slot| {
+            scan.claim(current);
             // SAFETY: `with_current` gives us the slot of the process we are polling.
-            unsafe { scan_type::<T>(slot, scan) }
-        };
-        poll_receive("recv", &mut self.scan, &mut never, attempt, Vec::new)
-            .map(|env| unwrap_as::<T>(env.expect("a receive without timeout never times out")))
+            if unsafe { !has_unscanned(slot, scan) } {
+                return Poll::Pending;
+            }
+            if !worker.consume_budget() {
+                slot.notify_self();
+                return Poll::Pending;
+            }
+            refuse_inside_guard(worker);
+            // SAFETY: as above.
+            match unsafe { scan_type::<T>(slot, scan) } {
+                Some(env) => Poll::Ready(unwrap_as::<T>(env)),
+                None => Poll::Pending,
+            }
+        })
     }
 }
 

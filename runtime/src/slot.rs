@@ -576,6 +576,26 @@ impl Slot {
         })
     }
 
+    /// The inner queue's length, read by its owner (no mirror update).
+    ///
+    /// # Safety
+    /// The caller owns the process (`BUSY` holder or the external handle).
+    #[inline(always)]
+    pub(crate) unsafe fn inner_len_owned(&self) -> usize {
+        // SAFETY: the caller owns `inner`.
+        self.inner.with(|inner| unsafe { (*inner).len() })
+    }
+
+    /// The inner queue's epoch, read by its owner.
+    ///
+    /// # Safety
+    /// The caller owns the process (`BUSY` holder or the external handle).
+    #[inline(always)]
+    pub(crate) unsafe fn inner_epoch_owned(&self) -> u32 {
+        // SAFETY: the caller owns `inner`.
+        self.inner.with(|inner| unsafe { (*inner).epoch() })
+    }
+
     /// Takes the task out (for polling it in place, or dropping it at exit).
     ///
     /// # Safety
