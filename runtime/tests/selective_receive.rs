@@ -384,3 +384,49 @@ fn a_mailbox_receive_by_one_type_leaves_other_types_receivable() {
     assert_eq!(mailbox.try_recv::<A>(), Some(A(2)), "a failed receive of another type hid this message");
     assert_eq!(mailbox.try_recv::<B>(), Some(B(2)));
 }
+
+/// A receive waiting behind a backlog it has already rejected resumes where
+/// it stopped when a new message arrives: each message is offered to the
+/// guard about once, not once per arrival (Erlang's save pointer).
+#[test]
+fn a_waiting_receive_does_not_rescan_its_backlog_for_every_arrival() {
+    const BACKLOG: u32 = 200;
+    const ARRIVALS: u32 = 50;
+    let rt = runtime(1);
+    let looked = Arc::new(AtomicU32::new(0));
+    let counter = looked.clone();
+    let calls = rt.block_on(async move {
+        let me = self_pid();
+        for n in 0..BACKLOG {
+            me.send(A(n));
+        }
+        // One arrival at a time: the pacer sends the next A only after the
+        // receive has looked at the previous one, so each wakes it anew.
+        let seen = counter.clone();
+        spawn(async move {
+            for n in 0..ARRIVALS {
+                let before = seen.load(Ordering::SeqCst);
+                me.send(A(BACKLOG + n));
+                let mut spins = 0u32;
+                while seen.load(Ordering::SeqCst) == before {
+                    krarup_runtime::yield_now().await;
+                    spins += 1;
+                    assert!(spins < 1_000_000, "the receive never looked at arrival {n}");
+                }
+            }
+            me.send(B(0));
+        });
+        let got = receive! {
+            A(n): A if { counter.fetch_add(1, Ordering::SeqCst); n == u32::MAX } => n,
+            B(_): B => 0,
+            after TIMEOUT => panic!("the B never came"),
+        };
+        assert_eq!(got, 0);
+        counter.load(Ordering::SeqCst)
+    });
+    // Every A is offered to the guard once (and the B's clause once): a
+    // rescan per arrival would make this about BACKLOG * ARRIVALS.
+    assert!(calls <= BACKLOG + ARRIVALS, "the guard ran {calls} times for {} messages", BACKLOG + ARRIVALS);
+    assert!(calls >= BACKLOG + ARRIVALS, "every A must be looked at once, got {calls}");
+    assert_eq!(looked.load(Ordering::SeqCst), calls);
+}
