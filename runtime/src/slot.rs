@@ -13,7 +13,7 @@
 //! | `BUSY`         | exactly one worker owns the process: it is queued or running   | waker → owner |
 //! | `NOTIFIED`     | a waker fired while `BUSY`: poll again after this poll         | waker / owner |
 //! | `MSG`          | the outer queue is non-empty (level)                           | sender / owner |
-//! | `MSG_NOTIFIED` | a message arrived while `BUSY` and the owner has not looked    | sender / owner |
+//! | `MSG_NOTIFIED` | a message arrived while `BUSY`: poll again after this poll     | sender / owner |
 //! | `EXTERNAL`     | an external mailbox: wake its stored `Waker`, never schedule   | spawn |
 //! | `NAMED`        | the incarnation has a registered name to release at exit       | registry |
 //!
@@ -37,8 +37,11 @@
 //! 2. *Wake* (a `Waker` or timer, any thread): the same without the push,
 //!    setting `NOTIFIED` instead of `MSG_NOTIFIED`.
 //! 3. *Receive* (the owner, while polling): a relaxed load of `MSG`; if set,
-//!    lock, move the outer queue to the end of the inner one, clear `MSG`
-//!    and `MSG_NOTIFIED`, unlock. The inner queue is the owner's alone.
+//!    lock, move the outer queue to the end of the inner one, clear `MSG`,
+//!    unlock. The inner queue is the owner's alone. `MSG_NOTIFIED` stays
+//!    set until step 4: a poll may hold several pending receives (`join!`
+//!    of two `recv`s), and one that looked before a message arrived must
+//!    get another look even if a later one moved the message inside.
 //! 4. *After a `Pending` poll* (the owner): if none of `NOTIFIED`,
 //!    `MSG_NOTIFIED`, `LOCKED` is set, one compare-exchange clears `BUSY` and
 //!    the process is idle; a later send or wake will schedule it (step 1/2).
@@ -341,7 +344,7 @@ impl Slot {
             let env = if outer.front().is_some_and(&is_wanted) { outer.pop_front() } else { None };
             (env, outer.is_empty())
         });
-        let w = if empty { w & !(MSG | MSG_NOTIFIED) } else { w };
+        let w = if empty { w & !MSG } else { w };
         self.unlock(w & !LOCKED);
         env
     }
@@ -369,7 +372,7 @@ impl Slot {
                 self.inner_len.store(len as u32, Ordering::Relaxed);
             })
         });
-        self.unlock(w & !(LOCKED | MSG | MSG_NOTIFIED));
+        self.unlock(w & !(LOCKED | MSG));
         true
     }
 
@@ -530,7 +533,7 @@ impl Slot {
                 }
             });
         }
-        let w = if empty { w & !(MSG | MSG_NOTIFIED) } else { w };
+        let w = if empty { w & !MSG } else { w };
         self.unlock(w & !LOCKED);
         found
     }

@@ -30,15 +30,16 @@ use crate::sync::{thread, Arc};
 /// The caller owns the process (`BUSY`).
 unsafe fn end_incarnation(slot: &Slot) -> Vec<u32> {
     // SAFETY: the caller owns the process.
-    let mut inner = unsafe { slot.with_inner(|inner| inner.queue.take()) };
+    let mut inner = unsafe { slot.with_inner(|inner| inner.take()) };
     // SAFETY: as above.
     let mut remains = unsafe { slot.transition_to_exited() };
     assert_eq!(remains.flags & (LIVE | BUSY), LIVE | BUSY, "the owner ended a live incarnation");
     let mut left = Vec::new();
-    for queue in [&mut inner, &mut remains.outer] {
-        while let Some(env) = queue.pop_front() {
-            left.push(env.downcast::<u32>().expect("only u32s are sent"));
-        }
+    while let Some(env) = inner.pop_front() {
+        left.push(env.downcast::<u32>().expect("only u32s are sent"));
+    }
+    while let Some(env) = remains.outer.pop_front() {
+        left.push(env.downcast::<u32>().expect("only u32s are sent"));
     }
     left
 }
@@ -51,7 +52,7 @@ unsafe fn take_mailbox(slot: &Slot) -> Vec<u32> {
     // SAFETY: the caller owns the process.
     unsafe { slot.drain() };
     // SAFETY: as above.
-    let mut queue = unsafe { slot.with_inner(|inner| inner.queue.take()) };
+    let mut queue = unsafe { slot.with_inner(|inner| inner.take()) };
     let mut msgs = Vec::new();
     while let Some(env) = queue.pop_front() {
         msgs.push(env.downcast::<u32>().expect("only u32s are sent"));
@@ -77,7 +78,7 @@ fn loom_exit_send_racing_exit() {
     loom::model(|| {
         let slot = Arc::new(Slot::new());
         // SAFETY: a new slot is free; this thread, then `owner`, owns it.
-        let old = unsafe { slot.transition_to_live(None, false) };
+        let old = unsafe { slot.transition_to_live(|_| None, false) };
         let sender = {
             let slot = slot.clone();
             thread::spawn(move || queued(slot.deliver(old, Envelope::new(7u32))))
@@ -88,7 +89,7 @@ fn loom_exit_send_racing_exit() {
                 // SAFETY: we own the process (BUSY since spawn).
                 let left = unsafe { end_incarnation(&slot) };
                 // SAFETY: the slot is free: we just ended its incarnation.
-                let new = unsafe { slot.transition_to_live(None, false) };
+                let new = unsafe { slot.transition_to_live(|_| None, false) };
                 assert_eq!(new, old + 1, "reuse hands out the next serial");
                 // SAFETY: we own the new incarnation (BUSY).
                 let new_msgs = unsafe { take_mailbox(&slot) };
@@ -114,7 +115,7 @@ fn loom_exit_stale_send_racing_reuse() {
     loom::model(|| {
         let slot = Arc::new(Slot::new());
         // SAFETY: a new slot is free; this thread owns it.
-        let old = unsafe { slot.transition_to_live(None, false) };
+        let old = unsafe { slot.transition_to_live(|_| None, false) };
         // SAFETY: we own the process.
         assert!(unsafe { end_incarnation(&slot) }.is_empty());
         let new = old + 1;
@@ -130,7 +131,7 @@ fn loom_exit_stale_send_racing_reuse() {
             let slot = slot.clone();
             thread::spawn(move || {
                 // SAFETY: the slot is free: its incarnation has ended.
-                let serial = unsafe { slot.transition_to_live(None, false) };
+                let serial = unsafe { slot.transition_to_live(|_| None, false) };
                 assert_eq!(serial, new, "reuse hands out the next serial");
                 // SAFETY: we own the new incarnation (BUSY).
                 unsafe { take_mailbox(&slot) }

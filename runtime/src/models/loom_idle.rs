@@ -37,7 +37,7 @@
 use std::collections::VecDeque;
 
 use crate::scheduler::idle::Idle;
-use crate::sync::{thread, Arc, AtomicBool, AtomicUsize, Mutex, Ordering, Parker};
+use crate::sync::{thread, Arc, AtomicBool, AtomicU32, Mutex, Ordering, Parker};
 
 /// A stand-in for the run queues.
 trait WorkQueue: Default + Send + Sync + 'static {
@@ -67,7 +67,7 @@ impl WorkQueue for Locked {
 
 /// Lock-free run queues reduced to a count of queued units.
 #[derive(Default)]
-struct Counted(AtomicUsize);
+struct Counted(AtomicU32);
 
 impl WorkQueue for Counted {
     fn push(&self, _work: u32) {
@@ -97,18 +97,18 @@ struct Sched<Q> {
     queue: Q,
     /// Set once every unit has been taken (the runtime's shutdown flag).
     shutdown: AtomicBool,
-    taken: AtomicUsize,
-    units: usize,
+    taken: AtomicU32,
+    units: u32,
 }
 
 impl<Q: WorkQueue> Sched<Q> {
-    fn new(workers: usize, units: usize) -> Sched<Q> {
+    fn new(workers: usize, units: u32) -> Sched<Q> {
         Sched {
             idle: Idle::new(workers),
             parkers: (0..workers).map(|_| Parker::default()).collect(),
             queue: Q::default(),
             shutdown: AtomicBool::new(false),
-            taken: AtomicUsize::new(0),
+            taken: AtomicU32::new(0),
             units,
         }
     }
@@ -138,7 +138,7 @@ impl<Q: WorkQueue> Sched<Q> {
 
     /// `Worker::run_loop` without processes, timers or spinning; returns
     /// how many units this worker took.
-    fn work(&self, me: usize) -> usize {
+    fn work(&self, me: usize) -> u32 {
         let mut took = 0;
         let mut searching = false;
         while !self.shutdown.load(Ordering::Acquire) {
@@ -181,7 +181,7 @@ impl<Q: WorkQueue> Sched<Q> {
 /// Runs `workers` workers and one producer per unit; checks every unit is
 /// taken and the idle state is back to nobody searching.
 fn run<Q: WorkQueue>(workers: usize, units: u32) {
-    let sched = Arc::new(Sched::<Q>::new(workers, units as usize));
+    let sched = Arc::new(Sched::<Q>::new(workers, units));
     let mut threads = Vec::new();
     for me in 0..workers {
         let sched = sched.clone();
@@ -194,8 +194,8 @@ fn run<Q: WorkQueue>(workers: usize, units: u32) {
             0
         }));
     }
-    let took: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
-    assert_eq!(took, units as usize, "every unit is taken exactly once");
+    let took: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(took, units, "every unit is taken exactly once");
     assert!(!sched.queue.has_work());
 }
 

@@ -58,7 +58,7 @@
 use crate::envelope::Envelope;
 use crate::receive::{scan, scan_type, Scan};
 use crate::slot::{AfterPoll, Delivery, Slot, Wake, BUSY, LIVE};
-use crate::sync::{thread, Arc, AtomicBool, AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{thread, Arc, AtomicBool, AtomicU32, Ordering, UnsafeCell};
 
 /// How a process receives (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +93,7 @@ struct Process {
     /// process that awaits a timer before its receive loop).
     waits_for_event: bool,
     /// How many threads currently act as the owner (at most one).
-    owners: AtomicUsize,
+    owners: AtomicU32,
     /// The future's state: touched only by the owner.
     state: UnsafeCell<State>,
     /// Set by a waker before it calls `wake` (what a timer or an I/O source
@@ -113,13 +113,13 @@ impl Process {
     fn spawn(style: Style) -> Process {
         let slot = Slot::new();
         // SAFETY: a new slot is free: nobody owns it.
-        let serial = unsafe { slot.transition_to_live(None, false) };
+        let serial = unsafe { slot.transition_to_live(|_| None, false) };
         Process {
             slot,
             serial,
             style,
             waits_for_event: false,
-            owners: AtomicUsize::new(0),
+            owners: AtomicU32::new(0),
             state: UnsafeCell::new(State::default()),
             event: AtomicBool::new(false),
         }
@@ -238,7 +238,7 @@ impl Process {
         assert_eq!(word & 0xff, LIVE, "the process went idle with flags set: {word:#x}");
         // SAFETY: every other thread has been joined, so nobody else owns the
         // process; the main thread stands in for its owner.
-        let inner = unsafe { self.slot.with_inner(|inner| inner.queue.len()) };
+        let inner = unsafe { self.slot.with_inner(|inner| inner.len()) };
         assert_eq!(inner, 0, "the process went idle with a message in its inner queue");
         assert_eq!(self.slot.mailbox_len(self.serial), Some(0), "the process went idle with a message in its mailbox");
         self.state.with(|state| {

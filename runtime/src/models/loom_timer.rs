@@ -12,12 +12,12 @@
 
 use crate::envelope::Envelope;
 use crate::pid::Pid;
-use crate::sync::{thread, Arc, AtomicUsize, Ordering};
+use crate::sync::{thread, Arc, AtomicU32, Ordering};
 use crate::timer::send_after::Pending;
 
 /// A message that counts how many times it is dropped.
 #[derive(Debug)]
-struct Counted(Arc<AtomicUsize>);
+struct Counted(Arc<AtomicU32>);
 
 impl Drop for Counted {
     fn drop(&mut self) {
@@ -41,7 +41,7 @@ fn dispose(won: Option<(Pid, Envelope)>, pid: Pid) -> bool {
 #[test]
 fn loom_timer_fire_or_cancel() {
     loom::model(|| {
-        let drops = Arc::new(AtomicUsize::new(0));
+        let drops = Arc::new(AtomicU32::new(0));
         let pid = Pid::from_parts(0, 1, 2);
         let pending = Arc::new(Pending::new(pid, Envelope::new(Counted(drops.clone()))));
         let timer = {
