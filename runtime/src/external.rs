@@ -20,7 +20,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use crate::pid::Pid;
-use crate::receive::{report_timeout, scan_type, waiting_types, Scan};
+use crate::receive::{report_timeout, scan_type, waiting_types, PollBook, Scan};
 use crate::runtime::Shared;
 use crate::send::Message;
 use crate::slot::Slot;
@@ -75,7 +75,8 @@ impl Mailbox {
     fn take<T: Send + 'static>(&mut self, scan: &mut Scan) -> Option<T> {
         let slot = self.shared.table.slot(self.pid.index());
         // SAFETY: `&mut self`: this handle is the mailbox's only owner.
-        let hit = unsafe { scan_type::<T>(slot, scan) };
+        // One receive at a time (`&mut self`): no poll can hold two.
+        let hit = unsafe { scan_type::<T>(slot, scan, &PollBook::default()) };
         hit.map(|env| env.downcast::<T>().unwrap_or_else(|_| unreachable!("matched by type")))
     }
 

@@ -31,6 +31,7 @@
 //! want, a `debug` event names their types: the usual bug is a message of a
 //! near-miss type, like `(Pid, i32)` sent where `(Pid, i64)` is received.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -43,6 +44,50 @@ use crate::scheduler::worker::{with_current, with_worker, Current, Worker};
 use crate::send::Message;
 use crate::slot::Slot;
 use crate::timer::wheel::TimerKey;
+
+/// What the receives of one poll did, for the after-poll decision.
+///
+/// A poll may hold several pending receives (`join!` of two `recv`s). If
+/// one returns `Pending` and a later one in the same poll moves newly
+/// arrived messages into the inner queue, the first never looked at them,
+/// and the move cleared `MSG_NOTIFIED` (`slot.rs`, step 3): the owner must
+/// poll again. A poll with one receive — nearly all — never needs it, so
+/// the common case costs no extra poll. Owned by the process's owner and
+/// reset at the start of each poll.
+#[derive(Debug, Default)]
+pub(crate) struct PollBook {
+    pending: Cell<u32>,
+    stale: Cell<bool>,
+}
+
+impl PollBook {
+    /// A poll starts.
+    #[inline]
+    pub(crate) fn start(&self) {
+        self.pending.set(0);
+        self.stale.set(false);
+    }
+
+    /// A receive of this poll returned `Pending`.
+    #[inline]
+    pub(crate) fn note_pending(&self) {
+        self.pending.set(self.pending.get() + 1);
+    }
+
+    /// A receive moved newly arrived messages into the inner queue.
+    #[inline]
+    fn note_drained(&self) {
+        if self.pending.get() > 0 {
+            self.stale.set(true);
+        }
+    }
+
+    /// Whether a receive that went pending in this poll missed new messages.
+    #[inline]
+    pub(crate) fn is_stale(&self) -> bool {
+        self.stale.get()
+    }
+}
 
 /// Where a receive stopped scanning the inner queue.
 #[derive(Debug)]
@@ -131,7 +176,7 @@ fn slot_epoch_moved(slot: &Slot, scan: &Scan) -> bool {
 ///
 /// # Safety
 /// As for `scan_inner`.
-pub(crate) unsafe fn scan<M>(slot: &Slot, scan: &mut Scan, mut matcher: M) -> Option<(u32, Envelope)>
+pub(crate) unsafe fn scan<M>(slot: &Slot, scan: &mut Scan, book: &PollBook, mut matcher: M) -> Option<(u32, Envelope)>
 where
     M: FnMut(&mut Envelope) -> Option<u32>,
 {
@@ -144,6 +189,7 @@ where
         if !unsafe { slot.drain() } {
             return None;
         }
+        book.note_drained();
     }
 }
 
@@ -155,7 +201,7 @@ where
 /// # Safety
 /// The caller owns the process whose slot this is.
 #[inline]
-pub(crate) unsafe fn scan_type<T: Send + 'static>(slot: &Slot, scan: &mut Scan) -> Option<Envelope> {
+pub(crate) unsafe fn scan_type<T: Send + 'static>(slot: &Slot, scan: &mut Scan, book: &PollBook) -> Option<Envelope> {
     let mut matcher = |env: &mut Envelope| env.is::<T>().then_some(0);
     // SAFETY: the caller owns the process.
     if unsafe { !has_unscanned(slot, scan) } {
@@ -174,6 +220,7 @@ pub(crate) unsafe fn scan_type<T: Send + 'static>(slot: &Slot, scan: &mut Scan) 
         if !unsafe { slot.drain() } {
             return None;
         }
+        book.note_drained();
     }
 }
 
@@ -340,6 +387,7 @@ fn poll_receive<H>(
             return Poll::Ready(Some(hit));
         }
         if !deadline.has_passed(worker, current) {
+            worker.book().note_pending();
             return Poll::Pending;
         }
         *deadline = Deadline::Never;
@@ -382,6 +430,7 @@ impl<T: Send + 'static> Future for Recv<T> {
             scan.claim(current);
             // SAFETY: `with_current` gives us the slot of the process we are polling.
             if unsafe { !has_unscanned(slot, scan) } {
+                worker.book().note_pending();
                 return Poll::Pending;
             }
             if !worker.consume_budget() {
@@ -390,9 +439,12 @@ impl<T: Send + 'static> Future for Recv<T> {
             }
             refuse_inside_guard(worker);
             // SAFETY: as above.
-            match unsafe { scan_type::<T>(slot, scan) } {
+            match unsafe { scan_type::<T>(slot, scan, worker.book()) } {
                 Some(env) => Poll::Ready(unwrap_as::<T>(env)),
-                None => Poll::Pending,
+                None => {
+                    worker.book().note_pending();
+                    Poll::Pending
+                }
             }
         })
     }
@@ -415,7 +467,7 @@ impl<T: Send + 'static> Future for RecvTimeout<T> {
         let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
             refuse_inside_guard(worker);
             // SAFETY: `with_current` gives us the slot of the process we are polling.
-            unsafe { scan_type::<T>(slot, scan) }
+            unsafe { scan_type::<T>(slot, scan, worker.book()) }
         };
         poll_receive("recv_timeout", &mut this.scan, &mut this.deadline, attempt, || vec![std::any::type_name::<T>()])
             .map(|env| env.map(unwrap_as::<T>))
@@ -471,7 +523,7 @@ pub fn try_recv<T: Message>() -> Option<T> {
     with_current("try_recv", |worker, _, slot| {
         refuse_inside_guard(worker);
         // SAFETY: we are polling this process on this worker (BUSY).
-        unsafe { scan_type::<T>(slot, &mut Scan::default()) }.map(unwrap_as::<T>)
+        unsafe { scan_type::<T>(slot, &mut Scan::default(), worker.book()) }.map(unwrap_as::<T>)
     })
 }
 
@@ -506,7 +558,7 @@ impl<M: FnMut(&mut Envelope) -> Option<u32>> Future for ReceiveFuture<'_, M> {
             let _guard = ScanGuard::enter(worker);
             // SAFETY: `with_current` gives us the slot of the process we are
             // polling; `ScanGuard` keeps the guards from receiving.
-            unsafe { self::scan(slot, scan, matcher) }
+            unsafe { self::scan(slot, scan, worker.book(), matcher) }
         };
         poll_receive("receive!", &mut this.scan, &mut this.deadline, attempt, || expected.iter().map(|f| f()).collect())
     }

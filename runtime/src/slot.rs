@@ -13,7 +13,7 @@
 //! | `BUSY`         | exactly one worker owns the process: it is queued or running   | waker → owner |
 //! | `NOTIFIED`     | a waker fired while `BUSY`: poll again after this poll         | waker / owner |
 //! | `MSG`          | the outer queue is non-empty (level)                           | sender / owner |
-//! | `MSG_NOTIFIED` | a message arrived while `BUSY`: poll again after this poll     | sender / owner |
+//! | `MSG_NOTIFIED` | a message arrived while `BUSY` and the owner has not looked    | sender / owner |
 //! | `EXTERNAL`     | an external mailbox: wake its stored `Waker`, never schedule   | spawn |
 //! | `NAMED`        | the incarnation has a registered name to release at exit       | registry |
 //!
@@ -37,11 +37,13 @@
 //! 2. *Wake* (a `Waker` or timer, any thread): the same without the push,
 //!    setting `NOTIFIED` instead of `MSG_NOTIFIED`.
 //! 3. *Receive* (the owner, while polling): a relaxed load of `MSG`; if set,
-//!    lock, move the outer queue to the end of the inner one, clear `MSG`,
-//!    unlock. The inner queue is the owner's alone. `MSG_NOTIFIED` stays
-//!    set until step 4: a poll may hold several pending receives (`join!`
-//!    of two `recv`s), and one that looked before a message arrived must
-//!    get another look even if a later one moved the message inside.
+//!    lock, move the outer queue to the end of the inner one, clear `MSG`
+//!    and `MSG_NOTIFIED`, unlock. The inner queue is the owner's alone.
+//!    A poll may hold several pending receives (`join!` of two `recv`s):
+//!    if one went pending before a later one moved new messages inside, the
+//!    first has not looked at them although `MSG_NOTIFIED` is now clear.
+//!    The receive code records that case (`receive::PollBook`) and the
+//!    owner then sets `NOTIFIED` itself before step 4.
 //! 4. *After a `Pending` poll* (the owner): if none of `NOTIFIED`,
 //!    `MSG_NOTIFIED`, `LOCKED` is set, one compare-exchange clears `BUSY` and
 //!    the process is idle; a later send or wake will schedule it (step 1/2).
@@ -216,23 +218,31 @@ impl Slot {
     }
 
     /// Acquires the mailbox lock; returns the word as it is now (with `LOCKED`).
+    ///
+    /// A compare-exchange that expects `LOCKED` clear, like every other
+    /// change to the word; a waiter only reads until the lock looks free
+    /// (and yields to the holder after a short spin).
     #[inline]
     fn lock(&self) -> u64 {
         let mut spins = 0u32;
+        let mut w = self.word.load(Ordering::Relaxed);
         loop {
-            let prev = self.word.fetch_or(LOCKED, Ordering::Acquire);
-            if prev & LOCKED == 0 {
-                return prev | LOCKED;
-            }
-            // Wait for the holder without hammering the line with RMWs.
-            while self.word.load(Ordering::Relaxed) & LOCKED != 0 {
-                if spins < 64 {
-                    spin_loop();
-                } else {
-                    thread::yield_now();
+            if w & LOCKED == 0 {
+                match self.word.compare_exchange_weak(w, w | LOCKED, Ordering::Acquire, Ordering::Relaxed) {
+                    Ok(_) => return w | LOCKED,
+                    Err(actual) => {
+                        w = actual;
+                        continue;
+                    }
                 }
-                spins += 1;
             }
+            if spins < 64 {
+                spin_loop();
+            } else {
+                thread::yield_now();
+            }
+            spins += 1;
+            w = self.word.load(Ordering::Relaxed);
         }
     }
 
@@ -344,7 +354,7 @@ impl Slot {
             let env = if outer.front().is_some_and(&is_wanted) { outer.pop_front() } else { None };
             (env, outer.is_empty())
         });
-        let w = if empty { w & !MSG } else { w };
+        let w = if empty { w & !(MSG | MSG_NOTIFIED) } else { w };
         self.unlock(w & !LOCKED);
         env
     }
@@ -372,7 +382,7 @@ impl Slot {
                 self.inner_len.store(len as u32, Ordering::Relaxed);
             })
         });
-        self.unlock(w & !(LOCKED | MSG));
+        self.unlock(w & !(LOCKED | MSG | MSG_NOTIFIED));
         true
     }
 
@@ -533,7 +543,7 @@ impl Slot {
                 }
             });
         }
-        let w = if empty { w & !MSG } else { w };
+        let w = if empty { w & !(MSG | MSG_NOTIFIED) } else { w };
         self.unlock(w & !LOCKED);
         found
     }

@@ -42,7 +42,8 @@
 //!   that sees the event announced before the wake.
 //! - *Two receives in one poll* (`loom_mailbox_two_receives_in_one_poll`):
 //!   the `Both` style, with one message that arrives between the two
-//!   receives, is not left in the mailbox of an idle process.
+//!   receives, is not left in the mailbox of an idle process. (This model
+//!   found the lost wake-up that made `drain` stop clearing `MSG_NOTIFIED`.)
 //!
 //! Every model also checks "never owned twice" and "nothing left behind".
 //!
@@ -56,7 +57,7 @@
 //! "exceeded maximum number of branches" without having found anything.
 
 use crate::envelope::Envelope;
-use crate::receive::{scan, scan_type, Scan};
+use crate::receive::{scan, scan_type, PollBook, Scan};
 use crate::slot::{AfterPoll, Delivery, Slot, Wake, BUSY, LIVE};
 use crate::sync::{thread, Arc, AtomicBool, AtomicU32, Ordering, UnsafeCell};
 
@@ -144,7 +145,13 @@ impl Process {
     fn run(&self) {
         self.become_owner();
         loop {
-            self.poll();
+            let book = PollBook::default();
+            self.poll(&book);
+            if book.is_stale() {
+                // As the worker does: a receive missed what a later one
+                // moved inside, so poll again.
+                self.slot.notify_self();
+            }
             // Ownership ends inside `transition_to_idle` (or continues on
             // Reschedule): stop counting just before it.
             self.owners.fetch_sub(1, Ordering::Relaxed);
@@ -157,7 +164,7 @@ impl Process {
     }
 
     /// One poll: notes the event, then receives until nothing matches.
-    fn poll(&self) {
+    fn poll(&self, book: &PollBook) {
         let saw_event = self.event.load(Ordering::Relaxed);
         self.state.with_mut(|state| {
             // SAFETY: we own the process, so its state is ours.
@@ -166,19 +173,28 @@ impl Process {
             if self.waits_for_event && !state.saw_event {
                 return;
             }
-            while let Some(msg) = self.receive(state) {
+            while let Some(msg) = self.receive(state, book) {
                 state.received.push(msg);
             }
         });
     }
 
     /// One attempt of the receive(s) of `self.style`.
-    fn receive(&self, state: &mut State) -> Option<u64> {
-        // SAFETY (every receive below): we own the process (BUSY), and the
-        // matchers are type checks that cannot reach the mailbox.
+    fn receive(&self, state: &mut State, book: &PollBook) -> Option<u64> {
+        let got = self.attempt(state, book);
+        if got.is_none() {
+            book.note_pending();
+        }
+        got
+    }
+
+    /// The receive(s) of `self.style`, once; `Both` notes its first receive
+    /// pending before trying the second, as a `join!` would.
+    fn attempt(&self, state: &mut State, book: &PollBook) -> Option<u64> {
         match self.style {
             Style::Typed => {
-                let env = unsafe { scan_type::<u32>(&self.slot, &mut state.scan) }?;
+                // SAFETY: we own the process (BUSY) and hold no part of its mailbox.
+                let env = unsafe { scan_type::<u32>(&self.slot, &mut state.scan, book) }?;
                 state.scan = Scan::default();
                 Some(env.downcast::<u32>().expect("scan_type matched a u32").into())
             }
@@ -188,7 +204,9 @@ impl Process {
                     () if env.is::<u64>() => Some(1),
                     () => None,
                 };
-                let (clause, env) = unsafe { scan(&self.slot, &mut state.scan, matcher) }?;
+                // SAFETY: as above; the matcher is a type check that cannot
+                // reach the mailbox.
+                let (clause, env) = unsafe { scan(&self.slot, &mut state.scan, book, matcher) }?;
                 state.scan = Scan::default();
                 Some(match clause {
                     0 => env.downcast::<u32>().expect("clause 0 matched a u32").into(),
@@ -196,11 +214,14 @@ impl Process {
                 })
             }
             Style::Both => {
-                if let Some(env) = unsafe { scan_type::<u32>(&self.slot, &mut state.scan) } {
+                // SAFETY: we own the process (BUSY) and hold no part of its mailbox.
+                if let Some(env) = unsafe { scan_type::<u32>(&self.slot, &mut state.scan, book) } {
                     state.scan = Scan::default();
                     return Some(env.downcast::<u32>().expect("scan_type matched a u32").into());
                 }
-                let env = unsafe { scan_type::<u64>(&self.slot, &mut state.scan_u64) }?;
+                book.note_pending();
+                // SAFETY: as above.
+                let env = unsafe { scan_type::<u64>(&self.slot, &mut state.scan_u64, book) }?;
                 state.scan_u64 = Scan::default();
                 Some(env.downcast::<u64>().expect("scan_type matched a u64"))
             }

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use crate::envelope::Envelope;
 use crate::exit::{panic_message, ExitReason, IntoExitReason};
 use crate::pid::Pid;
+use crate::receive::PollBook;
 use crate::runtime::Shared;
 use crate::slot::{AfterPoll, Delivery, Extras, Slot, Wake};
 use crate::sync::deque::{Steal, Worker as LocalQueue};
@@ -142,6 +143,8 @@ pub(crate) struct Worker {
     budget: Cell<u32>,
     /// Set while a receive's matcher (user guards) runs.
     scanning: Cell<bool>,
+    /// What the receives of the current poll did (see `receive::PollBook`).
+    book: PollBook,
     wheel: RefCell<Wheel<TimerEntry>>,
     expired: RefCell<Vec<TimerEntry>>,
     free: RefCell<Vec<u32>>,
@@ -166,6 +169,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: LocalQueue<u32>) {
         current_slot: Cell::new(ptr::null()),
         budget: Cell::new(RECEIVE_BUDGET),
         scanning: Cell::new(false),
+        book: PollBook::default(),
         wheel: RefCell::new(Wheel::new(now)),
         expired: RefCell::new(Vec::new()),
         free: RefCell::new(Vec::new()),
@@ -373,6 +377,7 @@ impl Worker {
         self.current_slot.set(slot);
         WorkerStats::bump(&self.shared.worker_stats[self.index].polls);
         self.budget.set(RECEIVE_BUDGET);
+        self.book.start();
         let waker = ManuallyDrop::new(waker::borrowed(self));
         let mut cx = Context::from_waker(&waker);
         // SAFETY: we own the process (BUSY); the task is live until we clear it.
@@ -380,6 +385,11 @@ impl Worker {
         self.current.set(None);
         match result {
             Ok(Poll::Pending) => {
+                if self.book.is_stale() {
+                    // A receive went pending before another moved new
+                    // messages inside (see `receive::PollBook`): poll again.
+                    slot.notify_self();
+                }
                 // SAFETY: we are the BUSY holder.
                 if unsafe { slot.transition_to_idle() } == AfterPoll::Reschedule {
                     self.local.push(index);
@@ -517,6 +527,12 @@ impl Worker {
         }
         self.budget.set(b - 1);
         true
+    }
+
+    /// What the receives of the current poll did.
+    #[inline]
+    pub(crate) fn book(&self) -> &PollBook {
+        &self.book
     }
 
     /// Whether a receive's matcher is running (a guard must not receive).
