@@ -80,31 +80,39 @@ impl Table {
         self.get(index).expect("slot index was handed out")
     }
 
-    /// Takes up to `max` free indices into `out`; if the free list is empty,
-    /// hands out one new index from the tail. Returns how many were added.
+    /// Takes up to `max` (at least one) free indices into `out`: reused ones
+    /// from the free list if it has any, else never-used ones from the tail.
+    /// Returns how many were added.
     pub(crate) fn alloc_into(&self, out: &mut Vec<u32>, max: usize) -> usize {
+        let max = max.max(1);
         {
             let mut free = self.free.lock();
             if !free.is_empty() {
-                let take = free.len().min(max.max(1));
+                let take = free.len().min(max);
                 let at = free.len() - take;
                 out.extend(free.drain(at..));
                 return take;
             }
         }
-        out.push(self.alloc_new());
-        1
+        let start = self.alloc_new(max as u32);
+        // Popped from the back: hand them out lowest index first.
+        out.extend((start..start + max as u32).rev());
+        max
     }
 
-    /// Hands out one never-used index, allocating its segment if needed.
-    fn alloc_new(&self) -> u32 {
-        let index = self.next.fetch_add(1, Ordering::AcqRel);
-        assert!(index != u32::MAX, "krarup: process table exhausted (2^32 slots)");
-        let (segment, _) = locate(index);
-        if self.segments[segment].load(Ordering::Acquire).is_null() {
-            self.allocate_segment(segment);
+    /// Hands out `n` never-used consecutive indices, allocating their
+    /// segments if needed; returns the first.
+    fn alloc_new(&self, n: u32) -> u32 {
+        let start = self.next.fetch_add(n, Ordering::AcqRel);
+        assert!(start.checked_add(n).is_some(), "krarup: process table exhausted (2^32 slots)");
+        let (first, _) = locate(start);
+        let (last, _) = locate(start + n - 1);
+        for segment in first..=last {
+            if self.segments[segment].load(Ordering::Acquire).is_null() {
+                self.allocate_segment(segment);
+            }
         }
-        index
+        start
     }
 
     #[cold]
