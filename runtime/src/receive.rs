@@ -203,10 +203,6 @@ where
 #[inline]
 pub(crate) unsafe fn scan_type<T: Send + 'static>(slot: &Slot, scan: &mut Scan, book: &PollBook) -> Option<Envelope> {
     let mut matcher = |env: &mut Envelope| env.is::<T>().then_some(0);
-    // SAFETY: the caller owns the process.
-    if unsafe { !has_unscanned(slot, scan) } {
-        return None;
-    }
     loop {
         // SAFETY: the caller owns the process; the matcher is a type check.
         if let Some((_, env)) = unsafe { scan_inner(slot, scan, &mut matcher) } {

@@ -145,6 +145,8 @@ pub(crate) struct Worker {
     scanning: Cell<bool>,
     /// What the receives of the current poll did (see `receive::PollBook`).
     book: PollBook,
+    /// Processes polled (published to `WorkerStats::polls` now and then).
+    polls: Cell<u64>,
     wheel: RefCell<Wheel<TimerEntry>>,
     expired: RefCell<Vec<TimerEntry>>,
     free: RefCell<Vec<u32>>,
@@ -170,6 +172,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: LocalQueue<u32>) {
         budget: Cell::new(RECEIVE_BUDGET),
         scanning: Cell::new(false),
         book: PollBook::default(),
+        polls: Cell::new(0),
         wheel: RefCell::new(Wheel::new(now)),
         expired: RefCell::new(Vec::new()),
         free: RefCell::new(Vec::new()),
@@ -178,7 +181,11 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: LocalQueue<u32>) {
         victim: Cell::new(None),
     };
     WORKER.with(|w| w.set(&worker));
-    worker.run_loop();
+    // A panic in a process unwinds out of the loop (no catch per poll: it
+    // would cost every poll); the worker ends that process and goes on.
+    while let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| worker.run_loop())) {
+        worker.recover(payload);
+    }
     WORKER.with(|w| w.set(ptr::null()));
     worker.retire();
 }
@@ -375,16 +382,17 @@ impl Worker {
         };
         self.current.set(Some(Current { index, serial }));
         self.current_slot.set(slot);
-        WorkerStats::bump(&self.shared.worker_stats[self.index].polls);
+        self.count_poll();
         self.budget.set(RECEIVE_BUDGET);
         self.book.start();
         let waker = ManuallyDrop::new(waker::borrowed(self));
         let mut cx = Context::from_waker(&waker);
-        // SAFETY: we own the process (BUSY); the task is live until we clear it.
-        let result = panic::catch_unwind(AssertUnwindSafe(|| unsafe { task.poll(&mut cx) }));
+        // SAFETY: we own the process (BUSY); the task is live until we clear
+        // it. A panic unwinds to `run`, which calls `recover`.
+        let result = unsafe { task.poll(&mut cx) };
         self.current.set(None);
         match result {
-            Ok(Poll::Pending) => {
+            Poll::Pending => {
                 if self.book.is_stale() {
                     // A receive went pending before another moved new
                     // messages inside (see `receive::PollBook`): poll again.
@@ -395,13 +403,36 @@ impl Worker {
                     self.local.push(index);
                 }
             }
-            Ok(Poll::Ready(reason)) => self.exit(slot, index, serial, reason),
-            Err(payload) => {
-                let reason = ExitReason::Panic(panic_message(&*payload));
-                // Dropping a payload can itself panic; never let that out.
-                let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
+            Poll::Ready(reason) => self.exit(slot, index, serial, reason),
+        }
+    }
+
+    /// After a panic unwound out of the loop: if a process was being
+    /// polled, it exits with the panic as its reason (the worker survives);
+    /// a panic outside any process (a message's `Drop`, say) is logged.
+    #[cold]
+    fn recover(&self, payload: Box<dyn std::any::Any + Send>) {
+        let reason = ExitReason::Panic(panic_message(&*payload));
+        // Dropping a payload can itself panic; never let that out.
+        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
+        self.set_scanning(false);
+        match self.current.take() {
+            Some(Current { index, serial }) => {
+                // SAFETY: `current_slot` is the slot of `current`, set together.
+                let slot = unsafe { &*self.current_slot.get() };
                 self.exit(slot, index, serial, reason);
             }
+            None => tracing::error!(%reason, "krarup: a worker recovered from a panic outside any process"),
+        }
+    }
+
+    /// Counts a poll; published every 16 for thieves judging our backlog.
+    #[inline]
+    fn count_poll(&self) {
+        let polls = self.polls.get().wrapping_add(1);
+        self.polls.set(polls);
+        if polls.is_multiple_of(16) {
+            self.shared.worker_stats[self.index].polls.store(polls, crate::sync::Ordering::Relaxed);
         }
     }
 
