@@ -412,12 +412,56 @@ mod tests {
         assert_eq!(q.pop_front().as_deref(), Some("a"));
     }
 
-    #[test]
-    fn behaves_like_vecdeque_under_random_operations() {
-        let mut q = RingQueue::new();
+    /// What the randomized model test drives: both queues, the same way.
+    trait ModelQueue {
+        fn push_back(&mut self, v: u64);
+        fn pop_front(&mut self) -> Option<u64>;
+        fn get(&self, i: usize) -> Option<&u64>;
+        fn remove(&mut self, i: usize) -> Option<u64>;
+        fn append(&mut self, other: &mut RingQueue<u64>);
+        fn len(&self) -> usize;
+        fn for_each(&self, f: &mut dyn FnMut(&u64));
+        fn shrink_if_empty(&mut self);
+    }
+
+    macro_rules! model_queue {
+        ($q:ty) => {
+            impl ModelQueue for $q {
+                fn push_back(&mut self, v: u64) {
+                    <$q>::push_back(self, v)
+                }
+                fn pop_front(&mut self) -> Option<u64> {
+                    <$q>::pop_front(self)
+                }
+                fn get(&self, i: usize) -> Option<&u64> {
+                    <$q>::get(self, i)
+                }
+                fn remove(&mut self, i: usize) -> Option<u64> {
+                    <$q>::remove(self, i)
+                }
+                fn append(&mut self, other: &mut RingQueue<u64>) {
+                    <$q>::append(self, other)
+                }
+                fn len(&self) -> usize {
+                    <$q>::len(self)
+                }
+                fn for_each(&self, f: &mut dyn FnMut(&u64)) {
+                    <$q>::for_each(self, f)
+                }
+                fn shrink_if_empty(&mut self) {
+                    <$q>::shrink_if_empty(self)
+                }
+            }
+        };
+    }
+    model_queue!(RingQueue<u64>);
+    model_queue!(InlineQueue<u64>);
+
+    /// Random pushes, pops, removals from the middle and appends, checked
+    /// against a `VecDeque` after every step (xorshift, fixed seed).
+    fn behaves_like_vecdeque(q: &mut dyn ModelQueue, mut x: u64, steps: u64) {
         let mut model = VecDeque::new();
-        let mut x: u64 = 0x9e3779b97f4a7c15;
-        for step in 0..200_000u64 {
+        for step in 0..steps {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
@@ -428,48 +472,6 @@ mod tests {
                 }
                 3 | 4 => assert_eq!(q.pop_front(), model.pop_front()),
                 5 if !model.is_empty() => {
-                    let i = (x >> 8) as usize % model.len();
-                    assert_eq!(q.remove(i), model.remove(i));
-                }
-                _ => {
-                    let mut other = RingQueue::new();
-                    for k in 0..(x >> 20) % 4 {
-                        other.push_back(k);
-                        model.push_back(k);
-                    }
-                    q.append(&mut other);
-                    assert!(other.is_empty());
-                }
-            }
-            assert_eq!(q.len(), model.len());
-            if step % 1024 == 0 {
-                let mut seen = Vec::new();
-                q.for_each(|v| seen.push(*v));
-                assert!(seen.iter().eq(model.iter()));
-                q.shrink_if_empty();
-            }
-        }
-    }
-
-    #[test]
-    fn inline_queue_behaves_like_vecdeque_and_never_allocates_for_one_element() {
-        let mut q = InlineQueue::new();
-        q.push_back(1u64);
-        assert_eq!(q.rest.cap, 0, "one element lives inline");
-        assert_eq!(q.pop_front(), Some(1));
-        let mut model = VecDeque::new();
-        let mut x: u64 = 0x2545f4914f6cdd1d;
-        for step in 0..100_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            match x % 6 {
-                0 | 1 => {
-                    q.push_back(step);
-                    model.push_back(step);
-                }
-                2 | 3 => assert_eq!(q.pop_front(), model.pop_front()),
-                4 if !model.is_empty() => {
                     let i = (x >> 8) as usize % model.len();
                     assert_eq!(q.get(i), model.get(i));
                     assert_eq!(q.remove(i), model.remove(i));
@@ -485,12 +487,27 @@ mod tests {
                 }
             }
             assert_eq!(q.len(), model.len());
-            let mut seen = Vec::new();
-            if step % 1000 == 0 {
-                q.for_each(|v| seen.push(*v));
+            if step % 1024 == 0 {
+                let mut seen = Vec::new();
+                q.for_each(&mut |v| seen.push(*v));
                 assert!(seen.iter().eq(model.iter()));
+                q.shrink_if_empty();
             }
         }
+    }
+
+    #[test]
+    fn behaves_like_vecdeque_under_random_operations() {
+        behaves_like_vecdeque(&mut RingQueue::new(), 0x9e3779b97f4a7c15, 200_000);
+    }
+
+    #[test]
+    fn inline_queue_behaves_like_vecdeque_and_never_allocates_for_one_element() {
+        let mut q = InlineQueue::new();
+        q.push_back(1u64);
+        assert_eq!(q.rest.cap, 0, "one element lives inline");
+        assert_eq!(q.pop_front(), Some(1));
+        behaves_like_vecdeque(&mut q, 0x2545f4914f6cdd1d, 100_000);
     }
 
     #[test]

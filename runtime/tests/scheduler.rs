@@ -4,13 +4,12 @@
 
 mod util;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{mpsc, Arc};
-use std::time::Instant;
 
 use krarup_runtime::{recv, self_pid, spawn, try_recv, yield_now, Mailbox, Pid};
 use serde::{Deserialize, Serialize};
-use util::{expect_msg, runtime, TIMEOUT};
+use util::{expect_msg, meet, runtime, TIMEOUT};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Tick;
@@ -126,20 +125,6 @@ fn a_process_that_yields_in_a_loop_lets_others_run() {
     assert_eq!(report(&mut mailbox), Report::Ran(1));
     spinner.send(Stop);
     assert_eq!(report(&mut mailbox), Report::Stopped);
-}
-
-/// Waits, blocking the thread (at most [`TIMEOUT`]), until `arrived`
-/// reaches `n`; whether it did.
-fn meet(arrived: &AtomicUsize, n: usize) -> bool {
-    arrived.fetch_add(1, Ordering::SeqCst);
-    let deadline = Instant::now() + TIMEOUT;
-    while arrived.load(Ordering::SeqCst) < n {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::yield_now();
-    }
-    true
 }
 
 #[test]

@@ -3,13 +3,12 @@
 
 mod util;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{mpsc, Arc};
-use std::time::Instant;
 
 use krarup_runtime::{monitor, self_pid, spawn, spawn_blocking, ExitReason};
 use serde::{Deserialize, Serialize};
-use util::{down_of, recv_bounded, release, runtime, spawn_held, TIMEOUT};
+use util::{down_of, meet, recv_bounded, release, runtime, spawn_held, TIMEOUT};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Go;
@@ -59,19 +58,6 @@ fn a_worker_keeps_running_processes_while_a_blocking_job_waits() {
         value
     });
     assert_eq!(got, 5);
-}
-
-/// Waits (at most [`TIMEOUT`]) until `count` reaches `n`; whether it did.
-fn meet(arrived: &AtomicUsize, n: usize) -> bool {
-    arrived.fetch_add(1, Ordering::SeqCst);
-    let deadline = Instant::now() + TIMEOUT;
-    while arrived.load(Ordering::SeqCst) < n {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::yield_now();
-    }
-    true
 }
 
 #[test]

@@ -124,3 +124,19 @@ impl Drop for SlowDrop {
         let _ = self.resume.recv_timeout(TIMEOUT);
     }
 }
+
+/// A barrier for plain threads and processes that must run at the same
+/// time: counts this arrival, then waits (blocking the thread, at most
+/// [`TIMEOUT`]) until `arrived` reaches `n`; whether it did.
+pub fn meet(arrived: &std::sync::atomic::AtomicUsize, n: usize) -> bool {
+    use std::sync::atomic::Ordering;
+    arrived.fetch_add(1, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while arrived.load(Ordering::SeqCst) < n {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
