@@ -139,10 +139,7 @@ impl Shared {
         F: Future + Send + 'static,
         F::Output: IntoExitReason,
     {
-        let mut got = Vec::with_capacity(1);
-        self.table.alloc_into(&mut got, 1);
-        let index = got.pop().expect("table handed out an index");
-        self.table.release(got);
+        let index = self.table.alloc_one();
         let slot = self.table.slot(index);
         // SAFETY: the index came from the free list: nobody owns the slot,
         // and its storage stays in place until the task is dropped at exit.
@@ -154,10 +151,7 @@ impl Shared {
 
     /// Makes a slot live as an external mailbox (owned by the returned index's holder).
     pub(crate) fn open_external(&self) -> Pid {
-        let mut got = Vec::with_capacity(1);
-        self.table.alloc_into(&mut got, 1);
-        let index = got.pop().expect("table handed out an index");
-        self.table.release(got);
+        let index = self.table.alloc_one();
         let slot = self.table.slot(index);
         // SAFETY: the index came from the free list: nobody owns the slot.
         let serial = unsafe { slot.transition_to_live(|_| None, true) };

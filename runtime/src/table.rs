@@ -100,6 +100,13 @@ impl Table {
         max
     }
 
+    /// One free index (for spawns from threads without a worker's cache).
+    pub(crate) fn alloc_one(&self) -> u32 {
+        let mut got = Vec::with_capacity(1);
+        self.alloc_into(&mut got, 1);
+        got[0]
+    }
+
     /// Hands out `n` never-used consecutive indices, allocating their
     /// segments if needed; returns the first.
     fn alloc_new(&self, n: u32) -> u32 {
