@@ -86,6 +86,11 @@ impl Envelope {
         Envelope { vtable: T::VTABLE, payload }
     }
 
+    /// An empty envelope (holds nothing, drops nothing).
+    pub(crate) fn taken() -> Envelope {
+        Envelope { vtable: &EMPTY, payload: Payload::uninit() }
+    }
+
     /// Whether the envelope holds a `T`.
     #[inline]
     pub(crate) fn is<T: Send + 'static>(&self) -> bool {

@@ -51,11 +51,14 @@
 //! keeps.
 #![deny(missing_docs)]
 
+mod any;
 mod blocking;
+mod call;
 mod envelope;
 mod error;
 mod exit;
 mod external;
+mod link;
 mod macros;
 mod monitor;
 mod node;
@@ -67,6 +70,7 @@ mod registry;
 mod runtime;
 mod scheduler;
 mod send;
+mod signal;
 mod slot;
 mod sync;
 mod table;
@@ -74,17 +78,21 @@ mod task;
 mod timer;
 mod waker;
 
+pub use crate::any::{try_recv_any, AnyMessage};
 pub use crate::blocking::{spawn_blocking, BlockingTask};
+pub use crate::call::{call, Call, CallError, ReplyTo};
 pub use crate::error::{RegisterError, SendError, UnregisterError};
 pub use crate::exit::{ExitReason, IntoExitReason};
 pub use crate::external::{Mailbox, MailboxRecv, MailboxRecvTimeout};
-pub use crate::monitor::{demonitor, monitor, Down, MonitorRef};
+pub use crate::link::{link, spawn_link, unlink};
+pub use crate::monitor::{demonitor, monitor, monitor_name, spawn_monitor, Down, MonitorRef};
 pub use crate::pid::Pid;
 pub use crate::process::{spawn, yield_now, YieldNow};
 pub use crate::receive::{recv, recv_local, recv_timeout, try_recv, Recv, RecvTimeout};
 pub use crate::registry::{register, registered, unregister, whereis};
 pub use crate::runtime::{Builder, Runtime, RuntimeStats};
 pub use crate::send::{is_alive, mailbox_len, self_pid, send, send_local, send_named, Message};
+pub use crate::signal::{exit, trap_exit, Exit};
 pub use crate::timer::send_after::{send_after, TimerRef};
 pub use crate::timer::sleep::{sleep, sleep_until, Sleep};
 
@@ -94,22 +102,22 @@ pub mod __private {
     pub use crate::envelope::Envelope;
     pub use crate::receive::{receive_with, ReceiveFuture};
 
-    /// Moves the value out if the message is a `T`.
+    /// Moves the value out if the message is a `T` (any message for `AnyMessage`).
     #[inline]
     pub fn take<T: Send + 'static>(env: &mut Envelope) -> Option<T> {
-        env.take::<T>()
+        crate::any::take::<T>(env)
     }
 
     /// Puts a value back after a failed pattern or guard.
     #[inline]
     pub fn put<T: Send + 'static>(env: &mut Envelope, value: T) {
-        env.put(value);
+        crate::any::put(env, value);
     }
 
     /// The value of a message already known to be a `T`.
     #[inline]
     pub fn unwrap<T: Send + 'static>(env: Envelope) -> T {
-        env.downcast::<T>().unwrap_or_else(|_| unreachable!("receive!: matched by type"))
+        crate::any::unwrap::<T>(env)
     }
 }
 

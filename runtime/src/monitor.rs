@@ -66,7 +66,8 @@ impl fmt::Debug for MonitorRef {
 pub struct Down {
     /// The monitor that fired.
     pub reference: MonitorRef,
-    /// The process that exited.
+    /// The process that exited. For a monitor set with [`monitor_name`] on
+    /// a name nobody had registered, a Pid that names no process.
     pub pid: Pid,
     /// Why it exited; `NoProc` if it was not alive when monitored.
     pub reason: ExitReason,
@@ -99,23 +100,56 @@ pub struct Down {
 /// assert_eq!(reason, ExitReason::Panic("boom".into()));
 /// ```
 pub fn monitor(target: Pid) -> MonitorRef {
-    let (watcher, id) = with_current("monitor", |worker, current, _| {
-        let watcher = Pid::from_parts(worker.shared.node, current.index, current.serial);
-        (watcher, worker.shared.refs.fetch_add(1, Ordering::Relaxed) + 1)
-    });
-    let reference = MonitorRef { id, target, watcher };
-    let added = with_runtime_of(target, |shared| {
-        shared
-            .table
-            .get(target.index())
-            .and_then(|slot| slot.with_extras(target.serial(), |e| e.monitors.push(reference)))
-    })
-    .flatten()
-    .is_some();
+    let reference = new_reference("monitor", target);
+    let added = crate::link::with_extras_of(target, |e| e.monitors.push(reference)).is_some();
     if !added {
-        deliver(watcher, Envelope::new(Down { reference, pid: target, reason: ExitReason::NoProc }));
+        deliver(reference.watcher, Envelope::new(Down { reference, pid: target, reason: ExitReason::NoProc }));
     }
     reference
+}
+
+/// A new reference for a monitor of `target` by the calling process.
+fn new_reference(what: &str, target: Pid) -> MonitorRef {
+    with_current(what, |worker, current, _| {
+        let watcher = Pid::from_parts(worker.shared.node, current.index, current.serial);
+        MonitorRef { id: worker.shared.refs.fetch_add(1, Ordering::Relaxed) + 1, target, watcher }
+    })
+}
+
+/// Monitors the process registered as `name` in the caller's runtime
+/// (Erlang's `monitor(process, Name)`): the monitor is on the process the
+/// name refers to now. If no process has the name, the `Down` (reason
+/// `NoProc`) comes at once, with a `pid` that names no process.
+///
+/// # Panics
+/// If called outside a krarup process.
+pub fn monitor_name(name: &str) -> MonitorRef {
+    let target = with_current("monitor_name", |worker, _, _| {
+        worker.shared.whereis(name).unwrap_or(Pid::from_parts(worker.shared.node, u32::MAX, 0))
+    });
+    monitor(target)
+}
+
+/// Spawns `future` and monitors it (Erlang's `spawn_monitor/1`). The monitor
+/// exists before the child first runs, so its `Down` always comes.
+///
+/// # Panics
+/// If called outside a krarup process.
+pub fn spawn_monitor<F>(future: F) -> (Pid, MonitorRef)
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: crate::exit::IntoExitReason,
+{
+    let placeholder = new_reference("spawn_monitor", Pid::from_parts(0, u32::MAX, 0));
+    let mut reference = placeholder;
+    let pid = crate::scheduler::worker::with_worker(|w| {
+        let w = w.expect("a process runs on a worker");
+        w.spawn_with(future, |child| {
+            reference = MonitorRef { target: child, ..placeholder };
+            crate::link::with_extras_of(child, |extras| extras.monitors.push(reference));
+        })
+    });
+    (pid, reference)
 }
 
 /// Stops a monitor. Afterwards no [`Down`] for it will be received, even if
@@ -127,6 +161,7 @@ pub fn monitor(target: Pid) -> MonitorRef {
 /// If called outside a krarup process.
 pub fn demonitor(reference: MonitorRef) -> bool {
     with_current("demonitor", |worker, current, slot| {
+        crate::receive::refuse_inside_guard(worker);
         let me = Pid::from_parts(worker.shared.node, current.index, current.serial);
         if reference.watcher != me {
             return false;
@@ -150,17 +185,10 @@ pub fn demonitor(reference: MonitorRef) -> bool {
         }
         // It fired: flush its Down, or suppress it if not here yet.
         let is_it = |env: &Envelope| env.peek::<Down>().is_some_and(|d| d.reference == reference);
-        // SAFETY: we are polling this process on this worker (BUSY): we own the inner queue.
-        let in_inner = unsafe {
-            slot.with_inner(|inner| {
-                let at = (0..inner.len()).find(|&i| inner.get(i).is_some_and(is_it));
-                at.and_then(|i| inner.remove(i))
-            })
-        };
-        if in_inner.is_none() {
-            let found = slot.remove_outer_or(is_it, |extras| extras.suppressed.push(reference));
-            drop(found);
-        }
+        // SAFETY: we are polling this process on this worker (BUSY).
+        let flushed =
+            unsafe { crate::receive::remove_first_or(slot, is_it, |extras| extras.suppressed.push(reference)) };
+        drop(flushed);
         false
     })
 }

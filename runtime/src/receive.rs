@@ -220,6 +220,41 @@ pub(crate) unsafe fn scan_type<T: Send + 'static>(slot: &Slot, scan: &mut Scan, 
     }
 }
 
+/// Removes the first message `is_it` accepts from the mailbox (the inner
+/// queue, then the outer one) without waiting; if there is none, runs
+/// `otherwise` on the extras while still holding the lock, so that no
+/// delivery slips in between. `is_it` must not run user code (it runs
+/// under the slot lock).
+///
+/// # Safety
+/// The caller owns the process whose slot this is.
+pub(crate) unsafe fn remove_first_or(
+    slot: &Slot,
+    is_it: impl Fn(&Envelope) -> bool,
+    otherwise: impl FnOnce(&mut crate::slot::Extras),
+) -> Option<Envelope> {
+    // SAFETY: the caller owns the process.
+    let in_inner = unsafe {
+        slot.with_inner(|inner| {
+            let at = (0..inner.len()).find(|&i| inner.get(i).is_some_and(&is_it));
+            at.and_then(|i| inner.remove(i))
+        })
+    };
+    in_inner.or_else(|| slot.remove_outer_or(is_it, otherwise))
+}
+
+/// [`remove_first_or`] for the calling process.
+///
+/// # Panics
+/// Outside a krarup process, or from inside a `receive!` guard.
+pub(crate) fn remove_first(is_it: impl Fn(&Envelope) -> bool) -> Option<Envelope> {
+    with_current("remove_first", |worker, _, slot| {
+        refuse_inside_guard(worker);
+        // SAFETY: we are polling this process on this worker (BUSY).
+        unsafe { remove_first_or(slot, is_it, |_| {}) }
+    })
+}
+
 /// The distinct type names of the messages waiting in the inner queue.
 ///
 /// # Safety
@@ -327,7 +362,7 @@ impl Drop for ScanGuard<'_> {
 /// A receive by type runs no user code, but must not run inside a guard
 /// (the guard's matcher holds the inner queue).
 #[inline(always)]
-fn refuse_inside_guard(worker: &Worker) {
+pub(crate) fn refuse_inside_guard(worker: &Worker) {
     if worker.is_scanning() {
         nested_receive();
     }

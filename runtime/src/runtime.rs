@@ -96,13 +96,17 @@ impl Shared {
     }
 
     /// After an incarnation ended (see [`Shared::end_incarnation`]): releases
-    /// its name, then fires its monitors, in that order (a process woken by
-    /// a `Down` can register the name again at once), then drops the rest.
+    /// its name, then signals its links and fires its monitors, in that
+    /// order (a process woken by the signal or the `Down` can register the
+    /// name again at once), then drops the rest.
     pub(crate) fn after_exit(&self, pid: Pid, remains: Remains, reason: ExitReason) {
         if remains.flags & NAMED != 0 {
             self.registry.release(pid);
         }
         if let Some(mut extras) = remains.extras {
+            for linked in std::mem::take(&mut extras.links) {
+                crate::signal::send_signal(linked, pid, &reason, crate::signal::Via::Link);
+            }
             crate::monitor::fire(pid, &reason, std::mem::take(&mut extras.monitors));
             let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(extras)));
         }

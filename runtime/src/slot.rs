@@ -16,6 +16,8 @@
 //! | `MSG_NOTIFIED` | a message arrived while `BUSY` and the owner has not looked    | sender / owner |
 //! | `EXTERNAL`     | an external mailbox: wake its stored `Waker`, never schedule   | spawn |
 //! | `NAMED`        | the incarnation has a registered name to release at exit       | registry |
+//! | `TRAP_EXIT`    | exit signals become `Exit` messages (Erlang's `trap_exit`)      | the process |
+//! | `EXITING`      | an exit signal was accepted: the owner ends the process at the next poll boundary | signaller |
 //!
 //! Every change to the word either holds `LOCKED` or is a compare-exchange
 //! that expects `LOCKED` clear, so while a thread holds the lock nobody else
@@ -52,7 +54,15 @@
 //!    either sees `BUSY` clear and schedules, or sets a notification the
 //!    owner sees in this step) and a process is never queued twice (only
 //!    the thread that sets `BUSY` queues it).
-//! 5. *Exit* (the owner): lock, advance the serial, clear every flag, take
+//! 5. *Signal* (any thread, see `signal.rs`): under the lock a policy
+//!    decides, from the flags and extras, to ignore the signal, to deliver
+//!    it as a message (exactly as step 1), or to end the process: it
+//!    records the reason in the extras (the first one wins), sets `EXITING`
+//!    and wakes the process as in step 2. The owner, before polling a
+//!    process with `EXITING`, ends it instead (step 6) — so a process
+//!    waiting in a receive dies at once, one in a loop that never awaits at
+//!    its next `.await`.
+//! 6. *Exit* (the owner): lock, advance the serial, clear every flag, take
 //!    the outer queue and extras, unlock. From then on every stale sender or
 //!    waker fails the serial check.
 //!
@@ -64,7 +74,9 @@
 use std::task::Waker;
 
 use crate::envelope::Envelope;
+use crate::exit::ExitReason;
 use crate::monitor::MonitorRef;
+use crate::pid::Pid;
 use crate::queue::{InlineQueue, RingQueue};
 use crate::sync::{spin_loop, thread, AtomicU32, AtomicU64, Ordering, UnsafeCell};
 use crate::task::{TaskRef, TaskStorage};
@@ -77,13 +89,15 @@ pub(crate) const MSG: u64 = 1 << 4;
 pub(crate) const MSG_NOTIFIED: u64 = 1 << 5;
 pub(crate) const EXTERNAL: u64 = 1 << 6;
 pub(crate) const NAMED: u64 = 1 << 7;
+pub(crate) const TRAP_EXIT: u64 = 1 << 8;
+pub(crate) const EXITING: u64 = 1 << 9;
 
 const SERIAL_SHIFT: u32 = 32;
 /// A slot whose serial reaches this value is retired, never reused.
 pub(crate) const RETIRED_SERIAL: u32 = u32::MAX;
 
 #[inline(always)]
-fn serial_of(word: u64) -> u32 {
+pub(crate) fn serial_of(word: u64) -> u32 {
     (word >> SERIAL_SHIFT) as u32
 }
 
@@ -137,6 +151,25 @@ pub(crate) struct Extras {
     /// Monitors this incarnation removed after they fired, whose `Down` was
     /// not yet in its mailbox: turned away on arrival.
     pub(crate) suppressed: Vec<MonitorRef>,
+    /// Processes linked to this one (each at most once).
+    pub(crate) links: Vec<Pid>,
+    /// Why the process must exit, once an exit signal was accepted (`EXITING`).
+    pub(crate) exit: Option<ExitReason>,
+    /// Tags of calls this process awaits replies to: a reply with another
+    /// tag is turned away (see `call.rs`).
+    pub(crate) awaiting: Vec<u64>,
+}
+
+/// What a signal does, decided under the target's lock (see step 5).
+#[derive(Debug)]
+pub(crate) enum SignalAction {
+    /// Nothing (a `Normal` signal to a process that does not trap exits,
+    /// or one through a link that no longer exists).
+    Ignore,
+    /// Deliver this message instead (a trapped exit signal).
+    Deliver(Envelope),
+    /// End the process with this reason.
+    Exit(ExitReason),
 }
 
 /// What an exiting incarnation leaves behind, to be disposed of outside the lock.
@@ -280,6 +313,15 @@ impl Slot {
             self.unlock(w & !LOCKED);
             return Delivery::Refused(env);
         }
+        let (word, wake) = self.push_locked(w, env);
+        self.unlock(word & !LOCKED);
+        Delivery::Queued(wake)
+    }
+
+    /// Under the lock, with the serial checked: queues `env` (step 1, the
+    /// hand-off included) and returns the new word and who runs the process.
+    #[inline(always)]
+    fn push_locked(&self, w: u64, env: Envelope) -> (u64, Wake) {
         if w & (BUSY | EXTERNAL | MSG) == 0 {
             // Hand-off: the process is idle and nothing older waits in the
             // outer queue. Setting BUSY makes us its owner until we queue it,
@@ -292,14 +334,69 @@ impl Slot {
                 inner.push_back(env);
                 self.inner_len.store(inner.len() as u32, Ordering::Relaxed);
             });
-            self.unlock((w | BUSY) & !LOCKED);
-            return Delivery::Queued(Wake::Schedule);
+            return (w | BUSY, Wake::Schedule);
         }
         // SAFETY: we hold LOCKED, which guards `outer`.
         self.outer.with_mut(|outer| unsafe { (*outer).push_back(env) });
-        let (word, wake) = self.claim(w | MSG, MSG_NOTIFIED);
+        self.claim(w | MSG, MSG_NOTIFIED)
+    }
+
+    /// Step 5: a signal to incarnation `serial`; `decide` is the policy (it
+    /// sees the word and the extras, under the lock, and must not run user
+    /// code). Returns None if the target is not alive, else who runs it.
+    pub(crate) fn signal(&self, serial: u32, decide: impl FnOnce(u64, &mut Extras) -> SignalAction) -> Option<Wake> {
+        let w = self.lock();
+        if serial_of(w) != serial || w & LIVE == 0 {
+            self.unlock(w & !LOCKED);
+            return None;
+        }
+        let action = self.extras.with_mut(|e| {
+            // SAFETY: LOCKED guards `extras`; a non-null pointer came from Box::into_raw.
+            unsafe {
+                if (*e).is_null() {
+                    *e = Box::into_raw(Box::default());
+                }
+                decide(w, &mut **e)
+            }
+        });
+        let (word, wake) = match action {
+            SignalAction::Ignore => (w, Wake::None),
+            SignalAction::Deliver(env) => self.push_locked(w, env),
+            SignalAction::Exit(reason) => {
+                self.extras.with_mut(|e| {
+                    // SAFETY: LOCKED guards `extras`, allocated just above.
+                    let extras = unsafe { &mut **e };
+                    extras.exit.get_or_insert(reason);
+                });
+                self.claim(w | EXITING, NOTIFIED)
+            }
+        };
         self.unlock(word & !LOCKED);
-        Delivery::Queued(wake)
+        Some(wake)
+    }
+
+    /// The reason the process must exit, once `EXITING` is set (owner).
+    pub(crate) fn take_exit_reason(&self) -> ExitReason {
+        let w = self.lock();
+        let reason = self.extras.with_mut(|e| {
+            // SAFETY: LOCKED guards `extras`; a non-null pointer came from Box::into_raw.
+            unsafe { (*e).as_mut().and_then(|x| x.exit.take()) }
+        });
+        self.unlock(w & !LOCKED);
+        reason.unwrap_or(ExitReason::Killed)
+    }
+
+    /// Sets or clears `flag` on incarnation `serial`; returns its previous
+    /// state, or None if the incarnation is not alive.
+    pub(crate) fn swap_flag(&self, serial: u32, flag: u64, on: bool) -> Option<bool> {
+        let w = self.lock();
+        if serial_of(w) != serial || w & LIVE == 0 {
+            self.unlock(w & !LOCKED);
+            return None;
+        }
+        let next = if on { w | flag } else { w & !flag };
+        self.unlock(next & !LOCKED);
+        Some(w & flag != 0)
     }
 
     /// Step 2: wakes incarnation `serial` (a `Waker` or a timer fired).

@@ -34,7 +34,7 @@ use crate::exit::{panic_message, ExitReason, IntoExitReason};
 use crate::pid::Pid;
 use crate::receive::PollBook;
 use crate::runtime::Shared;
-use crate::slot::{AfterPoll, Delivery, Extras, Slot, Wake};
+use crate::slot::{serial_of, AfterPoll, Delivery, Extras, Slot, Wake, EXITING};
 use crate::sync::deque::{Steal, Worker as LocalQueue};
 use crate::sync::global::Arc;
 use crate::task::TaskRef;
@@ -374,7 +374,14 @@ impl Worker {
     /// Step 2 of the loop: polls process `index` once.
     fn run_process(&self, index: u32) {
         let slot = self.shared.table.slot(index);
-        let serial = slot.serial();
+        let word = slot.load();
+        let serial = serial_of(word);
+        if word & EXITING != 0 {
+            // An exit signal was accepted: end the process instead of polling it.
+            let reason = slot.take_exit_reason();
+            self.exit(slot, index, serial, reason);
+            return;
+        }
         // SAFETY: a queued index is owned by whoever dequeued it: us (BUSY).
         let Some(task) = (unsafe { slot.task() }) else {
             debug_assert!(false, "queued slot {index} has no task");
@@ -472,7 +479,19 @@ impl Worker {
     }
 
     /// Spawns `future` as a process of this worker's runtime.
+    #[inline]
     pub(crate) fn spawn<F>(&self, future: F) -> Pid
+    where
+        F: Future + Send + 'static,
+        F::Output: IntoExitReason,
+    {
+        self.spawn_with(future, |_| {})
+    }
+
+    /// Spawns `future`, running `setup` with the new Pid after the process
+    /// is live but before it is first queued (links and monitors of
+    /// `spawn_link` and `spawn_monitor`: the child cannot exit before).
+    pub(crate) fn spawn_with<F>(&self, future: F, setup: impl FnOnce(Pid)) -> Pid
     where
         F: Future + Send + 'static,
         F::Output: IntoExitReason,
@@ -483,9 +502,11 @@ impl Worker {
         // and its storage stays in place until the task is dropped at exit.
         let serial = unsafe { slot.transition_to_live(|storage| Some(TaskRef::new_in(future, storage)), false) };
         WorkerStats::bump(&self.shared.worker_stats[self.index].spawned);
+        let pid = Pid::from_parts(self.shared.node, index, serial);
+        setup(pid);
         self.local.push(index);
         self.shared.sched.notify();
-        Pid::from_parts(self.shared.node, index, serial)
+        pid
     }
 
     /// Delivers a message to a process of this worker's runtime.

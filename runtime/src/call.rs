@@ -1,0 +1,185 @@
+//! Request and reply, with a deadline, where a late reply can never reach
+//! the caller: the building block of `GenServer::call` (and, later, of the
+//! RPC stubs).
+//!
+//! # Protocol
+//!
+//! 1. The caller picks a fresh tag and records it among the tags it
+//!    awaits (its slot's extras, under its lock), monitors the server, and
+//!    sends it a [`Call`] carrying the request and a [`ReplyTo`].
+//! 2. The server answers with [`ReplyTo::reply`], now or later, from any
+//!    process. The reply is delivered only if the caller still awaits its
+//!    tag — checked under the caller's lock, at delivery.
+//! 3. The caller receives the reply (or the monitor's `Down`: the server
+//!    died — `NoProc` if it was not running; or the deadline passes). Then
+//!    it stops awaiting the tag (under its lock: from then on any reply with
+//!    that tag is turned away), removes the monitor, and takes out of its
+//!    mailbox a reply that arrived in between.
+//!
+//! Erlang needed process aliases (OTP 24) for the same guarantee: that a
+//! reply which arrives after the caller gave up never shows up in its
+//! mailbox later, where it would confuse the next receive.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::Envelope;
+use crate::exit::ExitReason;
+use crate::link::with_extras_of;
+use crate::monitor::{demonitor, monitor, Down};
+use crate::pid::Pid;
+use crate::receive;
+use crate::scheduler::worker::with_current;
+use crate::send::{deliver_unless, Message};
+use crate::sync::Ordering;
+
+/// Where the reply to one call goes. Serializable, so a server can keep it
+/// and reply later (a deferred reply), or hand it to another process.
+#[derive(Serialize, Deserialize)]
+pub struct ReplyTo<R> {
+    to: Pid,
+    tag: u64,
+    #[serde(skip)]
+    _reply: PhantomData<fn(R)>,
+}
+
+impl<R> Clone for ReplyTo<R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for ReplyTo<R> {}
+
+impl<R> fmt::Debug for ReplyTo<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplyTo").field("to", &self.to).field("tag", &self.tag).finish()
+    }
+}
+
+impl<R: Message> ReplyTo<R> {
+    /// Sends the reply. It reaches the caller only if the caller is still
+    /// waiting for it; after a timeout it is dropped.
+    pub fn reply(self, value: R) {
+        let tag = self.tag;
+        let env = Envelope::new(Reply { tag, value });
+        deliver_unless(self.to, env, |extras| !extras.awaiting.contains(&tag));
+    }
+
+    /// The calling process.
+    pub fn caller(&self) -> Pid {
+        self.to
+    }
+}
+
+/// The message a server receives for a [`call`]: the request and where
+/// to reply.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Call<Q, R> {
+    /// What the caller asks.
+    pub request: Q,
+    /// Where the answer goes.
+    pub reply_to: ReplyTo<R>,
+}
+
+/// The reply message, tagged with its call.
+#[derive(Debug, Serialize, Deserialize)]
+struct Reply<R> {
+    tag: u64,
+    value: R,
+}
+
+/// Why a [`call`] returned no reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No reply within the timeout. The server may still be working on
+    /// the request; its reply will be dropped.
+    Timeout,
+    /// The server was not running (or no process had the name).
+    NoProc,
+    /// The server's node became unreachable.
+    NoConnection,
+    /// The server exited while the call was in progress, with this reason.
+    Exited(ExitReason),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Timeout => f.write_str("call timed out"),
+            CallError::NoProc => f.write_str("calling a process that is not running"),
+            CallError::NoConnection => f.write_str("the called process's node is unreachable"),
+            CallError::Exited(reason) => write!(f, "the called process exited during the call ({reason})"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+impl CallError {
+    /// The error for a call whose server's monitor fired with `reason`.
+    fn from_down(reason: ExitReason) -> CallError {
+        match reason {
+            ExitReason::NoProc => CallError::NoProc,
+            ExitReason::NoConnection => CallError::NoConnection,
+            other => CallError::Exited(other),
+        }
+    }
+}
+
+/// Sends `request` to `server` and waits at most `timeout` for its reply
+/// (see the module docs). The server receives a [`Call<Q, R>`] and answers
+/// with `call.reply_to.reply(..)`.
+///
+/// # Errors
+/// [`CallError`]: timeout, server not running, server exited meanwhile.
+///
+/// # Panics
+/// If called outside a krarup process.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use krarup_runtime::{call, recv, spawn, Call, Runtime};
+///
+/// async fn double() {
+///     loop {
+///         let c: Call<u64, u64> = recv().await;
+///         c.reply_to.reply(c.request * 2);
+///     }
+/// }
+///
+/// let rt = Runtime::new();
+/// let answer = rt.block_on(async {
+///     let server = spawn(double());
+///     call::<u64, u64>(server, 21, Duration::from_secs(5)).await
+/// });
+/// assert_eq!(answer, Ok(42));
+/// ```
+pub async fn call<Q: Message, R: Message>(server: Pid, request: Q, timeout: Duration) -> Result<R, CallError> {
+    let (me, tag) = with_current("call", |worker, current, _| {
+        let me = Pid::from_parts(worker.shared.node, current.index, current.serial);
+        (me, worker.shared.refs.fetch_add(1, Ordering::Relaxed) + 1)
+    });
+    with_extras_of(me, |extras| extras.awaiting.push(tag));
+    let reference = monitor(server);
+    server.send(Call { request, reply_to: ReplyTo::<R> { to: me, tag, _reply: PhantomData } });
+    let result = crate::receive! {
+        Reply { tag: t, value }: Reply<R> if t == tag => Ok(value),
+        down: Down if down.reference == reference => Err(CallError::from_down(down.reason)),
+        after timeout => Err(CallError::Timeout),
+    };
+    demonitor(reference);
+    // From here on a reply with this tag is turned away; take out one that
+    // came in between.
+    with_extras_of(me, |extras| extras.awaiting.retain(|&t| t != tag));
+    if result.is_err() {
+        while receive::remove_first(|env| env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag)).is_some() {}
+    }
+    result
+}

@@ -1,0 +1,133 @@
+//! Links: two processes that share their fate (Erlang's `link/1`,
+//! `unlink/1`, `spawn_link/1`).
+//!
+//! A link is an entry in both processes' extras, at most one per pair.
+//! When a process exits, every process linked to it gets an exit signal
+//! with its reason (see `signal.rs` for what that does); the signal removes
+//! the link on the other side as it is taken.
+//!
+//! # Protocol (link versus exit)
+//!
+//! `link(other)` first records `other` in the caller's links, then records
+//! the caller in `other`'s links under `other`'s lock — which fails if
+//! `other` is not alive. Exit takes a process's links under its lock (they
+//! are part of the extras `transition_to_exited` removes). So either the
+//! second step happened before `other`'s exit took its links — and the
+//! exit signals the caller — or it failed, and the caller signals itself
+//! `NoProc` through the link it recorded in the first step. Exactly one
+//! signal either way, and a link to a dead process behaves as in Erlang: a
+//! caller that traps exits gets `Exit { from: other, reason: NoProc }`, one
+//! that does not exits with `NoProc`.
+//!
+//! `spawn_link` records both sides before the child is first queued, so the
+//! child cannot exit unobserved.
+
+use std::future::Future;
+
+use crate::exit::{ExitReason, IntoExitReason};
+use crate::pid::Pid;
+use crate::scheduler::worker::{with_current, with_worker};
+use crate::send::with_runtime_of;
+use crate::signal::{send_signal, Via};
+
+/// Records `other` among the links of process `pid`; false if `pid` is not
+/// alive (or not of a running runtime).
+pub(crate) fn add_link(pid: Pid, other: Pid) -> bool {
+    with_extras_of(pid, |extras| {
+        if !extras.links.contains(&other) {
+            extras.links.push(other);
+        }
+    })
+    .is_some()
+}
+
+/// Runs `f` on the extras of process `pid`; None if it is not alive.
+pub(crate) fn with_extras_of<R>(pid: Pid, f: impl FnOnce(&mut crate::slot::Extras) -> R) -> Option<R> {
+    with_runtime_of(pid, |shared| shared.table.get(pid.index()).and_then(|slot| slot.with_extras(pid.serial(), f)))
+        .flatten()
+}
+
+/// Removes `other` from the links of process `pid` (if alive).
+fn remove_link(pid: Pid, other: Pid) {
+    with_extras_of(pid, |extras| extras.links.retain(|&p| p != other));
+}
+
+/// The calling process's Pid.
+fn me(what: &str) -> Pid {
+    with_current(what, |worker, current, _| Pid::from_parts(worker.shared.node, current.index, current.serial))
+}
+
+/// Links the calling process to `pid` (Erlang's `link/1`); linking again
+/// to the same process, or to oneself, does nothing.
+///
+/// If `pid` is not alive, the caller gets an exit signal with reason
+/// `NoProc` from it: a caller that traps exits receives
+/// `Exit { from: pid, reason: NoProc }`, one that does not exits (at its
+/// next `.await`).
+///
+/// # Panics
+/// If called outside a krarup process.
+pub fn link(pid: Pid) {
+    let me = me("link");
+    if pid == me {
+        return;
+    }
+    add_link(me, pid);
+    if !add_link(pid, me) {
+        send_signal(me, pid, &ExitReason::NoProc, Via::Link);
+    }
+}
+
+/// Removes the link between the calling process and `pid`, if any
+/// (Erlang's `unlink/1`). Afterwards the link has no effect: an exit
+/// signal it would have carried is ignored — but an `Exit` message that
+/// already arrived (for a process that traps exits) stays in the mailbox.
+///
+/// # Panics
+/// If called outside a krarup process.
+pub fn unlink(pid: Pid) {
+    let me = me("unlink");
+    remove_link(me, pid);
+    remove_link(pid, me);
+}
+
+/// Spawns `future` as a process linked to the caller (Erlang's
+/// `spawn_link/1`). The link exists before the child first runs, so its
+/// exit — whenever it comes — reaches the caller.
+///
+/// # Panics
+/// If called outside a krarup process.
+///
+/// # Examples
+///
+/// ```
+/// use krarup_runtime::{recv, spawn_link, trap_exit, Exit, ExitReason, Runtime};
+///
+/// async fn crash() -> ExitReason {
+///     ExitReason::Error("bad input".into())
+/// }
+///
+/// let rt = Runtime::new();
+/// let exit = rt.block_on(async {
+///     trap_exit(true);
+///     let child = spawn_link(crash());
+///     let exit: Exit = recv().await;
+///     assert_eq!(exit.from, child);
+///     exit.reason
+/// });
+/// assert_eq!(exit, ExitReason::Error("bad input".into()));
+/// ```
+pub fn spawn_link<F>(future: F) -> Pid
+where
+    F: Future + Send + 'static,
+    F::Output: IntoExitReason,
+{
+    let parent = me("spawn_link");
+    with_worker(|w| {
+        let w = w.expect("a process runs on a worker");
+        w.spawn_with(future, |child| {
+            add_link(child, parent);
+            add_link(parent, child);
+        })
+    })
+}
