@@ -64,11 +64,25 @@ impl<R: Message> ReplyTo<R> {
     /// Sends the reply. It reaches the caller only if the caller is still
     /// waiting for it; after a timeout it is dropped.
     pub fn reply(self, value: R) {
+        self.send(value);
+    }
+}
+
+impl<R: Send + 'static> ReplyTo<R> {
+    /// [`ReplyTo::reply`] for a reply that need not be serializable (to a
+    /// caller in this OS process, from [`call_local`]).
+    pub fn reply_local(self, value: R) {
+        self.send(value);
+    }
+
+    fn send(self, value: R) {
         let tag = self.tag;
         let env = Envelope::new(Reply { tag, value });
         deliver_unless(self.to, env, |extras| !extras.awaiting.contains(&tag));
     }
+}
 
+impl<R> ReplyTo<R> {
     /// The calling process.
     pub fn caller(&self) -> Pid {
         self.to
@@ -162,13 +176,37 @@ impl CallError {
 /// assert_eq!(answer, Ok(42));
 /// ```
 pub async fn call<Q: Message, R: Message>(server: Pid, request: Q, timeout: Duration) -> Result<R, CallError> {
+    call_any::<Q, R>(server, request, timeout).await
+}
+
+/// [`call`] with a request and reply that need not be serializable (the
+/// server is in this OS process; it answers with [`ReplyTo::reply_local`]).
+///
+/// # Errors
+/// As [`call`].
+///
+/// # Panics
+/// If called outside a krarup process.
+pub async fn call_local<Q: Send + 'static, R: Send + 'static>(
+    server: Pid,
+    request: Q,
+    timeout: Duration,
+) -> Result<R, CallError> {
+    call_any::<Q, R>(server, request, timeout).await
+}
+
+async fn call_any<Q: Send + 'static, R: Send + 'static>(
+    server: Pid,
+    request: Q,
+    timeout: Duration,
+) -> Result<R, CallError> {
     let (me, tag) = with_current("call", |worker, current, _| {
         let me = Pid::from_parts(worker.shared.node, current.index, current.serial);
         (me, worker.shared.refs.fetch_add(1, Ordering::Relaxed) + 1)
     });
     with_extras_of(me, |extras| extras.awaiting.push(tag));
     let reference = monitor(server);
-    server.send(Call { request, reply_to: ReplyTo::<R> { to: me, tag, _reply: PhantomData } });
+    server.send_local(Call { request, reply_to: ReplyTo::<R> { to: me, tag, _reply: PhantomData } });
     let result = crate::receive! {
         Reply { tag: t, value }: Reply<R> if t == tag => Ok(value),
         down: Down if down.reference == reference => Err(CallError::from_down(down.reason)),

@@ -109,7 +109,7 @@ pub fn monitor(target: Pid) -> MonitorRef {
 }
 
 /// A new reference for a monitor of `target` by the calling process.
-fn new_reference(what: &str, target: Pid) -> MonitorRef {
+pub(crate) fn new_reference(what: &str, target: Pid) -> MonitorRef {
     with_current(what, |worker, current, _| {
         let watcher = Pid::from_parts(worker.shared.node, current.index, current.serial);
         MonitorRef { id: worker.shared.refs.fetch_add(1, Ordering::Relaxed) + 1, target, watcher }
@@ -144,12 +144,17 @@ where
     let mut reference = placeholder;
     let pid = crate::scheduler::worker::with_worker(|w| {
         let w = w.expect("a process runs on a worker");
-        w.spawn_with(future, |child| {
-            reference = MonitorRef { target: child, ..placeholder };
-            crate::link::with_extras_of(child, |extras| extras.monitors.push(reference));
-        })
+        w.spawn_with(future, |child| reference = watch(child, placeholder))
     });
     (pid, reference)
+}
+
+/// During a spawn's setup (the child is live but not yet queued): adds the
+/// monitor `placeholder`, retargeted at `child`, and returns it.
+pub(crate) fn watch(child: Pid, placeholder: MonitorRef) -> MonitorRef {
+    let reference = MonitorRef { target: child, ..placeholder };
+    crate::link::with_extras_of(child, |extras| extras.monitors.push(reference));
+    reference
 }
 
 /// Stops a monitor. Afterwards no [`Down`] for it will be received, even if
