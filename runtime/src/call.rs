@@ -176,7 +176,7 @@ impl CallError {
 /// assert_eq!(answer, Ok(42));
 /// ```
 pub async fn call<Q: Message, R: Message>(server: Pid, request: Q, timeout: Duration) -> Result<R, CallError> {
-    call_any::<Q, R>(server, request, timeout).await
+    call_any(server, request, timeout, |to, call: Call<Q, R>| to.send(call)).await
 }
 
 /// [`call`] with a request and reply that need not be serializable (the
@@ -192,13 +192,16 @@ pub async fn call_local<Q: Send + 'static, R: Send + 'static>(
     request: Q,
     timeout: Duration,
 ) -> Result<R, CallError> {
-    call_any::<Q, R>(server, request, timeout).await
+    call_any(server, request, timeout, |to, call: Call<Q, R>| to.send_local(call)).await
 }
 
+/// The protocol of the module docs; `send` sends the [`Call`] (serializable
+/// or local-only).
 async fn call_any<Q: Send + 'static, R: Send + 'static>(
     server: Pid,
     request: Q,
     timeout: Duration,
+    send: impl FnOnce(Pid, Call<Q, R>),
 ) -> Result<R, CallError> {
     let (me, tag) = with_current("call", |worker, current, _| {
         let me = Pid::from_parts(worker.shared.node, current.index, current.serial);
@@ -206,7 +209,7 @@ async fn call_any<Q: Send + 'static, R: Send + 'static>(
     });
     with_extras_of(me, |extras| extras.awaiting.push(tag));
     let reference = monitor(server);
-    server.send_local(Call { request, reply_to: ReplyTo::<R> { to: me, tag, _reply: PhantomData } });
+    send(server, Call { request, reply_to: ReplyTo::<R> { to: me, tag, _reply: PhantomData } });
     let result = crate::receive! {
         Reply { tag: t, value }: Reply<R> if t == tag => Ok(value),
         down: Down if down.reference == reference => Err(CallError::from_down(down.reason)),
