@@ -41,15 +41,64 @@ pub(crate) fn add_link(pid: Pid, other: Pid) -> bool {
     .is_some()
 }
 
+/// What the link protocol needs from the runtime: the extras of a live
+/// process, and a way to send one an exit signal. The runtime implements it
+/// over its process table ([`Table`]); the loom models over a few slots.
+pub(crate) trait Processes {
+    /// Runs `f` on the extras of `pid` under its lock; None if not alive.
+    fn with_extras<R>(&self, pid: Pid, f: impl FnOnce(&mut crate::slot::Extras) -> R) -> Option<R>;
+    /// Sends `to` an exit signal from `from` (see `signal.rs`).
+    fn signal(&self, to: Pid, from: Pid, reason: &ExitReason, via: Via);
+}
+
+/// The runtime's processes, wherever their runtime is.
+pub(crate) struct Table;
+
+impl Processes for Table {
+    fn with_extras<R>(&self, pid: Pid, f: impl FnOnce(&mut crate::slot::Extras) -> R) -> Option<R> {
+        with_extras_of(pid, f)
+    }
+
+    fn signal(&self, to: Pid, from: Pid, reason: &ExitReason, via: Via) {
+        send_signal(to, from, reason, via);
+    }
+}
+
+/// The link protocol of the module docs: `me` links to `other`.
+pub(crate) fn link_between(processes: &impl Processes, me: Pid, other: Pid) {
+    if other == me {
+        return;
+    }
+    let add = |pid: Pid, to: Pid| {
+        processes.with_extras(pid, |extras| {
+            if !extras.links.contains(&to) {
+                extras.links.push(to);
+            }
+        })
+    };
+    add(me, other);
+    if add(other, me).is_none() {
+        processes.signal(me, other, &ExitReason::NoProc, Via::Link);
+    }
+}
+
+/// Removes the link between `me` and `other` on both sides.
+pub(crate) fn unlink_between(processes: &impl Processes, me: Pid, other: Pid) {
+    processes.with_extras(me, |extras| extras.links.retain(|&p| p != other));
+    processes.with_extras(other, |extras| extras.links.retain(|&p| p != me));
+}
+
+/// Exit path: `dead` signals every process it was linked to.
+pub(crate) fn fire_links(processes: &impl Processes, dead: Pid, reason: &ExitReason, links: Vec<Pid>) {
+    for linked in links {
+        processes.signal(linked, dead, reason, Via::Link);
+    }
+}
+
 /// Runs `f` on the extras of process `pid`; None if it is not alive.
 pub(crate) fn with_extras_of<R>(pid: Pid, f: impl FnOnce(&mut crate::slot::Extras) -> R) -> Option<R> {
     with_runtime_of(pid, |shared| shared.table.get(pid.index()).and_then(|slot| slot.with_extras(pid.serial(), f)))
         .flatten()
-}
-
-/// Removes `other` from the links of process `pid` (if alive).
-fn remove_link(pid: Pid, other: Pid) {
-    with_extras_of(pid, |extras| extras.links.retain(|&p| p != other));
 }
 
 /// The calling process's Pid.
@@ -68,14 +117,7 @@ fn me(what: &str) -> Pid {
 /// # Panics
 /// If called outside a krarup process.
 pub fn link(pid: Pid) {
-    let me = me("link");
-    if pid == me {
-        return;
-    }
-    add_link(me, pid);
-    if !add_link(pid, me) {
-        send_signal(me, pid, &ExitReason::NoProc, Via::Link);
-    }
+    link_between(&Table, me("link"), pid);
 }
 
 /// Removes the link between the calling process and `pid`, if any
@@ -86,9 +128,7 @@ pub fn link(pid: Pid) {
 /// # Panics
 /// If called outside a krarup process.
 pub fn unlink(pid: Pid) {
-    let me = me("unlink");
-    remove_link(me, pid);
-    remove_link(pid, me);
+    unlink_between(&Table, me("unlink"), pid);
 }
 
 /// Spawns `future` as a process linked to the caller (Erlang's

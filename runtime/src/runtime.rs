@@ -104,9 +104,7 @@ impl Shared {
             self.registry.release(pid);
         }
         if let Some(mut extras) = remains.extras {
-            for linked in std::mem::take(&mut extras.links) {
-                crate::signal::send_signal(linked, pid, &reason, crate::signal::Via::Link);
-            }
+            crate::link::fire_links(&crate::link::Table, pid, &reason, std::mem::take(&mut extras.links));
             crate::monitor::fire(pid, &reason, std::mem::take(&mut extras.monitors));
             let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(extras)));
         }
