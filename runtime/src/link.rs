@@ -131,6 +131,12 @@ pub fn unlink(pid: Pid) {
     unlink_between(&Table, me("unlink"), pid);
 }
 
+/// The processes linked to `pid` (Erlang's `process_info(Pid, links)`);
+/// None if `pid` is not alive. Works from any thread.
+pub fn links(pid: Pid) -> Option<Vec<Pid>> {
+    with_extras_of(pid, |e| e.links.clone())
+}
+
 /// Spawns `future` as a process linked to the caller (Erlang's
 /// `spawn_link/1`). The link exists before the child first runs, so its
 /// exit — whenever it comes — reaches the caller.

@@ -21,6 +21,13 @@
 //!
 //! A `Down` is sent after every message the dead process sent, so it
 //! arrives after them (per-sender order).
+//!
+//! The watcher also records the monitors it holds (its extras' `watching`,
+//! before the target's entry is added; the `Down`'s delivery, under the
+//! watcher's lock, removes the record). When a watcher exits, it removes
+//! the monitors it still holds from their targets, as Erlang does: a
+//! long-lived server called by processes that die mid-call does not
+//! collect their monitors.
 
 use std::fmt;
 
@@ -28,9 +35,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::Envelope;
 use crate::exit::ExitReason;
+use crate::link::with_extras_of;
 use crate::pid::Pid;
 use crate::scheduler::worker::with_current;
-use crate::send::{deliver, deliver_unless, with_runtime_of};
+use crate::send::{deliver, deliver_unless};
 use crate::sync::Ordering;
 
 /// Identifies one monitor: returned by [`monitor`], carried by its [`Down`].
@@ -101,8 +109,10 @@ pub struct Down {
 /// ```
 pub fn monitor(target: Pid) -> MonitorRef {
     let reference = new_reference("monitor", target);
-    let added = crate::link::with_extras_of(target, |e| e.monitors.push(reference)).is_some();
+    with_extras_of(reference.watcher, |e| e.watching.push(reference));
+    let added = with_extras_of(target, |e| e.monitors.push(reference)).is_some();
     if !added {
+        with_extras_of(reference.watcher, |e| forget(&mut e.watching, reference));
         deliver(reference.watcher, Envelope::new(Down { reference, pid: target, reason: ExitReason::NoProc }));
     }
     reference
@@ -153,8 +163,35 @@ where
 /// monitor `placeholder`, retargeted at `child`, and returns it.
 pub(crate) fn watch(child: Pid, placeholder: MonitorRef) -> MonitorRef {
     let reference = MonitorRef { target: child, ..placeholder };
-    crate::link::with_extras_of(child, |extras| extras.monitors.push(reference));
+    with_extras_of(reference.watcher, |e| e.watching.push(reference));
+    with_extras_of(child, |extras| extras.monitors.push(reference));
     reference
+}
+
+/// Removes `reference` from `list` if it is there; whether it was.
+fn forget(list: &mut Vec<MonitorRef>, reference: MonitorRef) -> bool {
+    match list.iter().position(|r| *r == reference) {
+        Some(at) => {
+            list.swap_remove(at);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The processes monitoring `pid` (Erlang's `process_info(Pid,
+/// monitored_by)`), one entry per monitor; None if `pid` is not alive.
+/// Works from any thread.
+pub fn monitored_by(pid: Pid) -> Option<Vec<Pid>> {
+    with_extras_of(pid, |e| e.monitors.iter().map(|r| r.watcher).collect())
+}
+
+/// Exit path of a watcher: removes the monitors it still held from their
+/// targets (no `Down` will be wanted any more).
+pub(crate) fn unwatch(watching: Vec<MonitorRef>) {
+    for reference in watching {
+        with_extras_of(reference.target, |e| forget(&mut e.monitors, reference));
+    }
 }
 
 /// Stops a monitor. Afterwards no [`Down`] for it will be received, even if
@@ -171,20 +208,8 @@ pub fn demonitor(reference: MonitorRef) -> bool {
         if reference.watcher != me {
             return false;
         }
-        let target = reference.target;
-        let removed = with_runtime_of(target, |shared| {
-            shared.table.get(target.index()).and_then(|s| {
-                s.with_extras(target.serial(), |e| match e.monitors.iter().position(|r| *r == reference) {
-                    Some(at) => {
-                        e.monitors.swap_remove(at);
-                        true
-                    }
-                    None => false,
-                })
-            })
-        })
-        .flatten()
-        .unwrap_or(false);
+        with_extras_of(me, |e| forget(&mut e.watching, reference));
+        let removed = with_extras_of(reference.target, |e| forget(&mut e.monitors, reference)).unwrap_or(false);
         if removed {
             return true;
         }
@@ -203,13 +228,8 @@ pub(crate) fn fire(pid: Pid, reason: &ExitReason, monitors: Vec<MonitorRef>) {
     for reference in monitors {
         let down = Envelope::new(Down { reference, pid, reason: reason.clone() });
         deliver_unless(reference.watcher, down, |extras| {
-            match extras.suppressed.iter().position(|r| *r == reference) {
-                Some(at) => {
-                    extras.suppressed.swap_remove(at);
-                    true
-                }
-                None => false,
-            }
+            forget(&mut extras.watching, reference);
+            forget(&mut extras.suppressed, reference)
         });
     }
 }

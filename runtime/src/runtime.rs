@@ -106,6 +106,7 @@ impl Shared {
         if let Some(mut extras) = remains.extras {
             crate::link::fire_links(&crate::link::Table, pid, &reason, std::mem::take(&mut extras.links));
             crate::monitor::fire(pid, &reason, std::mem::take(&mut extras.monitors));
+            crate::monitor::unwatch(std::mem::take(&mut extras.watching));
             let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(extras)));
         }
     }

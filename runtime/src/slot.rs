@@ -151,6 +151,9 @@ pub(crate) struct Extras {
     /// Monitors this incarnation removed after they fired, whose `Down` was
     /// not yet in its mailbox: turned away on arrival.
     pub(crate) suppressed: Vec<MonitorRef>,
+    /// Monitors this incarnation holds on other processes, until their
+    /// `Down` arrives: removed from their targets when it exits.
+    pub(crate) watching: Vec<MonitorRef>,
     /// Processes linked to this one (each at most once).
     pub(crate) links: Vec<Pid>,
     /// Why the process must exit, once an exit signal was accepted (`EXITING`).

@@ -207,3 +207,46 @@ fn call_to_a_server_that_crashes_reports_its_reason() {
         let _ = recv_timeout::<Down>(Duration::ZERO).await.map(|d| panic!("a Down leaked: {d:?}"));
     });
 }
+
+#[test]
+fn a_caller_killed_mid_call_leaves_no_monitor_on_the_server() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        // A server that never answers.
+        let (server, w_server) = spawn_monitor(async {
+            let _c: Call<u32, u32> = recv_bounded().await;
+            let Go = recv_bounded::<Go>().await;
+        });
+        let (caller, w_caller) = spawn_monitor(async move {
+            let _ = call::<u32, u32>(server, 1, TIMEOUT).await;
+        });
+        // Wait until the caller's monitor is on the server, then kill the caller.
+        let mut spins = 0;
+        while !krarup_runtime::monitored_by(server).unwrap_or_default().contains(&caller) {
+            krarup_runtime::yield_now().await;
+            spins += 1;
+            assert!(spins < 1_000_000, "the call never started");
+        }
+        exit(caller, ExitReason::Kill);
+        assert_eq!(down_of(w_caller).await.reason, ExitReason::Killed);
+        // The dead caller's monitor is gone from the server (only ours is left).
+        assert_eq!(krarup_runtime::monitored_by(server), Some(vec![self_pid()]));
+        server.send(Go);
+        assert!(down_of(w_server).await.reason.is_normal());
+    });
+}
+
+#[test]
+fn links_lists_both_sides_and_dies_with_the_link() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        trap_exit(true);
+        let child = spawn_link(exit_on_go(ExitReason::Error("x".into())));
+        assert_eq!(krarup_runtime::links(child), Some(vec![self_pid()]));
+        assert_eq!(krarup_runtime::links(self_pid()), Some(vec![child]));
+        child.send(Go);
+        let _exit: Exit = recv_bounded().await;
+        assert_eq!(krarup_runtime::links(self_pid()), Some(vec![]), "the link died with the child");
+        assert_eq!(krarup_runtime::links(child), None);
+    });
+}
