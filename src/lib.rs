@@ -28,9 +28,11 @@ pub use krarup_net as net;
 
 /// What most krarup programs use, in one import.
 pub mod prelude {
+    pub use krarup_runtime::gen_server::{self, CallReply, Flow, GenServer, ServerRef};
     pub use krarup_runtime::{
-        demonitor, monitor, receive, recv, recv_local, recv_timeout, register, self_pid, send, send_after, send_local,
-        send_named, sleep, spawn, spawn_blocking, try_recv, unregister, whereis, yield_now, Down, ExitReason, Mailbox,
-        Message, MonitorRef, Pid, Runtime,
+        call, call_local, demonitor, exit, link, monitor, monitor_name, receive, recv, recv_local, recv_timeout,
+        register, self_pid, send, send_after, send_local, send_named, sleep, spawn, spawn_blocking, spawn_link,
+        spawn_monitor, trap_exit, try_recv, unlink, unregister, whereis, yield_now, AnyMessage, CallError, Down, Exit,
+        ExitReason, Mailbox, Message, MonitorRef, Pid, ReplyTo, Runtime,
     };
 }

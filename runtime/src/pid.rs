@@ -65,8 +65,13 @@ impl Pid {
 }
 
 impl fmt::Display for Pid {
+    /// `<node.index.serial>`; width, fill and alignment apply (`{:<12}`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<{}.{}.{}>", self.node, self.index, self.serial)
+        if f.width().is_some() {
+            f.pad(&format!("<{}.{}.{}>", self.node, self.index, self.serial))
+        } else {
+            write!(f, "<{}.{}.{}>", self.node, self.index, self.serial)
+        }
     }
 }
 
@@ -85,6 +90,13 @@ mod tests {
         let pid = Pid::from_parts(0, 42, 1);
         assert_eq!(pid.to_string(), "<0.42.1>");
         assert_eq!(format!("{pid:?}"), "<0.42.1>");
+    }
+
+    #[test]
+    fn display_honours_width_and_alignment() {
+        let pid = Pid::from_parts(0, 7, 0);
+        assert_eq!(format!("[{pid:<9}]"), "[<0.7.0>  ]");
+        assert_eq!(format!("[{pid:>9}]"), "[  <0.7.0>]");
     }
 
     #[test]
