@@ -24,6 +24,7 @@
 
 use std::future::Future;
 
+use crate::envelope::Envelope;
 use crate::exit::{ExitReason, IntoExitReason};
 use crate::pid::Pid;
 use crate::scheduler::worker::{with_current, with_worker};
@@ -41,14 +42,18 @@ pub(crate) fn add_link(pid: Pid, other: Pid) -> bool {
     .is_some()
 }
 
-/// What the link protocol needs from the runtime: the extras of a live
-/// process, and a way to send one an exit signal. The runtime implements it
-/// over its process table ([`Table`]); the loom models over a few slots.
+/// What the link and monitor protocols need from the runtime: the extras
+/// of a live process, a way to send one an exit signal, and a delivery with
+/// a veto. The runtime implements it over its process table ([`Table`]);
+/// the loom models over a few slots, so they run these protocols' own code.
 pub(crate) trait Processes {
     /// Runs `f` on the extras of `pid` under its lock; None if not alive.
     fn with_extras<R>(&self, pid: Pid, f: impl FnOnce(&mut crate::slot::Extras) -> R) -> Option<R>;
     /// Sends `to` an exit signal from `from` (see `signal.rs`).
     fn signal(&self, to: Pid, from: Pid, reason: &ExitReason, via: Via);
+    /// Delivers `env` to `to` unless `refuse`, run under `to`'s lock, turns
+    /// it away; whether it was turned away.
+    fn deliver_unless(&self, to: Pid, env: Envelope, refuse: impl FnOnce(&mut crate::slot::Extras) -> bool) -> bool;
 }
 
 /// The runtime's processes, wherever their runtime is.
@@ -61,6 +66,15 @@ impl Processes for Table {
 
     fn signal(&self, to: Pid, from: Pid, reason: &ExitReason, via: Via) {
         send_signal(to, from, reason, via);
+    }
+
+    fn deliver_unless(&self, to: Pid, env: Envelope, refuse: impl FnOnce(&mut crate::slot::Extras) -> bool) -> bool {
+        let refused = std::cell::Cell::new(false);
+        crate::send::deliver_unless(to, env, |extras| {
+            refused.set(refuse(extras));
+            refused.get()
+        });
+        refused.get()
     }
 }
 
@@ -93,6 +107,23 @@ pub(crate) fn fire_links(processes: &impl Processes, dead: Pid, reason: &ExitRea
     for linked in links {
         processes.signal(linked, dead, reason, Via::Link);
     }
+}
+
+/// Exit path: everything `dead`'s exit tells the others, in this order:
+/// its monitors leave their targets, its links are signalled, its monitors
+/// fire. So whoever is woken by the exit signal or the `Down` finds no
+/// monitor of the dead process left anywhere, and a process holding both a
+/// link and a monitor on it has the exit signal first. Returns the monitors
+/// whose `Down` was turned away (see [`crate::monitor::fire`]).
+pub(crate) fn announce_exit(
+    processes: &impl Processes,
+    dead: Pid,
+    reason: &ExitReason,
+    extras: &mut crate::slot::Extras,
+) -> Vec<crate::monitor::MonitorRef> {
+    crate::monitor::unwatch(processes, std::mem::take(&mut extras.watching));
+    fire_links(processes, dead, reason, std::mem::take(&mut extras.links));
+    crate::monitor::fire(processes, dead, reason, std::mem::take(&mut extras.monitors))
 }
 
 /// Runs `f` on the extras of process `pid`; None if it is not alive.

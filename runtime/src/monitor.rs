@@ -35,10 +35,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::Envelope;
 use crate::exit::ExitReason;
-use crate::link::with_extras_of;
+use crate::link::{with_extras_of, Processes, Table};
 use crate::pid::Pid;
 use crate::scheduler::worker::with_current;
-use crate::send::{deliver, deliver_unless};
+use crate::slot::Slot;
 use crate::sync::Ordering;
 
 /// Identifies one monitor: returned by [`monitor`], carried by its [`Down`].
@@ -50,6 +50,11 @@ pub struct MonitorRef {
 }
 
 impl MonitorRef {
+    /// A reference (the runtime numbers them; loom models build their own).
+    pub(crate) fn new(id: u64, target: Pid, watcher: Pid) -> MonitorRef {
+        MonitorRef { id, target, watcher }
+    }
+
     /// The monitored process.
     pub fn target(&self) -> Pid {
         self.target
@@ -109,20 +114,29 @@ pub struct Down {
 /// ```
 pub fn monitor(target: Pid) -> MonitorRef {
     let reference = new_reference("monitor", target);
-    with_extras_of(reference.watcher, |e| e.watching.push(reference));
-    let added = with_extras_of(target, |e| e.monitors.push(reference)).is_some();
-    if !added {
-        with_extras_of(reference.watcher, |e| forget(&mut e.watching, reference));
-        deliver(reference.watcher, Envelope::new(Down { reference, pid: target, reason: ExitReason::NoProc }));
-    }
+    monitor_with(&Table, reference);
     reference
+}
+
+/// The monitor protocol of the module docs: sets up `reference` (watcher
+/// and target in it); whether the target was alive (if not, the watcher
+/// got `Down` with `NoProc`).
+pub(crate) fn monitor_with(processes: &impl Processes, reference: MonitorRef) -> bool {
+    processes.with_extras(reference.watcher, |e| e.watching.push(reference));
+    let added = processes.with_extras(reference.target, |e| e.monitors.push(reference)).is_some();
+    if !added {
+        processes.with_extras(reference.watcher, |e| forget(&mut e.watching, reference));
+        let down = Envelope::new(Down { reference, pid: reference.target, reason: ExitReason::NoProc });
+        processes.deliver_unless(reference.watcher, down, |_| false);
+    }
+    added
 }
 
 /// A new reference for a monitor of `target` by the calling process.
 pub(crate) fn new_reference(what: &str, target: Pid) -> MonitorRef {
     with_current(what, |worker, current, _| {
         let watcher = Pid::from_parts(worker.shared.node, current.index, current.serial);
-        MonitorRef { id: worker.shared.refs.fetch_add(1, Ordering::Relaxed) + 1, target, watcher }
+        MonitorRef::new(worker.shared.refs.fetch_add(1, Ordering::Relaxed) + 1, target, watcher)
     })
 }
 
@@ -169,7 +183,7 @@ pub(crate) fn watch(child: Pid, placeholder: MonitorRef) -> MonitorRef {
 }
 
 /// Removes `reference` from `list` if it is there; whether it was.
-fn forget(list: &mut Vec<MonitorRef>, reference: MonitorRef) -> bool {
+pub(crate) fn forget(list: &mut Vec<MonitorRef>, reference: MonitorRef) -> bool {
     match list.iter().position(|r| *r == reference) {
         Some(at) => {
             list.swap_remove(at);
@@ -188,9 +202,9 @@ pub fn monitored_by(pid: Pid) -> Option<Vec<Pid>> {
 
 /// Exit path of a watcher: removes the monitors it still held from their
 /// targets (no `Down` will be wanted any more).
-pub(crate) fn unwatch(watching: Vec<MonitorRef>) {
+pub(crate) fn unwatch(processes: &impl Processes, watching: Vec<MonitorRef>) {
     for reference in watching {
-        with_extras_of(reference.target, |e| forget(&mut e.monitors, reference));
+        processes.with_extras(reference.target, |e| forget(&mut e.monitors, reference));
     }
 }
 
@@ -208,28 +222,61 @@ pub fn demonitor(reference: MonitorRef) -> bool {
         if reference.watcher != me {
             return false;
         }
-        with_extras_of(me, |e| forget(&mut e.watching, reference));
-        let removed = with_extras_of(reference.target, |e| forget(&mut e.monitors, reference)).unwrap_or(false);
-        if removed {
-            return true;
-        }
-        // It fired: flush its Down, or suppress it if not here yet.
-        let is_it = |env: &Envelope| env.peek::<Down>().is_some_and(|d| d.reference == reference);
-        // SAFETY: we are polling this process on this worker (BUSY).
-        let flushed =
-            unsafe { crate::receive::remove_first_or(slot, is_it, |extras| extras.suppressed.push(reference)) };
-        drop(flushed);
-        false
+        // SAFETY: we are polling this process on this worker (BUSY), and
+        // `slot` is its slot.
+        unsafe { demonitor_with(&Table, slot, reference) == Demonitored::Removed }
     })
 }
 
-/// Exit path: delivers one `Down` per monitor of the dead process `pid`.
-pub(crate) fn fire(pid: Pid, reason: &ExitReason, monitors: Vec<MonitorRef>) {
+/// How [`demonitor_with`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Demonitored {
+    /// Removed from the target's monitors: no `Down` will be sent.
+    Removed,
+    /// It had fired: its `Down` was taken out of the watcher's mailbox.
+    Flushed,
+    /// It had fired and its `Down` had not arrived: it will be turned away.
+    Suppressed,
+}
+
+/// The demonitor protocol of the module docs, by the watcher, whose slot
+/// is `own`.
+///
+/// # Safety
+/// The caller owns the watcher's process (`BUSY`).
+pub(crate) unsafe fn demonitor_with(processes: &impl Processes, own: &Slot, reference: MonitorRef) -> Demonitored {
+    processes.with_extras(reference.watcher, |e| forget(&mut e.watching, reference));
+    if processes.with_extras(reference.target, |e| forget(&mut e.monitors, reference)).unwrap_or(false) {
+        return Demonitored::Removed;
+    }
+    // It fired: flush its Down, or suppress it if not here yet.
+    let is_it = |env: &Envelope| env.peek::<Down>().is_some_and(|d| d.reference == reference);
+    // SAFETY: the caller owns the watcher.
+    match unsafe { crate::receive::remove_first_or(own, is_it, |extras| extras.suppressed.push(reference)) } {
+        Some(_) => Demonitored::Flushed,
+        None => Demonitored::Suppressed,
+    }
+}
+
+/// Exit path: delivers one `Down` per monitor of the dead process `pid`;
+/// each delivery forgets the watcher's record of the monitor and is turned
+/// away if the watcher suppressed it. Returns the monitors turned away.
+pub(crate) fn fire(
+    processes: &impl Processes,
+    pid: Pid,
+    reason: &ExitReason,
+    monitors: Vec<MonitorRef>,
+) -> Vec<MonitorRef> {
+    let mut refused = Vec::new();
     for reference in monitors {
         let down = Envelope::new(Down { reference, pid, reason: reason.clone() });
-        deliver_unless(reference.watcher, down, |extras| {
+        let veto = |extras: &mut crate::slot::Extras| {
             forget(&mut extras.watching, reference);
             forget(&mut extras.suppressed, reference)
-        });
+        };
+        if processes.deliver_unless(reference.watcher, down, veto) {
+            refused.push(reference);
+        }
     }
+    refused
 }

@@ -96,17 +96,15 @@ impl Shared {
     }
 
     /// After an incarnation ended (see [`Shared::end_incarnation`]): releases
-    /// its name, then signals its links and fires its monitors, in that
-    /// order (a process woken by the signal or the `Down` can register the
-    /// name again at once), then drops the rest.
+    /// its name, then announces the exit to its links and monitors
+    /// ([`crate::link::announce_exit`]), so whoever is woken by that finds
+    /// the name free; then drops the rest.
     pub(crate) fn after_exit(&self, pid: Pid, remains: Remains, reason: ExitReason) {
         if remains.flags & NAMED != 0 {
             self.registry.release(pid);
         }
         if let Some(mut extras) = remains.extras {
-            crate::link::fire_links(&crate::link::Table, pid, &reason, std::mem::take(&mut extras.links));
-            crate::monitor::fire(pid, &reason, std::mem::take(&mut extras.monitors));
-            crate::monitor::unwatch(std::mem::take(&mut extras.watching));
+            crate::link::announce_exit(&crate::link::Table, pid, &reason, &mut extras);
             let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(extras)));
         }
     }

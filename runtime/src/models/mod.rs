@@ -7,6 +7,8 @@
 
 mod loom_exit;
 mod loom_idle;
+mod loom_link;
 mod loom_mailbox;
+mod loom_monitor;
 mod loom_registry;
 mod loom_timer;
