@@ -140,3 +140,71 @@ pub fn meet(arrived: &std::sync::atomic::AtomicUsize, n: usize) -> bool {
     }
     true
 }
+
+/// Holds a process on its worker, without an `.await`, so that the test's
+/// process — which must then run on another worker — can watch it act the
+/// moment it is let go. Share it (it is a pair of `Arc`ed flags).
+///
+/// The held process calls [`Spinner::spin`]; the test awaits
+/// [`Spinner::until_spinning`], sets things up, and calls
+/// [`Spinner::let_go`].
+#[derive(Clone, Debug, Default)]
+pub struct Spinner {
+    spinning: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    go: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Spinner {
+    pub fn new() -> Spinner {
+        Spinner::default()
+    }
+
+    /// In the held process: says it is spinning, then spins (keeping its
+    /// worker) until [`Spinner::let_go`], at most [`TIMEOUT`]; whether it
+    /// was let go.
+    pub fn spin(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.spinning.store(true, Ordering::Release);
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while !self.go.load(Ordering::Acquire) {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+        true
+    }
+
+    /// In the test's process: yields until the held process spins, or
+    /// panics after [`TIMEOUT`]. (A message from the spinning process
+    /// would not do: it would wake us into that worker's run-next slot,
+    /// where we would wait for the spin to end.)
+    pub async fn until_spinning(&self) {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while !self.spinning.load(std::sync::atomic::Ordering::Acquire) {
+            assert!(std::time::Instant::now() < deadline, "the held process did not spin within {TIMEOUT:?}");
+            krarup_runtime::yield_now().await;
+        }
+    }
+
+    /// Ends the spin.
+    pub fn let_go(&self) {
+        self.go.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Inside a process: the first `T` that `wanted` accepts (other messages
+/// stay), looked for at every turn of the run queue instead of waiting to
+/// be woken, so that it is seen as soon as it is delivered; panics after
+/// [`TIMEOUT`].
+pub async fn poll_for<T: Message>(wanted: impl Fn(&T) -> bool) -> T {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        receive! {
+            msg: T if wanted(&msg) => return msg,
+            after Duration::ZERO => {}
+        }
+        assert!(std::time::Instant::now() < deadline, "no such {} within {TIMEOUT:?}", std::any::type_name::<T>());
+        krarup_runtime::yield_now().await;
+    }
+}
