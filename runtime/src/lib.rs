@@ -73,6 +73,7 @@ mod scheduler;
 mod send;
 mod signal;
 mod slot;
+pub mod supervisor;
 mod sync;
 mod table;
 mod task;
@@ -95,6 +96,7 @@ pub use crate::registry::{register, registered, unregister, whereis};
 pub use crate::runtime::{Builder, Runtime, RuntimeStats};
 pub use crate::send::{is_alive, mailbox_len, self_pid, send, send_local, send_named, Message};
 pub use crate::signal::{exit, trap_exit, Exit};
+pub use crate::supervisor::{ChildSpec, Restart, Shutdown, Strategy, SupervisorRef, SupervisorSpec};
 pub use crate::timer::send_after::{send_after, TimerRef};
 pub use crate::timer::sleep::{sleep, sleep_until, Sleep};
 
