@@ -71,6 +71,7 @@ enum Order {
     Quit,
 }
 
+// ANCHOR: worker
 /// A worker: it has no real work here; it waits for the monkey's order
 /// and obeys it.
 async fn worker(name: &'static str) -> ExitReason {
@@ -80,6 +81,7 @@ async fn worker(name: &'static str) -> ExitReason {
         Order::Quit => ExitReason::Normal,
     }
 }
+// ANCHOR_END: worker
 
 /// Marsaglia's xorshift64: small, seeded, the same on every machine.
 struct XorShift(u64);
@@ -137,12 +139,14 @@ async fn chaos(opts: Options) -> bool {
     let t0 = Instant::now();
     let stamp = move || format!("{:>6} ms", t0.elapsed().as_millis());
     trap_exit(true);
+    // ANCHOR: start
     let spec = WORKERS
         .iter()
         .fold(SupervisorSpec::new(opts.strategy).intensity(opts.max_restarts, opts.period), |spec, &name| {
             spec.child(ChildSpec::process(name, move || worker(name)))
         });
     let sup = supervisor::start_link(spec).await.expect("the supervisor starts");
+    // ANCHOR_END: start
     let sup_watch = monitor(sup.pid());
     let mut pids = children(&sup).await.expect("the supervisor answers");
     let started: Vec<_> = WORKERS.iter().zip(&pids).map(|(n, p)| format!("{n} {}", p.unwrap())).collect();

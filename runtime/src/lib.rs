@@ -33,8 +33,13 @@
 //!
 //! - Processes are cooperative: a process is only preempted at an
 //!   `.await`. Receives count against a budget and yield when it is spent,
-//!   but a loop that never awaits keeps its worker. Put blocking or long
-//!   computations in [`spawn_blocking`].
+//!   but a loop that never awaits keeps its worker — and an exit signal,
+//!   even `Kill`, ends such a process only at its next `.await` (one in a
+//!   receive is ended at once). Put blocking or long computations in
+//!   [`spawn_blocking`].
+//! - Exit reasons are an enum ([`ExitReason`]), exit signals and `Down`s
+//!   are typed messages ([`Exit`], [`Down`]), and a panic is a crash with
+//!   reason `Panic(message)`. See the book's chapter "When processes fail".
 //! - Messages are typed: `(Pid, i32)` and `(Pid, i64)` are different
 //!   messages, and a receive for one leaves the other in the mailbox.
 //!   [`mailbox_len`] and a `debug` event on receive timeouts help find such

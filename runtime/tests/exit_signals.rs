@@ -70,7 +70,7 @@ async fn still_runs(pid: Pid, watch: MonitorRef) -> bool {
 }
 
 #[test]
-fn kill_cannot_be_trapped() {
+fn kill_cannot_be_trapped_by_a_process_between_polls() {
     // links.rs kills a trapping process blocked in a receive; this one is
     // busy in a loop that awaits but never receives. One worker: the
     // victim is queued, between two polls, when the kill comes.
@@ -96,7 +96,7 @@ fn kill_cannot_be_trapped() {
 }
 
 #[test]
-fn normal_exit_signal_is_ignored() {
+fn normal_exit_signal_is_ignored_and_leaves_no_message() {
     // By a process that does not trap exits, whatever it is doing: it
     // carries on, with nothing added to its mailbox.
     let rt = runtime(2);

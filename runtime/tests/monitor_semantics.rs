@@ -57,7 +57,7 @@ async fn has_down_for(reference: MonitorRef) -> bool {
 }
 
 #[test]
-fn monitors_stack() {
+fn monitors_stack_across_watchers_and_demonitor_removes_only_one() {
     // Each monitor is its own, from one watcher or several: removing one
     // leaves the others.
     let rt = runtime(2);

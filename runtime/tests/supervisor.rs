@@ -414,6 +414,24 @@ fn restart_intensity_exceeded_stops_supervisor() {
 }
 
 #[test]
+fn default_intensity_is_one_restart_in_five_seconds() {
+    // Erlang's defaults: the first crash is restarted, a second one within
+    // the period is one too many.
+    run(async {
+        let log = self_pid();
+        let sup = supervisor::start(spec(Strategy::OneForOne, log, &["a"])).await.unwrap();
+        assert_eq!(next_event().await, start("a"));
+        crash(pid_of(&sup, "a").await, error("boom")).await;
+        assert_eq!(next_event().await, start("a"));
+        let watch = monitor(sup.pid());
+        crash(pid_of(&sup, "a").await, error("boom")).await;
+        let given_up = ExitReason::Shutdown(Some("reached max restart intensity".into()));
+        assert_eq!(down_of(watch).await.reason, given_up);
+        assert_no_event().await;
+    });
+}
+
+#[test]
 fn restarts_outside_the_period_do_not_count() {
     run(async {
         let log = self_pid();
@@ -802,7 +820,11 @@ fn a_failed_restart_is_retried() {
         let log = self_pid();
         let attempts = Arc::new(AtomicUsize::new(0));
         // Starts, then fails twice to restart, then restarts.
-        let spec = SupervisorSpec::new(Strategy::OneForOne).child(flaky(&attempts, log, |n| n == 0 || n >= 3));
+        let spec = SupervisorSpec::new(Strategy::OneForOne).intensity(3, Duration::from_secs(60)).child(flaky(
+            &attempts,
+            log,
+            |n| n == 0 || n >= 3,
+        ));
         let sup = supervisor::start_link(spec).await.unwrap();
         assert_eq!(next_event().await, start("flaky"));
         let first = pid_of(&sup, "flaky").await;

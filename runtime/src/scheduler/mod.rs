@@ -9,7 +9,10 @@
 //! - woken by a message sent from a process on this worker: the worker's
 //!   run-next slot, so it runs right after the sender yields (what makes a
 //!   ring or a ping-pong stay on one core, in cache); the process it
-//!   displaces goes to the back of the local queue;
+//!   displaces goes to the back of the local queue. The slot is private:
+//!   no other worker steals from it, so a sender that computes without an
+//!   `.await` after sending holds up the process it woke (as tokio's LIFO
+//!   slot does; making it stealable costs an atomic exchange per take);
 //! - spawned, rescheduled after a yield, or woken by a timer on this worker:
 //!   the back of the local queue;
 //! - woken from any other thread: the shared inject queue, and one parked
