@@ -201,10 +201,17 @@ pub fn monitored_by(pid: Pid) -> Option<Vec<Pid>> {
 }
 
 /// Exit path of a watcher: removes the monitors it still held from their
-/// targets (no `Down` will be wanted any more).
-pub(crate) fn unwatch(processes: &impl Processes, watching: Vec<MonitorRef>) {
-    for reference in watching {
-        processes.with_extras(reference.target, |e| forget(&mut e.monitors, reference));
+/// targets (no `Down` will be wanted any more). One visit per target, so a
+/// watcher holding many monitors on one target leaves in `n log n`, not
+/// `n²`.
+pub(crate) fn unwatch(processes: &impl Processes, mut watching: Vec<MonitorRef>) {
+    watching.sort_unstable_by_key(|r| (r.target, r.id));
+    for group in watching.chunk_by(|a, b| a.target == b.target) {
+        // Same target and watcher throughout: sorted by id is sorted.
+        processes.with_extras(group[0].target, |e| match group {
+            [one] => drop(forget(&mut e.monitors, *one)),
+            _ => e.monitors.retain(|r| group.binary_search(r).is_err()),
+        });
     }
 }
 
