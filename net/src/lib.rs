@@ -4,3 +4,7 @@
 //! This crate is a placeholder until the network node lands; it exists so the
 //! workspace layout is the final one and the facade can already depend on it.
 #![forbid(unsafe_code)]
+
+mod frame;
+mod handshake;
+mod name;

@@ -26,12 +26,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dist::{materialize, Materialized, RemoteMessage};
 use crate::envelope::Envelope;
 use crate::exit::ExitReason;
 use crate::link::with_extras_of;
 use crate::monitor::{demonitor, monitor, Down};
 use crate::pid::Pid;
-use crate::receive;
+use crate::receive::{self, Decode};
 use crate::scheduler::worker::with_current;
 use crate::send::{deliver_unless, Message};
 use crate::sync::Ordering;
@@ -62,9 +63,12 @@ impl<R> fmt::Debug for ReplyTo<R> {
 
 impl<R: Message> ReplyTo<R> {
     /// Sends the reply. It reaches the caller only if the caller is still
-    /// waiting for it; after a timeout it is dropped.
+    /// waiting for it; after a timeout it is dropped. Works across nodes.
     pub fn reply(self, value: R) {
-        self.send(value);
+        let reply = Reply { tag: self.tag, value };
+        if !crate::dist::send_remote(self.to, crate::dist::tag_of::<Reply<R>>(), Some(self.tag), &reply) {
+            self.send(reply.value);
+        }
     }
 }
 
@@ -176,7 +180,7 @@ impl CallError {
 /// assert_eq!(answer, Ok(42));
 /// ```
 pub async fn call<Q: Message, R: Message>(server: Pid, request: Q, timeout: Duration) -> Result<R, CallError> {
-    call_any(server, request, timeout, |to, call: Call<Q, R>| to.send(call)).await
+    call_any(server, request, timeout, |to, call: Call<Q, R>| to.send(call), Some(materialize::<Reply<R>>)).await
 }
 
 /// [`call`] with a request and reply that need not be serializable (the
@@ -192,16 +196,17 @@ pub async fn call_local<Q: Send + 'static, R: Send + 'static>(
     request: Q,
     timeout: Duration,
 ) -> Result<R, CallError> {
-    call_any(server, request, timeout, |to, call: Call<Q, R>| to.send_local(call)).await
+    call_any(server, request, timeout, |to, call: Call<Q, R>| to.send_local(call), None).await
 }
 
 /// The protocol of the module docs; `send` sends the [`Call`] (serializable
-/// or local-only).
+/// or local-only), `decode` decodes a reply from another node.
 async fn call_any<Q: Send + 'static, R: Send + 'static>(
     server: Pid,
     request: Q,
     timeout: Duration,
     send: impl FnOnce(Pid, Call<Q, R>),
+    decode: Option<Decode>,
 ) -> Result<R, CallError> {
     let (me, tag) = with_current("call", |worker, current, _| {
         let me = Pid::from_parts(worker.shared.node, current.index, current.serial);
@@ -210,17 +215,33 @@ async fn call_any<Q: Send + 'static, R: Send + 'static>(
     with_extras_of(me, |extras| extras.awaiting.push(tag));
     let reference = monitor(server);
     send(server, Call { request, reply_to: ReplyTo::<R> { to: me, tag, _reply: PhantomData } });
-    let result = crate::receive! {
-        Reply { tag: t, value }: Reply<R> if t == tag => Ok(value),
-        down: Down if down.reference == reference => Err(CallError::from_down(down.reason)),
-        after timeout => Err(CallError::Timeout),
+    let matcher = |env: &mut Envelope| {
+        if let Some(Materialized::Garbage) = decode.map(|d| d(env)) {
+            return Some(receive::DISCARD);
+        }
+        if env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag) {
+            return Some(0);
+        }
+        env.peek::<Down>().is_some_and(|d| d.reference == reference).then_some(1)
+    };
+    let expected = &[std::any::type_name::<Reply<R>>, std::any::type_name::<Down>];
+    let result = match receive::receive_with(matcher, expected, Some(timeout)).await {
+        Some((0, env)) => Ok(env.downcast::<Reply<R>>().unwrap_or_else(|_| unreachable!("matched")).value),
+        Some((_, env)) => {
+            Err(CallError::from_down(env.downcast::<Down>().unwrap_or_else(|_| unreachable!("matched")).reason))
+        }
+        None => Err(CallError::Timeout),
     };
     demonitor(reference);
     // From here on a reply with this tag is turned away; take out one that
-    // came in between.
+    // came in between (decoded or not).
     with_extras_of(me, |extras| extras.awaiting.retain(|&t| t != tag));
     if result.is_err() {
-        while receive::remove_first(|env| env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag)).is_some() {}
+        let is_reply = |env: &Envelope| {
+            env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag)
+                || env.peek::<RemoteMessage>().is_some_and(|m| m.guard() == Some(tag))
+        };
+        while receive::remove_first(is_reply).is_some() {}
     }
     result
 }

@@ -19,8 +19,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
+use crate::dist::materialize;
 use crate::pid::Pid;
-use crate::receive::{report_timeout, scan_type, waiting_types, PollBook, Scan};
+use crate::receive::{report_timeout, scan_type, waiting_types, Decode, PollBook, Scan};
 use crate::runtime::Shared;
 use crate::send::Message;
 use crate::slot::Slot;
@@ -72,22 +73,22 @@ impl Mailbox {
     /// Takes the oldest message of type `T`, if one is there. `scan` is the
     /// position saved by this receive (a position belongs to one receive:
     /// another type's receive must start from the front).
-    fn take<T: Send + 'static>(&mut self, scan: &mut Scan) -> Option<T> {
+    fn take<T: Send + 'static>(&mut self, scan: &mut Scan, decode: Option<Decode>) -> Option<T> {
         let slot = self.shared.table.slot(self.pid.index());
         // SAFETY: `&mut self`: this handle is the mailbox's only owner.
         // One receive at a time (`&mut self`): no poll can hold two.
-        let hit = unsafe { scan_type::<T>(slot, scan, &PollBook::default()) };
+        let hit = unsafe { scan_type::<T>(slot, scan, &PollBook::default(), decode) };
         hit.map(|env| env.downcast::<T>().unwrap_or_else(|_| unreachable!("matched by type")))
     }
 
     /// Takes the oldest message of type `T` if one is already here; never waits.
     pub fn try_recv<T: Message>(&mut self) -> Option<T> {
-        self.take::<T>(&mut Scan::default())
+        self.take::<T>(&mut Scan::default(), Some(materialize::<T>))
     }
 
     /// Takes a message that need not be serializable; never waits.
     pub fn try_recv_local<T: Send + 'static>(&mut self) -> Option<T> {
-        self.take::<T>(&mut Scan::default())
+        self.take::<T>(&mut Scan::default(), None)
     }
 
     /// Waits for the oldest message of type `T`; works on any executor.
@@ -97,6 +98,7 @@ impl Mailbox {
             scan: Scan::default(),
             deadline: None,
             timer: None,
+            decode: Some(materialize::<T>),
             _type: std::marker::PhantomData,
         })
     }
@@ -110,6 +112,7 @@ impl Mailbox {
             scan: Scan::default(),
             deadline,
             timer: None,
+            decode: Some(materialize::<T>),
             _type: std::marker::PhantomData,
         })
     }
@@ -122,7 +125,7 @@ impl Mailbox {
         let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
         let mut scan = Scan::default();
         loop {
-            if let Some(value) = self.take::<T>(&mut scan) {
+            if let Some(value) = self.take::<T>(&mut scan, Some(materialize::<T>)) {
                 return Some(value);
             }
             let now = Instant::now();
@@ -182,6 +185,8 @@ struct Wait<'a, T> {
     /// When to give up; None: never.
     deadline: Option<Instant>,
     timer: Option<TimerKey>,
+    /// Decodes messages from other nodes (`T` is serializable).
+    decode: Option<Decode>,
     _type: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -189,7 +194,7 @@ impl<T: Send + 'static> Wait<'_, T> {
     /// `Ready(Some)` on a message, `Ready(None)` at the deadline.
     fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         loop {
-            if let Some(value) = self.mailbox.take::<T>(&mut self.scan) {
+            if let Some(value) = self.mailbox.take::<T>(&mut self.scan, self.decode) {
                 self.cancel_timer();
                 return Poll::Ready(Some(value));
             }

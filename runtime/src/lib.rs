@@ -59,6 +59,7 @@
 mod any;
 mod blocking;
 mod call;
+pub mod dist;
 mod envelope;
 mod error;
 mod exit;
@@ -128,6 +129,61 @@ pub mod __private {
     pub fn unwrap<T: Send + 'static>(env: Envelope) -> T {
         crate::any::unwrap::<T>(env)
     }
+
+    /// A clause's type, for choosing (by autoref) whether a message from
+    /// another node can be decoded as it: `(&&Probe::<T>::new()).decode(env)`
+    /// resolves to [`Decodes`] when `T` is serializable, else to
+    /// [`Local`], which leaves the message alone.
+    pub struct Probe<T>(core::marker::PhantomData<fn() -> T>);
+
+    impl<T> Probe<T> {
+        /// The probe of type `T`.
+        #[inline]
+        pub fn new() -> Probe<T> {
+            Probe(core::marker::PhantomData)
+        }
+    }
+
+    impl<T> core::fmt::Debug for Probe<T> {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.write_str("Probe")
+        }
+    }
+
+    impl<T> Default for Probe<T> {
+        fn default() -> Self {
+            Probe::new()
+        }
+    }
+
+    /// For a serializable clause type: decodes a remote message of its tag.
+    pub trait Decodes {
+        /// False if the message had the tag but not the bytes: drop it.
+        fn decode(&self, env: &mut Envelope) -> bool;
+    }
+
+    impl<T: crate::Message> Decodes for &Probe<T> {
+        #[inline]
+        fn decode(&self, env: &mut Envelope) -> bool {
+            crate::dist::materialize::<T>(env) != crate::dist::Materialized::Garbage
+        }
+    }
+
+    /// For any other clause type: nothing to decode.
+    pub trait Local {
+        /// Always true.
+        fn decode(&self, env: &mut Envelope) -> bool;
+    }
+
+    impl<T> Local for Probe<T> {
+        #[inline]
+        fn decode(&self, _: &mut Envelope) -> bool {
+            true
+        }
+    }
+
+    /// What a matcher returns for a message to drop (see `receive::DISCARD`).
+    pub const DISCARD: u32 = crate::receive::DISCARD;
 }
 
 /// loom models of the runtime's synchronization (`--cfg loom`, see `models/mod.rs`).

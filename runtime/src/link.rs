@@ -54,6 +54,16 @@ pub(crate) trait Processes {
     /// Delivers `env` to `to` unless `refuse`, run under `to`'s lock, turns
     /// it away; whether it was turned away.
     fn deliver_unless(&self, to: Pid, env: Envelope, refuse: impl FnOnce(&mut crate::slot::Extras) -> bool) -> bool;
+    /// Whether `pid` is a process of another node (whose extras this side
+    /// cannot reach: see `dist`).
+    fn is_remote(&self, pid: Pid) -> bool {
+        let _ = pid;
+        false
+    }
+    /// Tells a remote target's node that a local watcher's monitor is gone.
+    fn demonitor_remote(&self, reference: crate::monitor::MonitorRef) {
+        let _ = reference;
+    }
 }
 
 /// The runtime's processes, wherever their runtime is.
@@ -65,16 +75,36 @@ impl Processes for Table {
     }
 
     fn signal(&self, to: Pid, from: Pid, reason: &ExitReason, via: Via) {
-        send_signal(to, from, reason, via);
+        if crate::dist::is_remote(to) {
+            crate::dist::exit_remote(from, to, reason, via);
+        } else {
+            send_signal(to, from, reason, via);
+        }
     }
 
     fn deliver_unless(&self, to: Pid, env: Envelope, refuse: impl FnOnce(&mut crate::slot::Extras) -> bool) -> bool {
+        if crate::dist::is_remote(to) {
+            // Only a `Down` goes to another node this way (`monitor::fire`);
+            // the veto runs on the watcher's node when it arrives.
+            if let Ok(down) = env.downcast::<crate::monitor::Down>() {
+                crate::dist::down_remote(down.reference, &down.reason);
+            }
+            return false;
+        }
         let refused = std::cell::Cell::new(false);
         crate::send::deliver_unless(to, env, |extras| {
             refused.set(refuse(extras));
             refused.get()
         });
         refused.get()
+    }
+
+    fn is_remote(&self, pid: Pid) -> bool {
+        crate::dist::is_remote(pid)
+    }
+
+    fn demonitor_remote(&self, reference: crate::monitor::MonitorRef) {
+        crate::dist::demonitor_remote(reference);
     }
 }
 
@@ -148,7 +178,11 @@ fn me(what: &str) -> Pid {
 /// # Panics
 /// If called outside a krarup process.
 pub fn link(pid: Pid) {
-    link_between(&Table, me("link"), pid);
+    let me = me("link");
+    match crate::node::lookup_remote(pid.node()) {
+        Some(remote) => crate::dist::link_remote(me, pid, remote),
+        None => link_between(&Table, me, pid),
+    }
 }
 
 /// Removes the link between the calling process and `pid`, if any
@@ -159,7 +193,11 @@ pub fn link(pid: Pid) {
 /// # Panics
 /// If called outside a krarup process.
 pub fn unlink(pid: Pid) {
-    unlink_between(&Table, me("unlink"), pid);
+    let me = me("unlink");
+    match crate::node::lookup_remote(pid.node()) {
+        Some(remote) => crate::dist::unlink_remote(me, pid, remote),
+        None => unlink_between(&Table, me, pid),
+    }
 }
 
 /// The processes linked to `pid` (Erlang's `process_info(Pid, links)`);

@@ -27,7 +27,10 @@
 /// matching. Guards cannot start another receive.
 ///
 /// Types that are not serializable work too (messages sent with
-/// [`send_local`](crate::send_local)).
+/// [`send_local`](crate::send_local)). A message from another node is
+/// decoded when a clause of its type meets it — for a clause type the
+/// compiler can see is serializable: in generic code, bound the type
+/// parameter by [`Message`](crate::Message).
 ///
 /// # Examples
 ///
@@ -135,9 +138,14 @@ macro_rules! __receive_expand {
             __t
         };
         let __matcher = |__env: &mut $crate::__private::Envelope| -> ::core::option::Option<u32> {
+            #[allow(unused_imports)]
+            use $crate::__private::{Decodes as _, Local as _};
             #[allow(unused_mut, unused_variables)]
             let mut __clause: u32 = 0;
             $(
+                if !(&&$crate::__private::Probe::<$($ty)+>::new()).decode(__env) {
+                    return ::core::option::Option::Some($crate::__private::DISCARD);
+                }
                 if let ::core::option::Option::Some(__v) = $crate::__private::take::<$($ty)+>(__env) {
                     let mut __hit = false;
                     #[allow(unreachable_code, unused_variables, irrefutable_let_patterns, clippy::all)]

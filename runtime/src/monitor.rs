@@ -59,6 +59,11 @@ impl MonitorRef {
     pub fn target(&self) -> Pid {
         self.target
     }
+
+    /// The process that holds the monitor.
+    pub fn watcher(&self) -> Pid {
+        self.watcher
+    }
 }
 
 impl fmt::Display for MonitorRef {
@@ -114,7 +119,12 @@ pub struct Down {
 /// ```
 pub fn monitor(target: Pid) -> MonitorRef {
     let reference = new_reference("monitor", target);
-    monitor_with(&Table, reference);
+    match crate::node::lookup_remote(target.node()) {
+        Some(remote) => crate::dist::monitor_remote(reference, remote),
+        None => {
+            monitor_with(&Table, reference);
+        }
+    }
     reference
 }
 
@@ -207,6 +217,10 @@ pub fn monitored_by(pid: Pid) -> Option<Vec<Pid>> {
 pub(crate) fn unwatch(processes: &impl Processes, mut watching: Vec<MonitorRef>) {
     watching.sort_unstable_by_key(|r| (r.target, r.id));
     for group in watching.chunk_by(|a, b| a.target == b.target) {
+        if processes.is_remote(group[0].target) {
+            group.iter().for_each(|&reference| processes.demonitor_remote(reference));
+            continue;
+        }
         // Same target and watcher throughout: sorted by id is sorted.
         processes.with_extras(group[0].target, |e| match group {
             [one] => drop(forget(&mut e.monitors, *one)),
@@ -229,10 +243,33 @@ pub fn demonitor(reference: MonitorRef) -> bool {
         if reference.watcher != me {
             return false;
         }
+        if crate::dist::is_remote(reference.target) {
+            // SAFETY: as below.
+            return unsafe { demonitor_remote(slot, reference) };
+        }
         // SAFETY: we are polling this process on this worker (BUSY), and
         // `slot` is its slot.
         unsafe { demonitor_with(&Table, slot, reference) == Demonitored::Removed }
     })
+}
+
+/// [`demonitor`] of a monitor on a remote process: forgetting it from
+/// `watching` (under the watcher's lock) is what turns its `Down` away (see
+/// `dist::ops::down_arrived`); if it was no longer there, the `Down` has
+/// been delivered, and is taken out of the mailbox.
+///
+/// # Safety
+/// The caller owns the watcher's process (`BUSY`), whose slot is `own`.
+unsafe fn demonitor_remote(own: &Slot, reference: MonitorRef) -> bool {
+    let held = with_extras_of(reference.watcher, |e| forget(&mut e.watching, reference)).unwrap_or(false);
+    if held {
+        crate::dist::demonitor_remote(reference);
+        return true;
+    }
+    let is_it = |env: &Envelope| env.peek::<Down>().is_some_and(|d| d.reference == reference);
+    // SAFETY: the caller owns the watcher.
+    unsafe { crate::receive::remove_first_or(own, is_it, |_| {}) };
+    false
 }
 
 /// How [`demonitor_with`] ended.

@@ -1,33 +1,149 @@
-//! The node table: which runtime a Pid's node number names.
+//! The node table: what a Pid's node number names.
 //!
-//! Each [`Runtime`](crate::Runtime) takes the next node number when it starts
-//! and leaves a tombstone when it is dropped; numbers are never reused, so a
-//! Pid of a dropped runtime can never reach a process of a later one. Sends
-//! from threads that are not workers of the target's runtime (plain threads,
-//! other runtimes) find the runtime here. The network node will add entries
-//! for remote nodes.
+//! An entry is either a local runtime or one incarnation of a remote node as
+//! seen by one local runtime. Each [`Runtime`](crate::Runtime) takes the next
+//! number when it starts and leaves a tombstone when it is dropped; a network
+//! layer attached to a runtime adds an entry per remote node incarnation
+//! (`name`, `creation`) the runtime learns of ([`intern_remote`]). Numbers are
+//! never reused, so a Pid of a dropped runtime or of a restarted remote node
+//! can never reach a process of a later one.
+//!
+//! Sends from threads that are not workers of the target's runtime (plain
+//! threads, other runtimes, the network's I/O thread) and every send to a
+//! remote Pid find their way here.
 
+use std::collections::HashMap;
+
+use crate::dist::{Distribution, Route};
 use crate::runtime::Shared;
 use crate::sync::global::{Arc, RwLock, Weak};
 
-static NODES: RwLock<Vec<Weak<Shared>>> = RwLock::new(Vec::new());
+/// One remote node incarnation, as seen by local node `local`.
+pub(crate) struct Remote {
+    /// Its name (`name@host:port`), interned ([`atom`]).
+    pub(crate) name: &'static str,
+    /// Its incarnation number: Pids of another incarnation are dead.
+    pub(crate) creation: u32,
+    /// How to reach it (None: a name no network layer can reach, e.g. a
+    /// Pid of a local runtime that has no network name).
+    pub(crate) route: Option<Arc<dyn Route>>,
+}
 
-/// Registers a new local runtime; returns its node number.
-pub(crate) fn register(shared: Weak<Shared>) -> u32 {
-    let mut nodes = NODES.write();
-    let node = u32::try_from(nodes.len()).expect("too many runtimes in one process");
-    nodes.push(shared);
+enum Entry {
+    Local(Weak<Shared>),
+    /// Never freed: a node incarnation, once seen, is named by Pids that may
+    /// live anywhere (as Erlang keeps atoms); one small record per
+    /// incarnation seen.
+    Remote(&'static Remote),
+}
+
+struct Nodes {
+    entries: Vec<Entry>,
+    /// (local node, remote name, creation) → entry number.
+    remote: HashMap<(u32, &'static str, u32), u32>,
+}
+
+static NODES: RwLock<Option<Nodes>> = RwLock::new(None);
+
+fn with_nodes<R>(f: impl FnOnce(&mut Nodes) -> R) -> R {
+    let mut guard = NODES.write();
+    f(guard.get_or_insert_with(|| Nodes { entries: Vec::new(), remote: HashMap::new() }))
+}
+
+fn push(nodes: &mut Nodes, entry: Entry) -> u32 {
+    let node = u32::try_from(nodes.entries.len()).expect("too many nodes in one process");
+    nodes.entries.push(entry);
     node
 }
 
-/// The runtime with node number `node`, if it is still running.
+/// Registers a new local runtime; returns its node number.
+pub(crate) fn register(shared: Weak<Shared>) -> u32 {
+    with_nodes(|nodes| push(nodes, Entry::Local(shared)))
+}
+
+/// The local runtime with node number `node`, if it is still running.
 pub(crate) fn lookup(node: u32) -> Option<Arc<Shared>> {
-    NODES.read().get(node as usize).and_then(Weak::upgrade)
+    match NODES.read().as_ref()?.entries.get(node as usize)? {
+        Entry::Local(weak) => weak.upgrade(),
+        Entry::Remote(_) => None,
+    }
+}
+
+/// The remote node incarnation with node number `node`, if it is one.
+pub(crate) fn lookup_remote(node: u32) -> Option<&'static Remote> {
+    thread_local! {
+        /// Remote entries this thread has looked up: they never change once
+        /// made, so a sender reaches its route without the table's lock.
+        static REMOTES: std::cell::RefCell<Vec<Option<&'static Remote>>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let i = node as usize;
+    if let Some(Some(remote)) = REMOTES.with(|cache| cache.borrow().get(i).copied()) {
+        return Some(remote);
+    }
+    let remote = match NODES.read().as_ref()?.entries.get(i)? {
+        Entry::Remote(remote) => *remote,
+        Entry::Local(_) => return None,
+    };
+    REMOTES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() <= i {
+            cache.resize(i + 1, None);
+        }
+        cache[i] = Some(remote);
+    });
+    Some(remote)
 }
 
 /// Leaves a tombstone for a dropped runtime.
 pub(crate) fn unregister(node: u32) {
-    if let Some(entry) = NODES.write().get_mut(node as usize) {
-        *entry = Weak::new();
+    with_nodes(|nodes| {
+        if let Some(entry) = nodes.entries.get_mut(node as usize) {
+            *entry = Entry::Local(Weak::new());
+        }
+    });
+}
+
+/// The one `&'static str` for `name`: node names are interned (as Erlang
+/// interns atoms), so a route or a wire context can hold one for free and
+/// compare names by pointer. One small allocation per distinct name.
+pub(crate) fn atom(name: &str) -> &'static str {
+    static ATOMS: RwLock<Option<std::collections::HashSet<&'static str>>> = RwLock::new(None);
+    if let Some(&atom) = ATOMS.read().as_ref().and_then(|atoms| atoms.get(name)) {
+        return atom;
     }
+    let mut atoms = ATOMS.write();
+    let atoms = atoms.get_or_insert_with(Default::default);
+    if let Some(&atom) = atoms.get(name) {
+        return atom;
+    }
+    let atom: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    atoms.insert(atom);
+    atom
+}
+
+/// The entry of remote node (`name`, `creation`) as seen by local node
+/// `local`, created on first sight with a route from `dist` (if any).
+pub(crate) fn intern_remote(local: u32, name: &'static str, creation: u32, dist: Option<&dyn Distribution>) -> u32 {
+    if let Some(&node) = NODES.read().as_ref().and_then(|n| n.remote.get(&(local, name, creation))) {
+        return node;
+    }
+    // Outside the lock: the network layer may look things up itself.
+    let route = dist.and_then(|d| d.route(name));
+    with_nodes(|nodes| {
+        if let Some(&node) = nodes.remote.get(&(local, name, creation)) {
+            return node;
+        }
+        let remote = Remote { name, creation, route };
+        let node = push(nodes, Entry::Remote(Box::leak(Box::new(remote))));
+        nodes.remote.insert((local, name, creation), node);
+        node
+    })
+}
+
+/// The remote entries of local node `local` whose name is `name` (every
+/// incarnation seen).
+pub(crate) fn remotes_named(local: u32, name: &str) -> Vec<u32> {
+    let guard = NODES.read();
+    let Some(nodes) = guard.as_ref() else { return Vec::new() };
+    nodes.remote.iter().filter(|((l, n, _), _)| *l == local && *n == name).map(|(_, &node)| node).collect()
 }

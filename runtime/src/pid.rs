@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The identity of one process incarnation: small, `Copy`, totally ordered.
 ///
@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 /// assert!(pid.to_string().starts_with('<'));
 /// assert_eq!(pid, pid.clone());
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pid {
     node: u32,
     index: u32,
@@ -61,6 +61,21 @@ impl Pid {
     /// Which use of the slot this Pid names.
     pub const fn serial(self) -> u32 {
         self.serial
+    }
+}
+
+/// On the wire a Pid names its node relative to the connection it travels
+/// on, so that it routes back to the same process from the other side (see
+/// `dist/wire.rs`); outside any connection it is its three numbers.
+impl Serialize for Pid {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::dist::serialize_pid(*self, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Pid {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Pid, D::Error> {
+        crate::dist::deserialize_pid(d)
     }
 }
 

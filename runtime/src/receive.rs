@@ -39,6 +39,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::dist::{materialize, Materialized};
 use crate::envelope::Envelope;
 use crate::scheduler::worker::{with_current, with_worker, Current, Worker};
 use crate::send::Message;
@@ -58,6 +59,10 @@ use crate::timer::wheel::TimerKey;
 pub(crate) struct PollBook {
     pending: Cell<u32>,
     stale: Cell<bool>,
+    /// A remote send of this poll was queued over its connection's limit:
+    /// the next receive pauses until this gate opens (see `dist/gate.rs`).
+    throttle: std::cell::RefCell<Option<crate::sync::global::Arc<crate::dist::Gate>>>,
+    throttled: Cell<bool>,
 }
 
 impl PollBook {
@@ -66,6 +71,34 @@ impl PollBook {
     pub(crate) fn start(&self) {
         self.pending.set(0);
         self.stale.set(false);
+        if self.throttled.get() {
+            self.throttled.set(false);
+            self.throttle.borrow_mut().take();
+        }
+    }
+
+    /// A remote send was queued over its connection's limit. The worker
+    /// also spends the poll's receive budget, so the next receive takes the
+    /// yield path, where it pauses ([`PollBook::yields`]): nothing on the
+    /// receive fast path looks for this.
+    pub(crate) fn throttle(&self, gate: crate::sync::global::Arc<crate::dist::Gate>) {
+        *self.throttle.borrow_mut() = Some(gate);
+        self.throttled.set(true);
+    }
+
+    /// A receive ran out of budget: it yields, or, if a send of this poll
+    /// was throttled, pauses until the gate opens (registered with it).
+    #[cold]
+    fn yields(&self, worker: &Worker, current: Current, slot: &Slot) {
+        if self.throttled.replace(false) {
+            if let Some(gate) = self.throttle.borrow_mut().take() {
+                let me = crate::pid::Pid::from_parts(worker.shared.node, current.index, current.serial);
+                if gate.wait(me) {
+                    return;
+                }
+            }
+        }
+        slot.notify_self();
     }
 
     /// A receive of this poll returned `Pending`.
@@ -120,6 +153,14 @@ impl Scan {
     }
 }
 
+/// What a matcher returns for a message that must be dropped, not matched
+/// (bytes from another node that do not decode as their tag's type).
+pub(crate) const DISCARD: u32 = u32::MAX;
+
+/// Decodes a message from another node in place if it carries `T`'s tag
+/// (see `dist/remote.rs`); what [`recv`] does and [`recv_local`] does not.
+pub(crate) type Decode = fn(&mut Envelope) -> Materialized;
+
 /// Step 1 of the module docs: scans the inner queue from the saved position.
 ///
 /// # Safety
@@ -140,6 +181,11 @@ where
             while let Some(env) = inner.get_mut(scan.pos) {
                 if let Some(clause) = matcher(env) {
                     let env = inner.remove(scan.pos).expect("scanned position is in range");
+                    if clause == DISCARD {
+                        drop(env);
+                        scan.epoch = inner.epoch();
+                        continue;
+                    }
                     inner.shrink_if_empty();
                     scan.epoch = inner.epoch();
                     scan.pos = 0;
@@ -201,8 +247,22 @@ where
 /// # Safety
 /// The caller owns the process whose slot this is.
 #[inline]
-pub(crate) unsafe fn scan_type<T: Send + 'static>(slot: &Slot, scan: &mut Scan, book: &PollBook) -> Option<Envelope> {
-    let mut matcher = |env: &mut Envelope| env.is::<T>().then_some(0);
+pub(crate) unsafe fn scan_type<T: Send + 'static>(
+    slot: &Slot,
+    scan: &mut Scan,
+    book: &PollBook,
+    decode: Option<Decode>,
+) -> Option<Envelope> {
+    let mut matcher = |env: &mut Envelope| {
+        if env.is::<T>() {
+            return Some(0);
+        }
+        match decode?(env) {
+            Materialized::Untouched => None,
+            Materialized::Decoded => Some(0),
+            Materialized::Garbage => Some(DISCARD),
+        }
+    };
     loop {
         // SAFETY: the caller owns the process; the matcher is a type check.
         if let Some((_, env)) = unsafe { scan_inner(slot, scan, &mut matcher) } {
@@ -408,7 +468,7 @@ fn poll_receive<H>(
 ) -> Poll<Option<H>> {
     with_current(what, |worker, current, slot| {
         if !worker.consume_budget() {
-            slot.notify_self();
+            worker.book().yields(worker, current, slot);
             return Poll::Pending;
         }
         scan.claim(current);
@@ -446,6 +506,7 @@ fn unwrap_as<T: Send + 'static>(env: Envelope) -> T {
 #[derive(Debug)]
 pub struct Recv<T> {
     scan: Scan,
+    decode: Option<Decode>,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -456,6 +517,7 @@ impl<T: Send + 'static> Future for Recv<T> {
     fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<T> {
         // `poll_receive` without a deadline, with the commonest case first:
         // nothing new since this receive last looked.
+        let decode = self.decode;
         let scan = &mut self.scan;
         with_current("recv", |worker, current, slot| {
             scan.claim(current);
@@ -465,12 +527,12 @@ impl<T: Send + 'static> Future for Recv<T> {
                 return Poll::Pending;
             }
             if !worker.consume_budget() {
-                slot.notify_self();
+                worker.book().yields(worker, current, slot);
                 return Poll::Pending;
             }
             refuse_inside_guard(worker);
             // SAFETY: as above.
-            match unsafe { scan_type::<T>(slot, scan, worker.book()) } {
+            match unsafe { scan_type::<T>(slot, scan, worker.book(), decode) } {
                 Some(env) => Poll::Ready(unwrap_as::<T>(env)),
                 None => {
                     worker.book().note_pending();
@@ -487,6 +549,7 @@ impl<T: Send + 'static> Future for Recv<T> {
 pub struct RecvTimeout<T> {
     scan: Scan,
     deadline: Deadline,
+    decode: Option<Decode>,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -495,10 +558,11 @@ impl<T: Send + 'static> Future for RecvTimeout<T> {
 
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<T>> {
         let this = self.get_mut();
+        let decode = this.decode;
         let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
             refuse_inside_guard(worker);
             // SAFETY: `with_current` gives us the slot of the process we are polling.
-            unsafe { scan_type::<T>(slot, scan, worker.book()) }
+            unsafe { scan_type::<T>(slot, scan, worker.book(), decode) }
         };
         poll_receive("recv_timeout", &mut this.scan, &mut this.deadline, attempt, || vec![std::any::type_name::<T>()])
             .map(|env| env.map(unwrap_as::<T>))
@@ -527,13 +591,14 @@ impl<T: Send + 'static> Future for RecvTimeout<T> {
 /// });
 /// ```
 pub fn recv<T: Message>() -> Recv<T> {
-    Recv { scan: Scan::default(), _type: PhantomData }
+    Recv { scan: Scan::default(), decode: Some(materialize::<T>), _type: PhantomData }
 }
 
 /// [`recv`] for a type that is not serializable (sent with
-/// [`send_local`](crate::send_local)).
+/// [`send_local`](crate::send_local)); it never takes a message that came
+/// from another node.
 pub fn recv_local<T: Send + 'static>() -> Recv<T> {
-    Recv { scan: Scan::default(), _type: PhantomData }
+    Recv { scan: Scan::default(), decode: None, _type: PhantomData }
 }
 
 /// Like [`recv`], but gives up after `timeout` and returns None. A zero
@@ -542,7 +607,12 @@ pub fn recv_local<T: Send + 'static>() -> Recv<T> {
 /// # Panics
 /// When polled outside a krarup process.
 pub fn recv_timeout<T: Message>(timeout: Duration) -> RecvTimeout<T> {
-    RecvTimeout { scan: Scan::default(), deadline: Deadline::after(Some(timeout)), _type: PhantomData }
+    RecvTimeout {
+        scan: Scan::default(),
+        deadline: Deadline::after(Some(timeout)),
+        decode: Some(materialize::<T>),
+        _type: PhantomData,
+    }
 }
 
 /// Takes the oldest message of type `T` if one is already in the mailbox;
@@ -554,7 +624,7 @@ pub fn try_recv<T: Message>() -> Option<T> {
     with_current("try_recv", |worker, _, slot| {
         refuse_inside_guard(worker);
         // SAFETY: we are polling this process on this worker (BUSY).
-        unsafe { scan_type::<T>(slot, &mut Scan::default(), worker.book()) }.map(unwrap_as::<T>)
+        unsafe { scan_type::<T>(slot, &mut Scan::default(), worker.book(), Some(materialize::<T>)) }.map(unwrap_as::<T>)
     })
 }
 

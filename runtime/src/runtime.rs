@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     /// The last monitor reference handed out.
     pub(crate) refs: AtomicU64,
     shutdown: AtomicBool,
+    /// The network layer, once one is attached (see `dist`).
+    pub(crate) dist: std::sync::OnceLock<crate::dist::Attached>,
 }
 
 impl Shared {
@@ -235,6 +237,12 @@ pub struct RuntimeStats {
     pub dropped_messages: u64,
     /// Worker threads.
     pub workers: usize,
+    /// Messages dropped because their Pid named no running runtime or a
+    /// node that could not be reached (counted for the whole OS process).
+    pub unroutable_messages: u64,
+    /// Messages from other nodes dropped because their bytes did not
+    /// decode as the type their tag named (for the whole OS process).
+    pub undecodable_messages: u64,
 }
 
 /// Configures and starts a [`Runtime`].
@@ -296,6 +304,7 @@ impl Builder {
             dropped: AtomicU64::new(0),
             refs: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
+            dist: std::sync::OnceLock::new(),
         });
         let prefix = self.name.unwrap_or_else(|| "krarup".to_owned());
         let mut threads = Vec::with_capacity(self.workers);
@@ -448,6 +457,8 @@ impl Runtime {
             processes: self.shared.process_count(),
             dropped_messages: self.shared.dropped.load(Ordering::Relaxed),
             workers: self.shared.sched.workers(),
+            unroutable_messages: crate::send::unroutable(),
+            undecodable_messages: crate::dist::undecodable(),
         }
     }
 

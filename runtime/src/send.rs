@@ -53,11 +53,22 @@ static UNROUTABLE: AtomicU64 = AtomicU64::new(0);
 /// ```
 #[inline]
 pub fn send<M: Message>(to: Pid, msg: M) {
-    deliver(to, Envelope::new(msg));
+    deliver_or(to, Envelope::new(msg), |env| send_from_afar::<M>(to, env));
+}
+
+/// [`send`] to a Pid of another runtime or node: a remote one gets the
+/// message encoded for its node (see `dist`).
+#[cold]
+fn send_from_afar<M: Message>(to: Pid, env: Envelope) {
+    if !crate::dist::is_remote(to) {
+        return deliver_from_afar(to, env, |_| false);
+    }
+    let msg = env.downcast::<M>().unwrap_or_else(|_| unreachable!("sent as an M"));
+    crate::dist::send_remote(to, crate::dist::tag_of::<M>(), None, &msg);
 }
 
 /// Sends a message that need not be serializable; it can only ever reach a
-/// process in this OS process (a remote Pid drops it).
+/// process in this OS process (to a remote Pid it is dropped and counted).
 #[inline]
 pub fn send_local<M: Send + 'static>(to: Pid, msg: M) {
     deliver(to, Envelope::new(msg));
@@ -99,9 +110,16 @@ impl Pid {
 /// Routes an envelope to its target's runtime and mailbox.
 #[inline]
 pub(crate) fn deliver(to: Pid, env: Envelope) {
+    deliver_or(to, env, |env| deliver_from_afar(to, env, |_| false));
+}
+
+/// Delivers to a process of the calling worker's runtime, or hands the
+/// envelope to `far`.
+#[inline(always)]
+fn deliver_or(to: Pid, env: Envelope, far: impl FnOnce(Envelope)) {
     with_worker(|worker| match worker {
         Some(w) if w.shared.node == to.node() => w.deliver(to, env),
-        _ => deliver_from_afar(to, env, |_| false),
+        _ => far(env),
     });
 }
 
@@ -118,9 +136,28 @@ fn deliver_from_afar(to: Pid, env: Envelope, refuse: impl FnOnce(&mut Extras) ->
     match crate::node::lookup(to.node()) {
         Some(shared) => shared.deliver_unless(to, env, refuse),
         None => {
-            UNROUTABLE.fetch_add(1, Ordering::Relaxed);
+            count_unroutable();
             drop(env);
         }
+    }
+}
+
+/// Counts a message dropped because its Pid named no running runtime, or
+/// a node that could not be reached.
+pub(crate) fn count_unroutable() {
+    UNROUTABLE.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Messages dropped because their Pid named no running runtime, or a node
+/// that could not be reached (process-wide).
+pub(crate) fn unroutable() -> u64 {
+    UNROUTABLE.load(Ordering::Relaxed)
+}
+
+/// Wakes process `pid` (of any local runtime) as a message would.
+pub(crate) fn wake(pid: Pid) {
+    if let Some(shared) = crate::node::lookup(pid.node()) {
+        shared.wake_process(pid.index(), pid.serial());
     }
 }
 

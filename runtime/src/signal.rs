@@ -123,7 +123,11 @@ pub(crate) fn send_signal(to: Pid, from: Pid, reason: &ExitReason, via: Via) {
 pub fn exit(pid: Pid, reason: ExitReason) {
     let from =
         with_current("exit", |worker, current, _| Pid::from_parts(worker.shared.node, current.index, current.serial));
-    send_signal(pid, from, &reason, Via::Exit);
+    if crate::dist::is_remote(pid) {
+        crate::dist::exit_remote(from, pid, &reason, Via::Exit);
+    } else {
+        send_signal(pid, from, &reason, Via::Exit);
+    }
 }
 
 /// Makes the calling process trap exits (`true`) or not (Erlang's

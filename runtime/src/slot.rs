@@ -586,6 +586,25 @@ impl Slot {
         Some(r)
     }
 
+    /// Runs `f` on the extras of the live incarnation under the lock, with
+    /// its serial, if it has extras (never allocates them).
+    pub(crate) fn with_present_extras<R>(&self, f: impl FnOnce(u32, &mut Extras) -> R) -> Option<R> {
+        if self.load() & LIVE == 0 {
+            return None;
+        }
+        let w = self.lock();
+        if w & LIVE == 0 {
+            self.unlock(w & !LOCKED);
+            return None;
+        }
+        let r = self.extras.with_mut(|e| {
+            // SAFETY: LOCKED guards `extras`; a non-null pointer came from Box::into_raw.
+            unsafe { (!(*e).is_null()).then(|| f(serial_of(w), &mut **e)) }
+        });
+        self.unlock(w & !LOCKED);
+        r
+    }
+
     /// For an external mailbox: if nothing arrived, stores `waker` to be
     /// woken by the next delivery. Returns false (storing nothing) if
     /// messages are waiting.

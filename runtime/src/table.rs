@@ -58,6 +58,17 @@ impl Table {
         }
     }
 
+    /// Runs `f` on the extras of every live process that has extras, each
+    /// under its slot's lock, with the process's (index, serial). Visits
+    /// every slot ever handed out: for rare events (a node going down).
+    pub(crate) fn for_each_extras(&self, mut f: impl FnMut((u32, u32), &mut crate::slot::Extras)) {
+        for index in 0..self.next.load(Ordering::Acquire) {
+            if let Some(slot) = self.get(index) {
+                slot.with_present_extras(|serial, extras| f((index, serial), extras));
+            }
+        }
+    }
+
     /// The slot at `index`, if that index was ever handed out.
     #[inline]
     pub(crate) fn get(&self, index: u32) -> Option<&Slot> {

@@ -194,7 +194,7 @@ impl Process {
         match self.style {
             Style::Typed => {
                 // SAFETY: we own the process (BUSY) and hold no part of its mailbox.
-                let env = unsafe { scan_type::<u32>(&self.slot, &mut state.scan, book) }?;
+                let env = unsafe { scan_type::<u32>(&self.slot, &mut state.scan, book, None) }?;
                 state.scan = Scan::default();
                 Some(env.downcast::<u32>().expect("scan_type matched a u32").into())
             }
@@ -215,13 +215,13 @@ impl Process {
             }
             Style::Both => {
                 // SAFETY: we own the process (BUSY) and hold no part of its mailbox.
-                if let Some(env) = unsafe { scan_type::<u32>(&self.slot, &mut state.scan, book) } {
+                if let Some(env) = unsafe { scan_type::<u32>(&self.slot, &mut state.scan, book, None) } {
                     state.scan = Scan::default();
                     return Some(env.downcast::<u32>().expect("scan_type matched a u32").into());
                 }
                 book.note_pending();
                 // SAFETY: as above.
-                let env = unsafe { scan_type::<u64>(&self.slot, &mut state.scan_u64, book) }?;
+                let env = unsafe { scan_type::<u64>(&self.slot, &mut state.scan_u64, book, None) }?;
                 state.scan_u64 = Scan::default();
                 Some(env.downcast::<u64>().expect("scan_type matched a u64"))
             }

@@ -581,6 +581,14 @@ impl Worker {
         true
     }
 
+    /// A remote send of the current poll was queued over its connection's
+    /// limit: the process's next receive pauses until `gate` opens (see
+    /// `PollBook::throttle`).
+    pub(crate) fn throttle(&self, gate: crate::sync::global::Arc<crate::dist::Gate>) {
+        self.book.throttle(gate);
+        self.budget.set(0);
+    }
+
     /// What the receives of the current poll did.
     #[inline]
     pub(crate) fn book(&self) -> &PollBook {

@@ -1,0 +1,125 @@
+//! A message from another node, in a mailbox: its type tag and its bytes,
+//! decoded only when a receive asks for a type with that tag.
+//!
+//! A [`RemoteMessage`] is an ordinary envelope value. A receive for a
+//! serializable type `T` offers each one it meets to [`materialize`]: if
+//! the tag is `T`'s, the bytes are decoded (under the view of the
+//! connection they came on, so their Pids are this node's) and the envelope
+//! then holds the `T`, in place, as if it had been sent locally. Bytes that
+//! carry `T`'s tag but do not decode as a `T` are dropped and counted
+//! ([`Materialized::Garbage`]); the receive takes them out of the mailbox
+//! and goes on. Messages with other tags stay as they are.
+
+use std::fmt;
+
+use super::wire::View;
+use crate::envelope::Envelope;
+use crate::pid::Pid;
+use crate::runtime::Shared;
+use crate::send::Message;
+use crate::sync::global::{AtomicU64, Ordering};
+
+/// Bytes that arrived with a type's tag but did not decode as that type.
+static UNDECODABLE: AtomicU64 = AtomicU64::new(0);
+
+/// How many remote messages were dropped because their bytes did not
+/// decode as the type their tag named (see [`RuntimeStats`](crate::RuntimeStats)).
+pub(crate) fn undecodable() -> u64 {
+    UNDECODABLE.load(Ordering::Relaxed)
+}
+
+/// Bytes before the payload, little-endian: the receiving view (local
+/// node, origin, our creation: u32 each, then 4 unused) and the call guard
+/// (u64, 0 for none). Kept in the one allocation so that the envelope value
+/// is three words (stored inline).
+const HEADER: usize = 24;
+
+/// A message from another node, not yet decoded.
+pub(crate) struct RemoteMessage {
+    tag: u64,
+    bytes: Box<[u8]>,
+}
+
+impl fmt::Debug for RemoteMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteMessage").field("tag", &self.tag).field("len", &self.payload().len()).finish()
+    }
+}
+
+impl RemoteMessage {
+    pub(crate) fn new(tag: u64, view: View, guard: Option<u64>, payload: &[u8]) -> RemoteMessage {
+        let mut bytes = Vec::with_capacity(HEADER + payload.len());
+        bytes.extend_from_slice(&view.local.to_le_bytes());
+        bytes.extend_from_slice(&view.origin.to_le_bytes());
+        bytes.extend_from_slice(&view.own_creation.to_le_bytes());
+        bytes.extend_from_slice(&[0; 4]);
+        bytes.extend_from_slice(&guard.unwrap_or(0).to_le_bytes());
+        bytes.extend_from_slice(payload);
+        RemoteMessage { tag, bytes: bytes.into_boxed_slice() }
+    }
+
+    fn payload(&self) -> &[u8] {
+        &self.bytes[HEADER..]
+    }
+
+    /// The call this is a reply to, if it is one.
+    pub(crate) fn guard(&self) -> Option<u64> {
+        let guard = u64::from_le_bytes(self.bytes[16..24].try_into().expect("24-byte header"));
+        (guard != 0).then_some(guard)
+    }
+
+    fn view(&self) -> View {
+        let word = |at: usize| u32::from_le_bytes(self.bytes[at..at + 4].try_into().expect("24-byte header"));
+        View { local: word(0), origin: word(4), own_creation: word(8) }
+    }
+}
+
+/// Delivers a remote message to local `to` (dropped if `to` is not alive,
+/// or, with a `guard`, no longer awaits that call).
+pub(super) fn deliver(shared: &Shared, to: Pid, message: RemoteMessage, guard: Option<u64>) {
+    let env = Envelope::new(message);
+    match guard {
+        None => shared.deliver_unless(to, env, |_| false),
+        Some(tag) => shared.deliver_unless(to, env, |extras| !extras.awaiting.contains(&tag)),
+    }
+}
+
+/// What [`materialize`] made of an envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Materialized {
+    /// Not a remote message of `T`'s tag: left as it was.
+    Untouched,
+    /// It was, and now holds the decoded `T`.
+    Decoded,
+    /// It had `T`'s tag but not a `T`'s bytes: drop it (counted).
+    Garbage,
+}
+
+/// Decodes `env` in place if it is a remote message carrying `T`'s tag.
+#[inline]
+pub(crate) fn materialize<T: Message>(env: &mut Envelope) -> Materialized {
+    match env.peek::<RemoteMessage>() {
+        Some(remote) if remote.tag == super::tag_of::<T>() => decode_into::<T>(env),
+        _ => Materialized::Untouched,
+    }
+}
+
+#[inline(never)]
+fn decode_into<T: Message>(env: &mut Envelope) -> Materialized {
+    let remote = env.take::<RemoteMessage>().expect("checked by materialize");
+    match remote.view().decode::<T>(remote.payload()) {
+        Ok(value) => {
+            env.put(value);
+            Materialized::Decoded
+        }
+        Err(error) => {
+            UNDECODABLE.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                message_type = std::any::type_name::<T>(),
+                %error,
+                "krarup: a message from another node had this type's tag but did not decode; dropped"
+            );
+            Materialized::Garbage
+        }
+    }
+}
