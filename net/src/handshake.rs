@@ -125,7 +125,7 @@ impl fmt::Debug for Cookie {
 /// Why a [`Cookie`] could not be made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub(crate) enum CookieError {
+pub enum CookieError {
     /// The secret is empty.
     Empty,
 }

@@ -184,7 +184,7 @@ impl fmt::Debug for NodeName {
 /// Why a string is not a valid [`NodeName`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub(crate) enum NameError {
+pub enum NameError {
     /// There is no `@` between the name and the host.
     MissingAt,
     /// Nothing before the `@`.

@@ -100,7 +100,7 @@ pub use crate::process::{spawn, yield_now, YieldNow};
 pub use crate::receive::{recv, recv_local, recv_timeout, try_recv, Recv, RecvTimeout};
 pub use crate::registry::{register, registered, unregister, whereis};
 pub use crate::runtime::{Builder, Runtime, RuntimeStats};
-pub use crate::send::{is_alive, mailbox_len, self_pid, send, send_local, send_named, Message};
+pub use crate::send::{is_alive, mailbox_len, self_pid, send, send_local, send_named, send_named_at, Message};
 pub use crate::signal::{exit, trap_exit, Exit};
 pub use crate::supervisor::{ChildSpec, Restart, Shutdown, Strategy, SupervisorRef, SupervisorSpec};
 pub use crate::timer::send_after::{send_after, TimerRef};

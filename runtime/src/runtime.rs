@@ -484,6 +484,11 @@ impl Runtime {
         self.shared.whereis(name)
     }
 
+    /// [`send_named_at`](crate::send_named_at) from outside the runtime.
+    pub fn send_named_at<M: crate::Message>(&self, name: &str, node: &str, msg: M) {
+        crate::dist::send_named_at(&self.shared, name, node, msg);
+    }
+
     /// This runtime's node number (the first number of its Pids).
     pub fn node(&self) -> u32 {
         self.shared.node

@@ -93,6 +93,20 @@ pub fn send_named<M: Message>(name: &str, msg: M) -> Result<(), SendError<M>> {
     }
 }
 
+/// Sends `msg` to the process registered as `name` on node `node`:
+/// Erlang's `{Name, Node} ! Msg`. Like [`send`] it never fails: if the node
+/// cannot be reached or has no process of that name, the message is
+/// dropped (and counted in [`RuntimeStats`](crate::RuntimeStats)). `node` is
+/// a node name as the network node knows it (`b@127.0.0.1:9101`); this
+/// node's own name sends locally.
+///
+/// # Panics
+/// If called outside a process (use [`Runtime::send_named_at`](crate::Runtime::send_named_at) there).
+pub fn send_named_at<M: Message>(name: &str, node: &str, msg: M) {
+    let shared = with_worker(|w| w.map(|w| w.shared.clone())).expect("send_named_at called outside a process");
+    crate::dist::send_named_at(&shared, name, node, msg);
+}
+
 impl Pid {
     /// Sends `msg` to this process: `pid.send(msg)` is [`send(pid, msg)`](send).
     #[inline]

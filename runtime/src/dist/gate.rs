@@ -41,17 +41,17 @@ impl Gate {
 
     /// Whether it is open.
     pub fn is_open(&self) -> bool {
-        !self.closed.load(Ordering::Acquire)
+        !self.closed.load(Ordering::SeqCst)
     }
 
     /// Closes it: processes told [`super::Sent::Busy`] with it will wait.
     pub fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.closed.store(true, Ordering::SeqCst);
     }
 
     /// Opens it and wakes every process waiting on it.
     pub fn open(&self) {
-        self.closed.store(false, Ordering::Release);
+        self.closed.store(false, Ordering::SeqCst);
         let waiting = std::mem::take(&mut *self.waiting.lock());
         for pid in waiting {
             crate::send::wake(pid);

@@ -168,3 +168,27 @@ pub(crate) fn node_down(shared: &Shared, peer: &str) {
         down_arrived(reference, ExitReason::NoConnection);
     }
 }
+
+/// See [`crate::send_named_at`]: `msg` to the process registered as `name`
+/// on node `node`, sent from a process of runtime `shared`.
+pub(crate) fn send_named_at<M: crate::Message>(shared: &Shared, name: &str, node: &str, msg: M) {
+    let Some(attached) = shared.dist.get() else {
+        // A runtime without a network is no node: nothing is reachable by name.
+        return crate::send::count_unroutable();
+    };
+    if attached.name == node {
+        match shared.whereis(name) {
+            Some(pid) => crate::send::send(pid, msg),
+            None => shared.count_dropped(),
+        }
+        return;
+    }
+    // Creation 0, which no incarnation has, stands for "whichever
+    // incarnation is up": its entry holds the node's route and no process.
+    let entry = crate::node::intern_remote(shared.node, crate::node::atom(node), 0, Some(&*attached.dist));
+    let Some(remote) = crate::node::lookup_remote(entry) else { return crate::send::count_unroutable() };
+    let tag = super::tag_of::<M>();
+    if !settle(route(remote, Outgoing::Named { name, tag, payload: &msg })) {
+        crate::send::count_unroutable();
+    }
+}

@@ -1,0 +1,195 @@
+//! The distribution protocol: the frames two connected nodes exchange after the handshake, how
+//! an [`Outgoing`] item becomes one, and how a received one is applied to the local runtime.
+//!
+//! | kind | frame      | body (postcard, Pids in the connection's wire form)        |
+//! |------|------------|------------------------------------------------------------|
+//! | 16   | `SEND`     | `(to, tag, guard)` then the message's own encoding          |
+//! | 17   | `NAMED`    | `(name, tag)` then the message's own encoding               |
+//! | 18   | `EXIT`     | `(from, to, reason, link)`                                  |
+//! | 19   | `LINK`     | `(from, to)`                                                |
+//! | 20   | `UNLINK`   | `(from, to)`                                                |
+//! | 21   | `MONITOR`  | `reference` (watcher, target, id)                           |
+//! | 22   | `DEMONITOR`| `reference`                                                 |
+//! | 23   | `DOWN`     | `(reference, reason)`                                       |
+//! | 24   | `TICK`     | empty: "I am alive" on an idle connection                   |
+//!
+//! Invariant: a frame is applied only whole and only if it decodes completely; anything else is
+//! a [`ProtocolError`] and the connection is closed. A message's own bytes are not decoded here
+//! (the receiving process decodes them when a receive asks for their type), so an undecodable
+//! message costs the connection nothing: it is dropped and counted at the receiver.
+
+use std::fmt;
+
+use krarup_runtime::dist::{Inbound, Outgoing, Refused, Wire, WireError};
+use krarup_runtime::{ExitReason, MonitorRef, Pid};
+
+use crate::frame::{self, Frame, FrameError};
+
+/// Frame kind: a message to a Pid.
+pub(crate) const SEND: u8 = 16;
+/// Frame kind: a message to a registered name.
+pub(crate) const NAMED: u8 = 17;
+/// Frame kind: an exit signal.
+pub(crate) const EXIT: u8 = 18;
+/// Frame kind: a link request.
+pub(crate) const LINK: u8 = 19;
+/// Frame kind: an unlink.
+pub(crate) const UNLINK: u8 = 20;
+/// Frame kind: a monitor request.
+pub(crate) const MONITOR: u8 = 21;
+/// Frame kind: a demonitor.
+pub(crate) const DEMONITOR: u8 = 22;
+/// Frame kind: a monitored process exited.
+pub(crate) const DOWN: u8 = 23;
+/// Frame kind: a heartbeat.
+pub(crate) const TICK: u8 = 24;
+
+/// Appends the frame for `item` to `buf`. On error `buf` is unchanged.
+pub(crate) fn encode(item: &Outgoing<'_>, wire: &Wire, buf: &mut Vec<u8>, max: u32) -> Result<(), EncodeError> {
+    let kind = match item {
+        Outgoing::Message { .. } => SEND,
+        Outgoing::Named { .. } => NAMED,
+        Outgoing::Exit { .. } => EXIT,
+        Outgoing::Link { .. } => LINK,
+        Outgoing::Unlink { .. } => UNLINK,
+        Outgoing::Monitor { .. } => MONITOR,
+        Outgoing::Demonitor { .. } => DEMONITOR,
+        Outgoing::Down { .. } => DOWN,
+        _ => return Err(EncodeError::Unknown),
+    };
+    let start = frame::begin(buf, kind);
+    let written = match item {
+        Outgoing::Message { to, tag, guard, payload } => {
+            wire.encode(&(to, tag, guard), buf).and_then(|()| payload.encode(wire, buf))
+        }
+        Outgoing::Named { name, tag, payload } => {
+            wire.encode(&(name, tag), buf).and_then(|()| payload.encode(wire, buf))
+        }
+        Outgoing::Exit { from, to, reason, link } => wire.encode(&(from, to, reason, link), buf),
+        Outgoing::Link { from, to } | Outgoing::Unlink { from, to } => wire.encode(&(from, to), buf),
+        Outgoing::Monitor { reference } | Outgoing::Demonitor { reference } => wire.encode(reference, buf),
+        Outgoing::Down { reference, reason } => wire.encode(&(reference, reason), buf),
+        _ => unreachable!("kinds are matched above"),
+    };
+    if let Err(e) = written {
+        buf.truncate(start);
+        return Err(EncodeError::Wire(e));
+    }
+    frame::finish(buf, start, max).map_err(EncodeError::Frame)
+}
+
+/// Why an item could not be put on the wire (it is dropped; the connection is unharmed).
+#[derive(Debug)]
+pub(crate) enum EncodeError {
+    /// The message does not serialize.
+    Wire(WireError),
+    /// Encoded, it is larger than the maximum frame.
+    Frame(FrameError),
+    /// An item this version does not know how to carry.
+    Unknown,
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::Wire(e) => write!(f, "cannot encode: {e}"),
+            EncodeError::Frame(e) => write!(f, "cannot send: {e}"),
+            EncodeError::Unknown => f.write_str("cannot send an item of a kind this version does not know"),
+        }
+    }
+}
+
+/// A frame that breaks the distribution protocol: the connection is closed with this reason.
+#[derive(Debug)]
+pub(crate) enum ProtocolError {
+    /// Its body is not what its kind says.
+    Malformed {
+        /// The frame kind.
+        kind: u8,
+        /// The decoder's complaint.
+        error: WireError,
+    },
+    /// Its header does not decode.
+    Garbled {
+        /// The frame kind.
+        kind: u8,
+        /// The decoder's complaint.
+        error: postcard::Error,
+    },
+    /// Bytes left over after the body.
+    Trailing {
+        /// The frame kind.
+        kind: u8,
+    },
+    /// It addresses or claims to act for a process it may not.
+    Refused(Refused),
+    /// A kind the protocol does not have (or a handshake frame after the handshake).
+    UnknownKind(u8),
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::Malformed { kind, error } => write!(f, "malformed frame of kind {kind}: {error}"),
+            ProtocolError::Garbled { kind, error } => write!(f, "malformed frame of kind {kind}: {error}"),
+            ProtocolError::Trailing { kind } => write!(f, "frame of kind {kind} has bytes after its body"),
+            ProtocolError::Refused(r) => write!(f, "refused frame: {r}"),
+            ProtocolError::UnknownKind(kind) => write!(f, "unexpected frame kind {kind}"),
+        }
+    }
+}
+
+/// Decodes the whole of `body` as a `T` (Pids translated by `inbound`).
+fn whole<T: serde::de::DeserializeOwned>(inbound: &Inbound, kind: u8, body: &[u8]) -> Result<T, ProtocolError> {
+    let (value, rest) = inbound.decode_prefix(body).map_err(|error| ProtocolError::Malformed { kind, error })?;
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(ProtocolError::Trailing { kind })
+    }
+}
+
+/// Applies one received distribution frame to the local runtime.
+pub(crate) fn apply(inbound: &Inbound, frame: Frame<'_>) -> Result<(), ProtocolError> {
+    let refused = ProtocolError::Refused;
+    match frame.kind {
+        SEND => {
+            let ((to, tag, guard), payload): ((Pid, u64, Option<u64>), _) =
+                inbound.decode_prefix(frame.body).map_err(|error| ProtocolError::Malformed { kind: SEND, error })?;
+            inbound.deliver(to, tag, guard, payload).map_err(refused)
+        }
+        NAMED => {
+            let ((name, tag), payload): ((&str, u64), _) =
+                postcard::take_from_bytes(frame.body).map_err(|error| ProtocolError::Garbled { kind: NAMED, error })?;
+            inbound.deliver_named(name, tag, payload);
+            Ok(())
+        }
+        EXIT => {
+            let (from, to, reason, link): (Pid, Pid, ExitReason, bool) = whole(inbound, EXIT, frame.body)?;
+            inbound.exit(from, to, reason, link).map_err(refused)
+        }
+        LINK => {
+            let (from, to): (Pid, Pid) = whole(inbound, LINK, frame.body)?;
+            inbound.link(from, to).map_err(refused)
+        }
+        UNLINK => {
+            let (from, to): (Pid, Pid) = whole(inbound, UNLINK, frame.body)?;
+            inbound.unlink(from, to).map_err(refused)
+        }
+        MONITOR => {
+            let reference: MonitorRef = whole(inbound, MONITOR, frame.body)?;
+            inbound.monitor(reference).map_err(refused)
+        }
+        DEMONITOR => {
+            let reference: MonitorRef = whole(inbound, DEMONITOR, frame.body)?;
+            inbound.demonitor(reference).map_err(refused)
+        }
+        DOWN => {
+            let (reference, reason): (MonitorRef, ExitReason) = whole(inbound, DOWN, frame.body)?;
+            inbound.down(reference, reason).map_err(refused)
+        }
+        TICK if frame.body.is_empty() => Ok(()),
+        TICK => Err(ProtocolError::Trailing { kind: TICK }),
+        kind => Err(ProtocolError::UnknownKind(kind)),
+    }
+}
