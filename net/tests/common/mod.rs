@@ -1,0 +1,375 @@
+//! Helpers shared by the network node's integration tests (mio's `tests/util` layout).
+//!
+//! Two (or three) nodes are two runtimes, each with a [`Node`], in this one test process, on
+//! 127.0.0.1 with ports the OS picks. Every wait here is bounded by [`TIMEOUT`], so a bug fails
+//! the test with a message instead of hanging the suite.
+//!
+//! A Pid of one runtime handed to another as a Rust value would be delivered in-process,
+//! bypassing the network; [`remote_pid`] gives the Pid as the other node sees it, having sent it
+//! over the wire.
+//!
+//! [`raw`] speaks the wire protocol by hand (frames, and the cookie handshake as its module docs
+//! in `net/src/handshake.rs` describe it), for the hostile-peer tests.
+#![allow(dead_code)]
+
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use krarup_net::{Node, NodeConfig};
+use krarup_runtime::{Mailbox, Message, Pid, Runtime};
+use serde::{Deserialize, Serialize};
+
+/// The bound on every wait: long enough for a noisy two-core machine, short enough that a lost
+/// message fails the test rather than the CI run.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The cookie every test node shares (unless a test is about cookies).
+pub const COOKIE: &str = "krarup-net-tests";
+
+/// One node: a runtime and the network node it was made.
+pub struct Side {
+    pub rt: Runtime,
+    pub node: Node,
+}
+
+impl Side {
+    /// A node called `short@127.0.0.1:0` (a port the OS picks), with a one-worker runtime.
+    pub fn start(short: &str) -> Side {
+        Side::with(NodeConfig::new(format!("{short}@127.0.0.1:0"), COOKIE))
+    }
+
+    /// A node started with `config`, with a one-worker runtime.
+    pub fn with(config: NodeConfig) -> Side {
+        let rt = Runtime::builder().workers(1).build().expect("runtime starts");
+        let node = Node::start(&rt, config).expect("node starts");
+        Side { rt, node }
+    }
+
+    /// The node's name (with its real port).
+    pub fn name(&self) -> &str {
+        self.node.name()
+    }
+
+    /// The node's port.
+    pub fn port(&self) -> u16 {
+        port_of(self.name())
+    }
+}
+
+/// The port in a node name `name@host:port`.
+pub fn port_of(name: &str) -> u16 {
+    name.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a node name ends with :port")
+}
+
+/// Two connected nodes, `a` and `b`.
+pub fn pair() -> (Side, Side) {
+    let a = Side::start("a");
+    let b = Side::start("b");
+    a.node.connect(b.name()).expect("a connects to b");
+    (a, b)
+}
+
+/// A Pid travelling inside a message.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Introduced(pub Pid);
+
+static NAMES: AtomicU64 = AtomicU64::new(0);
+
+/// A name no other call uses.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", NAMES.fetch_add(1, Ordering::Relaxed))
+}
+
+/// `pid`, a process of `of`, as node `at` sees it: `of` sends it inside a message to a
+/// registered mailbox on `at`, so what comes back is a remote Pid that routes over the network.
+pub fn remote_pid(pid: Pid, of: &Side, at: &Side) -> Pid {
+    let mut mailbox = at.rt.mailbox();
+    let name = unique_name("introduce");
+    at.rt.register(&name, mailbox.pid()).expect("a fresh name registers");
+    of.rt.send_named_at(&name, at.name(), Introduced(pid));
+    let Introduced(remote) = expect_msg(&mut mailbox);
+    at.rt.unregister(&name).expect("registered above");
+    assert_ne!(remote.node(), of.rt.node(), "a Pid from the network is not the sender runtime's own Pid");
+    assert_ne!(remote.node(), at.rt.node(), "a Pid of another node is not a local Pid");
+    remote
+}
+
+/// On a plain thread: the next `T` in `mailbox`, or a panic after [`TIMEOUT`].
+pub fn expect_msg<T: Message>(mailbox: &mut Mailbox) -> T {
+    expect_msg_within(mailbox, TIMEOUT)
+}
+
+/// On a plain thread: the next `T` in `mailbox`, or a panic after `bound`.
+pub fn expect_msg_within<T: Message>(mailbox: &mut Mailbox, bound: Duration) -> T {
+    match mailbox.blocking_recv_timeout::<T>(bound) {
+        Some(msg) => msg,
+        None => panic!("no {} arrived at the mailbox within {bound:?}", std::any::type_name::<T>()),
+    }
+}
+
+/// Inside a process: the next `T`, or a panic after [`TIMEOUT`].
+pub async fn recv_bounded<T: Message>() -> T {
+    match krarup_runtime::recv_timeout::<T>(TIMEOUT).await {
+        Some(msg) => msg,
+        None => panic!("no {} arrived within {TIMEOUT:?}", std::any::type_name::<T>()),
+    }
+}
+
+/// Waits until `condition` holds, at most [`TIMEOUT`]; for what no message reports (counters
+/// bumped by an I/O thread, `nodes()`).
+pub fn wait_until(what: impl Debug, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "{what:?} did not happen within {TIMEOUT:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A request to an [`echo`] process.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Ping {
+    pub from: Pid,
+    pub n: u64,
+}
+
+/// An [`echo`] process's answer.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    pub from: Pid,
+    pub n: u64,
+}
+
+/// Tells a [`echo`] process to end with a reason.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Quit(pub krarup_runtime::ExitReason);
+
+/// A process that answers every [`Ping`] with a [`Pong`] carrying its own Pid, and ends with the
+/// reason a [`Quit`] gives (a `Panic` reason is a real panic).
+pub async fn echo() -> krarup_runtime::ExitReason {
+    use krarup_runtime::{receive, ExitReason};
+    loop {
+        receive! {
+            ping: Ping => ping.from.send(Pong { from: krarup_runtime::self_pid(), n: ping.n }),
+            quit: Quit => match quit.0 {
+                ExitReason::Panic(message) => panic!("{message}"),
+                reason => return reason,
+            },
+        }
+    }
+}
+
+/// Inside a process: pings `to` and waits for its pong: afterwards, everything this node sent
+/// to `to`'s node before the ping has been applied there, and everything that node sent here
+/// before the pong has arrived (one connection per pair keeps order).
+pub async fn round_trip(to: Pid) {
+    let n = NAMES.fetch_add(1, Ordering::Relaxed);
+    to.send(Ping { from: krarup_runtime::self_pid(), n });
+    loop {
+        let pong: Pong = recv_bounded().await;
+        if pong.n == n {
+            return;
+        }
+    }
+}
+
+/// The wire protocol by hand: frames, and the initiator's side of the cookie handshake.
+pub mod raw {
+    use std::io::{self, Read, Write};
+    use std::net::TcpStream;
+
+    use hmac::{Hmac, Mac};
+    use serde::{Deserialize, Serialize};
+    use sha2::Sha256;
+
+    use super::TIMEOUT;
+
+    pub const HELLO: u8 = 1;
+    pub const CHALLENGE: u8 = 2;
+    pub const PROOF: u8 = 3;
+    pub const ACCEPT: u8 = 4;
+    pub const REFUSE: u8 = 5;
+    pub const SEND: u8 = 16;
+    pub const NAMED: u8 = 17;
+    pub const TICK: u8 = 24;
+    pub const VERSION: u32 = 1;
+
+    /// `L` (u32 LE, counting kind and body), the kind, the body.
+    pub fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(5 + body.len());
+        out.extend_from_slice(&(body.len() as u32 + 1).to_le_bytes());
+        out.push(kind);
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// A connected socket with reads bounded by [`TIMEOUT`].
+    pub fn dial(port: u16) -> TcpStream {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("the node accepts");
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream
+    }
+
+    /// The next frame, or None at end of stream (or a reset: the peer closed on us).
+    pub fn read_frame(stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+        let mut len = [0u8; 4];
+        match stream.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset) => return None,
+            Err(e) => panic!("reading a frame: {e}"),
+        }
+        let len = u32::from_le_bytes(len) as usize;
+        assert!((1..=1 << 20).contains(&len), "a frame of {len} bytes from a krarup node");
+        let mut rest = vec![0u8; len];
+        stream.read_exact(&mut rest).expect("a whole frame");
+        let body = rest.split_off(1);
+        Some((rest[0], body))
+    }
+
+    /// Reads until the node closes the connection (bounded by the read timeout); returns the
+    /// frames it sent first.
+    pub fn until_closed(stream: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+        let mut frames = Vec::new();
+        loop {
+            let mut len = [0u8; 4];
+            match stream.read(&mut len[..1]) {
+                Ok(0) => return frames,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return frames,
+                Err(e) => panic!("the node did not close the connection: {e}"),
+            }
+            if stream.read_exact(&mut len[1..]).is_err() {
+                return frames;
+            }
+            let len = u32::from_le_bytes(len) as usize;
+            let mut rest = vec![0u8; len];
+            if stream.read_exact(&mut rest).is_err() {
+                return frames;
+            }
+            let body = rest.split_off(1);
+            frames.push((rest[0], body));
+        }
+    }
+
+    /// The reason in a `REFUSE` body.
+    pub fn refusal(body: &[u8]) -> String {
+        #[derive(Deserialize)]
+        struct Refuse {
+            reason: String,
+        }
+        postcard::from_bytes::<Refuse>(body).expect("a REFUSE body").reason
+    }
+
+    #[derive(Serialize)]
+    pub struct Hello<'a> {
+        pub version: u32,
+        pub name: &'a str,
+        pub creation: u32,
+        pub challenge: [u8; 32],
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Challenge {
+        pub version: u32,
+        pub name: String,
+        pub creation: u32,
+        pub challenge: [u8; 32],
+        pub proof: [u8; 32],
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Proof {
+        proof: [u8; 32],
+    }
+
+    /// The proof of the handshake's module docs: HMAC-SHA256 over the label and the transcript,
+    /// every field prefixed by its length.
+    #[allow(clippy::too_many_arguments)]
+    pub fn proof(
+        cookie: &[u8],
+        label: &[u8],
+        challenge_a: &[u8; 32],
+        challenge_b: &[u8; 32],
+        initiator: (&str, u32),
+        acceptor: (&str, u32),
+    ) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(cookie).unwrap();
+        let mut field = |bytes: &[u8]| {
+            mac.update(&(bytes.len() as u64).to_le_bytes());
+            mac.update(bytes);
+        };
+        field(label);
+        field(&VERSION.to_le_bytes());
+        field(challenge_a);
+        field(challenge_b);
+        field(initiator.0.as_bytes());
+        field(&initiator.1.to_le_bytes());
+        field(acceptor.0.as_bytes());
+        field(&acceptor.1.to_le_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// A hand-made peer that has done the handshake with a node, as node `name`: from now on the
+    /// test writes whatever frames it likes.
+    pub struct Peer {
+        pub stream: TcpStream,
+        /// The node's creation, from its `CHALLENGE`.
+        pub node_creation: u32,
+    }
+
+    impl Peer {
+        /// Dials the node `node` (its name) on `port` and does the handshake as `name` with
+        /// `cookie`.
+        pub fn connect(port: u16, node: &str, name: &str, cookie: &[u8]) -> Peer {
+            let mut stream = dial(port);
+            let challenge_a = [7u8; 32];
+            let creation = 4242;
+            let hello = Hello { version: VERSION, name, creation, challenge: challenge_a };
+            stream.write_all(&frame(HELLO, &postcard::to_allocvec(&hello).unwrap())).unwrap();
+            let (kind, body) = read_frame(&mut stream).expect("a CHALLENGE");
+            assert_eq!(kind, CHALLENGE, "the node answers HELLO with CHALLENGE");
+            let challenge: Challenge = postcard::from_bytes(&body).expect("a CHALLENGE body");
+            assert_eq!(challenge.name, node, "the node is the one dialed");
+            let expected = proof(
+                cookie,
+                b"krarup/1 acceptor",
+                &challenge_a,
+                &challenge.challenge,
+                (name, creation),
+                (node, challenge.creation),
+            );
+            assert_eq!(challenge.proof, expected, "the node proves it holds the cookie");
+            let proof = proof(
+                cookie,
+                b"krarup/1 initiator",
+                &challenge_a,
+                &challenge.challenge,
+                (name, creation),
+                (node, challenge.creation),
+            );
+            stream.write_all(&frame(PROOF, &postcard::to_allocvec(&Proof { proof }).unwrap())).unwrap();
+            let (kind, body) = read_frame(&mut stream).expect("an ACCEPT");
+            assert_eq!(
+                (kind, body.len()),
+                (ACCEPT, 0),
+                "the node accepts (REFUSE: {:?})",
+                String::from_utf8_lossy(&body)
+            );
+            Peer { stream, node_creation: challenge.creation }
+        }
+
+        /// Writes `bytes` as they are.
+        pub fn write(&mut self, bytes: &[u8]) {
+            self.stream.write_all(bytes).expect("the node is still reading");
+        }
+
+        /// A `NAMED` frame: `message` (already encoded, whatever its bytes) with type tag `tag`
+        /// for the process registered as `name`.
+        pub fn send_named(&mut self, name: &str, tag: u64, message: &[u8]) {
+            let mut body = postcard::to_allocvec(&(name, tag)).unwrap();
+            body.extend_from_slice(message);
+            self.write(&frame(NAMED, &body));
+        }
+    }
+}
