@@ -169,6 +169,8 @@ pub(crate) struct Reactor {
     connect_timeout: Duration,
     max_frame: u32,
     spin: Duration,
+    /// Write buffers up to this capacity are kept for reuse.
+    keep_capacity: usize,
     stats: Arc<Stats>,
 }
 
@@ -202,6 +204,7 @@ impl Reactor {
             connect_timeout: config.connect_timeout,
             max_frame: config.max_frame,
             spin: config.spin,
+            keep_capacity: (config.outgoing_limit * 2).max(1 << 20),
             stats,
         })
     }
@@ -224,6 +227,10 @@ impl Reactor {
                     Duration::ZERO
                 }
             };
+            if timeout.is_zero() {
+                // Spinning: give a thread with work (a worker, the peer) the core first.
+                std::thread::yield_now();
+            }
             let polled = self.poll.poll(&mut events, Some(timeout));
             self.io.sleeping.store(false, Ordering::SeqCst);
             if let Err(e) = polled {
@@ -596,7 +603,10 @@ impl Reactor {
                 conn.wbuf.clear();
                 conn.wpos = 0;
                 conn.uncounted = 0;
-                if conn.wbuf.capacity() > 1 << 20 {
+                if conn.wbuf.capacity() > self.keep_capacity {
+                    // A burst left a big buffer: give it back. Below this, buffers are kept
+                    // (the two of a pair are swapped back and forth), so a steady stream does
+                    // not reallocate and copy its buffer as it grows each time.
                     conn.wbuf = Vec::new();
                 }
                 let Some(peer) = &peer else { break Ok(()) };

@@ -305,6 +305,11 @@ impl Worker {
                 std::hint::spin_loop();
                 continue;
             }
+            // Let a thread that has work run first: with more runnable
+            // threads than cores (a network node's I/O thread, another OS
+            // process), a spinner that never yields holds a core for a whole
+            // time slice while the thread it waits for cannot run.
+            std::thread::yield_now();
             let now = Instant::now();
             if now.duration_since(sampled) >= SAMPLE {
                 if let Some(victim) = self.backlogged_victim(now.duration_since(sampled)) {
