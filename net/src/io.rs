@@ -572,15 +572,15 @@ impl Reactor {
         conn.phase = Phase::Up(inbound);
         conn.reader.set_max(self.max_frame);
         conn.deadline = None;
-        let link = self.link(id);
-        link.up = Some(key);
-        for waiter in link.waiters.drain(..) {
-            let _ = waiter.send(Ok(()));
-        }
+        self.link(id).up = Some(key);
         self.registry.by_id(id).with_out(|out| {
             out.state = State::Up;
             out.notified = true;
         });
+        // Only now: a `connect` that returns Ok finds the peer in `nodes()`.
+        for waiter in self.link(id).waiters.drain(..) {
+            let _ = waiter.send(Ok(()));
+        }
         tracing::info!(peer = %peer.name, creation = peer.creation, "connected");
     }
 
