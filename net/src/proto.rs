@@ -193,3 +193,123 @@ pub(crate) fn apply(inbound: &Inbound, frame: Frame<'_>) -> Result<(), ProtocolE
         kind => Err(ProtocolError::UnknownKind(kind)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use krarup_runtime::dist::{attach, Distribution, Route};
+    use krarup_runtime::{ExitReason, Runtime};
+
+    use super::*;
+    use crate::frame::tests::XorShift;
+    use crate::frame::FrameReader;
+
+    /// A network layer that reaches nobody.
+    struct Nowhere;
+
+    impl Distribution for Nowhere {
+        fn route(&self, _node: &str) -> Option<Arc<dyn Route>> {
+            None
+        }
+    }
+
+    const PEER: &str = "peer@127.0.0.1:1";
+
+    /// Bodies of every kind, encoded as a peer would (Pids of the peer and of ours).
+    fn seeds(rt: &Runtime, peer_node: u32) -> Vec<(u8, Vec<u8>)> {
+        let ours = rt.spawn(async {
+            krarup_runtime::recv::<u64>().await;
+        });
+        let theirs = Pid::from_parts(peer_node, 3, 1);
+        let wire = Wire::new(peer_node, "me@127.0.0.1:2");
+        let mut out = Vec::new();
+        let mut add = |kind: u8, f: &dyn Fn(&mut Vec<u8>)| {
+            let mut body = Vec::new();
+            f(&mut body);
+            out.push((kind, body));
+        };
+        add(SEND, &|b| {
+            wire.encode(&(ours, 7u64, None::<u64>), b).unwrap();
+            wire.encode(&42u64, b).unwrap();
+        });
+        add(NAMED, &|b| wire.encode(&("server", 7u64, 42u64), b).unwrap());
+        add(EXIT, &|b| wire.encode(&(theirs, ours, ExitReason::Killed, true), b).unwrap());
+        add(LINK, &|b| wire.encode(&(theirs, ours), b).unwrap());
+        add(UNLINK, &|b| wire.encode(&(theirs, ours), b).unwrap());
+        add(DOWN, &|b| wire.encode(&(theirs, ExitReason::Normal), b).unwrap());
+        add(TICK, &|_| {});
+        out
+    }
+
+    fn mutate(rng: &mut XorShift, bytes: &mut Vec<u8>) {
+        for _ in 0..1 + rng.below(4) {
+            match rng.below(4) {
+                0 if !bytes.is_empty() => {
+                    let i = rng.below(bytes.len());
+                    bytes[i] ^= 1 << rng.below(8);
+                }
+                1 if !bytes.is_empty() => bytes.truncate(rng.below(bytes.len())),
+                2 => {
+                    let i = rng.below(bytes.len() + 1);
+                    bytes.insert(i, rng.next() as u8);
+                }
+                _ => {
+                    let i = rng.below(bytes.len() + 1);
+                    bytes.splice(i..i, std::iter::repeat_n(0xff, rng.below(12)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn random_and_mutated_frames_never_panic_the_decoder() {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let local = attach(&rt, "me@127.0.0.1:2", 9, Arc::new(Nowhere)).unwrap();
+        let inbound = local.inbound(PEER, 5);
+        let seeds = seeds(&rt, inbound.origin());
+        let mut rng = XorShift::new(0x5eed);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut tried = 0;
+        while tried < 200_000 && Instant::now() < deadline {
+            let (kind, body) = if rng.below(4) == 0 {
+                let len = rng.below(48);
+                (16 + rng.below(12) as u8, (0..len).map(|_| rng.next() as u8).collect())
+            } else {
+                let (kind, body) = &seeds[rng.below(seeds.len())];
+                let mut body = body.clone();
+                mutate(&mut rng, &mut body);
+                (if rng.below(8) == 0 { rng.next() as u8 } else { *kind }, body)
+            };
+            let mut bytes = Vec::new();
+            crate::frame::push(&mut bytes, kind, &body, 1 << 20).unwrap();
+            let mut reader = FrameReader::new(1 << 20);
+            reader.extend_from_slice(&bytes);
+            let frame = reader.next_frame().unwrap().unwrap();
+            let _ = apply(&inbound, frame);
+            tried += 1;
+        }
+        assert!(tried >= 1000, "only {tried} frames in the time allowed");
+    }
+
+    #[test]
+    fn a_send_frame_reaches_its_process_and_trailing_bytes_or_unknown_kinds_are_errors() {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let local = attach(&rt, "me@127.0.0.1:2", 9, Arc::new(Nowhere)).unwrap();
+        let inbound = local.inbound(PEER, 5);
+        let mut mailbox = rt.mailbox();
+        let wire = Wire::new(inbound.origin(), "me@127.0.0.1:2");
+        let mut body = Vec::new();
+        wire.encode(&(mailbox.pid(), krarup_runtime::dist::tag_of::<u64>(), None::<u64>), &mut body).unwrap();
+        wire.encode(&42u64, &mut body).unwrap();
+        apply(&inbound, Frame { kind: SEND, body: &body }).unwrap();
+        assert_eq!(mailbox.blocking_recv_timeout::<u64>(Duration::from_secs(5)), Some(42));
+        // Trailing bytes after a link's body.
+        let mut body = Vec::new();
+        wire.encode(&(mailbox.pid(), mailbox.pid()), &mut body).unwrap();
+        body.push(0);
+        assert!(matches!(apply(&inbound, Frame { kind: LINK, body: &body }), Err(ProtocolError::Trailing { .. })));
+        assert!(matches!(apply(&inbound, Frame { kind: 99, body: &[] }), Err(ProtocolError::UnknownKind(99))));
+    }
+}
