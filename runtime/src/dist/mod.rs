@@ -24,7 +24,9 @@
 //!   exactly as its local counterpart, under the same locks. Frames that
 //!   name a process of a third node, or a peer's process as acting for
 //!   another node, are refused ([`Refused`]): the network layer closes the
-//!   connection.
+//!   connection. A Pid of an earlier incarnation of this node (the peer
+//!   learned it before this node restarted) names a dead process: what is
+//!   sent to it is dropped, a link or monitor of it gets `NoProc`.
 //! - **Loss.** When a connection is gone, [`Inbound::node_down`] fires every
 //!   link and monitor between a local process and a process of that node
 //!   with `NoConnection`, and forgets the peer's links and monitors on local
@@ -359,11 +361,22 @@ impl Inbound {
         self.view.decode_prefix(bytes)
     }
 
-    fn local(&self, pid: Pid) -> Result<Pid, Refused> {
+    /// A Pid the peer addresses here: `Some` for a process of this
+    /// incarnation, `None` for one of an earlier incarnation of this node
+    /// (decoded as a dead Pid, see `wire.rs`; the peer learned it before we
+    /// restarted): as in Erlang, what is sent to it is dropped, and a link
+    /// or monitor of it gets `NoProc`.
+    ///
+    /// # Errors
+    /// [`Refused`] for a process of another node.
+    fn local(&self, pid: Pid) -> Result<Option<Pid>, Refused> {
         if pid.node() == self.view.local {
-            Ok(pid)
-        } else {
-            Err(Refused("a frame addressed to a process of another node"))
+            return Ok(Some(pid));
+        }
+        let own = self.shared.dist.get().map(|a| a.name);
+        match crate::node::lookup_remote(pid.node()) {
+            Some(remote) if Some(remote.name) == own => Ok(None),
+            _ => Err(Refused("a frame addressed to a process of another node")),
         }
     }
 
@@ -375,6 +388,16 @@ impl Inbound {
         }
     }
 
+    /// As [`Inbound::peers`], but also a process of an earlier incarnation
+    /// of the peer: the sender of the `NoProc` exit signal or `Down` with
+    /// which the peer answers a link or monitor of such a process.
+    fn peers_any_incarnation(&self, pid: Pid) -> Result<Pid, Refused> {
+        match crate::node::lookup_remote(pid.node()) {
+            Some(remote) if pid.node() == self.view.origin || remote.name == self.peer => Ok(pid),
+            _ => Err(Refused("a frame acting for a process of another node")),
+        }
+    }
+
     /// A message for local process `to`: kept as bytes with its type tag
     /// until a receive asks for that type (see `remote.rs`). A message to a
     /// process that is not alive — or, with a `guard`, that no longer
@@ -383,7 +406,10 @@ impl Inbound {
     /// # Errors
     /// [`Refused`] if `to` is not a process of this node.
     pub fn deliver(&self, to: Pid, tag: u64, guard: Option<u64>, payload: &[u8]) -> Result<(), Refused> {
-        let to = self.local(to)?;
+        let Some(to) = self.local(to)? else {
+            self.shared.count_dropped();
+            return Ok(());
+        };
         let message = RemoteMessage::new(tag, self.view, guard, payload);
         remote::deliver(&self.shared, to, message, guard);
         Ok(())
@@ -409,7 +435,8 @@ impl Inbound {
     /// # Errors
     /// [`Refused`] if the Pids are not the peer's and ours.
     pub fn exit(&self, from: Pid, to: Pid, reason: ExitReason, link: bool) -> Result<(), Refused> {
-        let (from, to) = (self.peers(from)?, self.local(to)?);
+        let from = if link { self.peers_any_incarnation(from)? } else { self.peers(from)? };
+        let Some(to) = self.local(to)? else { return Ok(()) };
         let via = if link { crate::signal::Via::Link } else { crate::signal::Via::Exit };
         crate::signal::send_signal(to, from, &reason, via);
         Ok(())
@@ -421,8 +448,11 @@ impl Inbound {
     /// # Errors
     /// [`Refused`] if the Pids are not the peer's and ours.
     pub fn link(&self, from: Pid, to: Pid) -> Result<(), Refused> {
-        let (from, to) = (self.peers(from)?, self.local(to)?);
-        ops::link_arrived(from, to);
+        let from = self.peers(from)?;
+        match self.local(to)? {
+            Some(to) => ops::link_arrived(from, to),
+            None => ops::exit_remote(to, from, &ExitReason::NoProc, crate::signal::Via::Link),
+        }
         Ok(())
     }
 
@@ -431,7 +461,8 @@ impl Inbound {
     /// # Errors
     /// [`Refused`] if the Pids are not the peer's and ours.
     pub fn unlink(&self, from: Pid, to: Pid) -> Result<(), Refused> {
-        let (from, to) = (self.peers(from)?, self.local(to)?);
+        let from = self.peers(from)?;
+        let Some(to) = self.local(to)? else { return Ok(()) };
         crate::link::with_extras_of(to, |e| e.links.retain(|&p| p != from));
         Ok(())
     }
@@ -444,8 +475,10 @@ impl Inbound {
     /// [`Refused`] if the watcher is not the peer's and the target ours.
     pub fn monitor(&self, reference: MonitorRef) -> Result<(), Refused> {
         self.peers(reference.watcher())?;
-        self.local(reference.target())?;
-        ops::monitor_arrived(reference);
+        match self.local(reference.target())? {
+            Some(_) => ops::monitor_arrived(reference),
+            None => ops::down_remote(reference, &ExitReason::NoProc),
+        }
         Ok(())
     }
 
@@ -455,7 +488,9 @@ impl Inbound {
     /// [`Refused`] if the watcher is not the peer's and the target ours.
     pub fn demonitor(&self, reference: MonitorRef) -> Result<(), Refused> {
         self.peers(reference.watcher())?;
-        self.local(reference.target())?;
+        if self.local(reference.target())?.is_none() {
+            return Ok(());
+        }
         crate::link::with_extras_of(reference.target(), |e| crate::monitor::forget(&mut e.monitors, reference));
         Ok(())
     }
@@ -465,8 +500,10 @@ impl Inbound {
     /// # Errors
     /// [`Refused`] if the target is not the peer's and the watcher ours.
     pub fn down(&self, reference: MonitorRef, reason: ExitReason) -> Result<(), Refused> {
-        self.peers(reference.target())?;
-        self.local(reference.watcher())?;
+        self.peers_any_incarnation(reference.target())?;
+        if self.local(reference.watcher())?.is_none() {
+            return Ok(());
+        }
         ops::down_arrived(reference, reason);
         Ok(())
     }
