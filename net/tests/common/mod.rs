@@ -116,6 +116,16 @@ pub async fn recv_bounded<T: Message>() -> T {
     }
 }
 
+/// Inside a process: monitors `pid` and waits for it to exit; its exit reason.
+pub async fn exit_reason_of(pid: Pid) -> krarup_runtime::ExitReason {
+    use krarup_runtime::{monitor, receive, Down};
+    let reference = monitor(pid);
+    receive! {
+        down: Down if down.reference == reference => down.reason,
+        after TIMEOUT => panic!("{pid:?} did not exit within {TIMEOUT:?}"),
+    }
+}
+
 /// Waits until `condition` holds, at most [`TIMEOUT`]; for what no message reports (counters
 /// bumped by an I/O thread, `nodes()`).
 pub fn wait_until(what: impl Debug, mut condition: impl FnMut() -> bool) {
