@@ -1,8 +1,8 @@
 //! krarup: Erlang-style processes, mailboxes and selective receive for Rust.
 //!
-//! This facade re-exports the runtime ([`krarup_runtime`]) and, as they land,
-//! the network node and the RPC stubs. Most programs need only the
-//! [`prelude`].
+//! This facade re-exports the runtime ([`krarup_runtime`]), the network node
+//! ([`net`]) and, once it lands, the RPC stubs. Most programs need only the
+//! [`prelude`], and [`net::Node`] to be a node of a network.
 //!
 //! ```
 //! use krarup::prelude::*;
@@ -23,7 +23,9 @@
 
 pub use krarup_runtime::*;
 
-/// The network node (placeholder until it lands).
+/// The network node: [`Node::start`](net::Node::start) makes a runtime the
+/// node `name@host:port`, and from then on `send`, links, monitors and
+/// [`send_named_at`] reach processes of other nodes as they reach local ones.
 pub use krarup_net as net;
 
 /// What most krarup programs use, in one import.
@@ -31,8 +33,8 @@ pub mod prelude {
     pub use krarup_runtime::gen_server::{self, CallReply, Flow, GenServer, ServerRef};
     pub use krarup_runtime::{
         call, call_local, demonitor, exit, link, monitor, monitor_name, receive, recv, recv_local, recv_timeout,
-        register, self_pid, send, send_after, send_local, send_named, sleep, spawn, spawn_blocking, spawn_link,
-        spawn_monitor, trap_exit, try_recv, unlink, unregister, whereis, yield_now, AnyMessage, CallError, Down, Exit,
-        ExitReason, Mailbox, Message, MonitorRef, Pid, ReplyTo, Runtime,
+        register, self_pid, send, send_after, send_local, send_named, send_named_at, sleep, spawn, spawn_blocking,
+        spawn_link, spawn_monitor, trap_exit, try_recv, unlink, unregister, whereis, yield_now, AnyMessage, CallError,
+        Down, Exit, ExitReason, Mailbox, Message, MonitorRef, Pid, ReplyTo, Runtime,
     };
 }
