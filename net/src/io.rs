@@ -20,6 +20,12 @@
 //! - **Nothing read can panic this thread**: frames are length-checked before they are buffered,
 //!   handshake and distribution frames decode into `Result`s, and any error closes only the
 //!   connection it came on, with a logged reason.
+//! - **Fairness.** One connection's reads stop after [`READ_BUDGET`] bytes per turn; the
+//!   connection goes on `unread` and is read again on the next turn of the loop, after the other
+//!   connections' events, the commands and the timers (the socket is edge-triggered: no new
+//!   event would come for bytes already there). A peer that sends faster than this node can
+//!   take its frames cannot starve the thread: its own connection still carries our writes and
+//!   heartbeats, and the other connections are served.
 //! - **Wake-ups.** The thread polls without sleeping for `spin` after its last piece of work, then
 //!   sets `sleeping` and sleeps in `epoll_wait`; a sender wakes it through the `Waker` only if
 //!   `sleeping` is set (both `SeqCst`, and the thread re-checks the channel after setting it).
@@ -47,6 +53,8 @@ use crate::{proto, NodeDown};
 pub(crate) const WAKER: Token = Token(0);
 pub(crate) const LISTENER: Token = Token(1);
 const FIRST_CONN: usize = 2;
+/// Bytes read from one connection before the thread turns to other work (see Fairness).
+const READ_BUDGET: usize = 256 << 10;
 
 /// What senders and the node's handle ask of the I/O thread.
 pub(crate) enum Command {
@@ -158,6 +166,8 @@ pub(crate) struct Reactor {
     poll: Poll,
     listener: TcpListener,
     conns: Slab<Conn>,
+    /// Connections whose reads stopped at [`READ_BUDGET`] with bytes left to read.
+    unread: Vec<usize>,
     links: Vec<Link>,
     rx: Receiver<Command>,
     io: Arc<Io>,
@@ -193,6 +203,7 @@ impl Reactor {
             poll,
             listener,
             conns: Slab::new(),
+            unread: Vec::new(),
             links: Vec::new(),
             rx,
             io,
@@ -217,7 +228,7 @@ impl Reactor {
         let mut idle_since = Instant::now();
         loop {
             let now = Instant::now();
-            let timeout = if now.duration_since(idle_since) < self.spin {
+            let timeout = if now.duration_since(idle_since) < self.spin || !self.unread.is_empty() {
                 Duration::ZERO
             } else {
                 self.io.sleeping.store(true, Ordering::SeqCst);
@@ -251,6 +262,10 @@ impl Reactor {
                         event.is_writable(),
                     ),
                 }
+            }
+            for key in std::mem::take(&mut self.unread) {
+                busy = true;
+                self.on_event(key, true, false);
             }
             while let Ok(command) = self.rx.try_recv() {
                 busy = true;
@@ -449,8 +464,9 @@ impl Reactor {
         Ok(true)
     }
 
-    /// Reads until `WouldBlock`, applying every complete frame after each read.
+    /// Reads until `WouldBlock` or [`READ_BUDGET`], applying every complete frame after each read.
     fn read(&mut self, key: usize) -> Result<(), Close> {
+        let mut budget = READ_BUDGET;
         loop {
             let conn = &mut self.conns[key];
             match conn.reader.read_from(&mut conn.socket) {
@@ -466,6 +482,12 @@ impl Reactor {
                     self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                     self.frames(key)?;
                     if !self.conns.contains(key) {
+                        return Ok(());
+                    }
+                    budget = budget.saturating_sub(n);
+                    if budget == 0 {
+                        // More may be waiting: read it on the next turn (see Fairness).
+                        self.unread.push(key);
                         return Ok(());
                     }
                 }
