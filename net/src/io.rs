@@ -708,7 +708,11 @@ impl Reactor {
     fn peer_down(&mut self, id: usize, unsent: usize, reason: &str) {
         let peer = self.registry.by_id(id);
         peer.go_down(unsent, State::Down);
-        self.local.node_down(peer.name.as_str());
+        // Idle again as soon as the scan has collected what fires, before anything fires: who
+        // hears of the loss (a Down, an Exit, NodeDown, a failed connect) and sends at once
+        // connects again, rather than having the message refused. The connection itself is
+        // made only after this function, on this thread.
+        self.local.node_down_then(peer.name.as_str(), || peer.go_idle());
         let link = self.link(id);
         let monitors = std::mem::take(&mut link.node_monitors);
         let waiters = std::mem::take(&mut link.waiters);
@@ -718,7 +722,6 @@ impl Reactor {
         for waiter in waiters {
             let _ = waiter.send(Err(ConnectError::Failed(reason.to_owned())));
         }
-        peer.go_idle();
     }
 
     /// Heartbeats and handshake deadlines.

@@ -307,7 +307,17 @@ impl LocalNode {
     /// forgotten. Call it once the route refuses new items for `peer`
     /// (answers [`Sent::Unreachable`]), so none is set up behind the scan.
     pub fn node_down(&self, peer: &str) {
-        ops::node_down(&self.shared, peer);
+        ops::node_down(&self.shared, peer, || {});
+    }
+
+    /// [`node_down`](LocalNode::node_down), calling `scanned` once every
+    /// link and monitor to fire is collected and before any fires: the
+    /// moment for the route to take items again, so that a process that
+    /// hears of the loss (its `Down` or `Exit`) and sends at once starts a
+    /// new connection instead of having its message refused. A link or
+    /// monitor set up after `scanned` is not among those that fire.
+    pub fn node_down_then(&self, peer: &str, scanned: impl FnOnce()) {
+        ops::node_down(&self.shared, peer, scanned);
     }
 }
 

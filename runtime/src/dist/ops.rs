@@ -134,11 +134,12 @@ pub(crate) fn down_arrived(reference: MonitorRef, reason: ExitReason) {
     crate::send::deliver_unless(reference.watcher(), down, |extras| !forget(&mut extras.watching, reference));
 }
 
-/// See [`super::LocalNode::node_down`].
-pub(crate) fn node_down(shared: &Shared, peer: &str) {
+/// See [`super::LocalNode::node_down_then`]: `scanned` runs once what is
+/// to fire is collected, before anything fires.
+pub(crate) fn node_down(shared: &Shared, peer: &str, scanned: impl FnOnce()) {
     let entries = crate::node::remotes_named(shared.node, peer);
     if entries.is_empty() {
-        return;
+        return scanned();
     }
     let of_peer = |pid: Pid| entries.contains(&pid.node());
     let mut signals = Vec::new();
@@ -160,6 +161,7 @@ pub(crate) fn node_down(shared: &Shared, peer: &str) {
         });
         extras.monitors.retain(|reference| !of_peer(reference.watcher()));
     });
+    scanned();
     let pid_of = |(index, serial): (u32, u32)| Pid::from_parts(shared.node, index, serial);
     for (local, other) in signals {
         send_signal(pid_of(local), other, &ExitReason::NoConnection, Via::Link);
