@@ -250,6 +250,8 @@ impl Reactor {
                     return self.shut_down();
                 }
             }
+            // Connections left with bytes to read last turn; those read now wait for the next.
+            let unread = std::mem::take(&mut self.unread);
             let mut busy = false;
             for event in events.iter() {
                 busy = true;
@@ -263,7 +265,7 @@ impl Reactor {
                     ),
                 }
             }
-            for key in std::mem::take(&mut self.unread) {
+            for key in unread {
                 busy = true;
                 self.on_event(key, true, false);
             }
