@@ -231,26 +231,35 @@ fn garbage_after_the_handshake_closes_only_that_connection() {
 }
 
 #[test]
-fn frames_for_or_from_a_third_nodes_process_are_refused() {
+fn a_frame_from_a_third_nodes_process_is_refused_and_one_for_an_earlier_incarnation_is_dropped() {
     let (b, c) = b_and_c(default_b());
     let echo_pid = b.rt.whereis("echo").unwrap();
     let name = "raw@127.0.0.1:1";
 
-    // A message to a process of node x: only this node's processes are addressable here.
+    // A message's receiver is written as (index, serial, creation) of a process of the node it
+    // is sent to: a third node's process cannot even be named. One with a creation that is not
+    // b's (a process of an earlier b) is a dead process: the message is dropped and counted,
+    // and the connection stays.
     let mut peer = raw::Peer::connect(b.port(), b.name(), name, COOKIE.as_bytes());
-    let third = (2u8, 0u32, 0u32, "x@127.0.0.1:9", 1u32);
-    let mut body = postcard::to_allocvec(&(third, tag_of::<u64>(), None::<u64>)).unwrap();
+    let dropped = b.rt.stats().dropped_messages;
+    let mut body = Vec::new();
+    for word in [echo_pid.index(), echo_pid.serial(), peer.node_creation.wrapping_add(1)] {
+        body.extend_from_slice(&word.to_le_bytes());
+    }
+    body.extend_from_slice(&tag_of::<u64>().to_le_bytes());
+    body.extend_from_slice(&0u64.to_le_bytes());
     body.extend_from_slice(&postcard::to_allocvec(&5u64).unwrap());
     peer.write(&raw::frame(raw::SEND, &body));
-    raw::until_closed(&mut peer.stream);
-    wait_bad_input(&b, 1);
+    wait_until("b drops the message for an earlier incarnation", || b.rt.stats().dropped_messages > dropped);
+    assert_eq!(b.node.stats().bad_input, 0);
+    let third = (2u8, 0u32, 0u32, "x@127.0.0.1:9", 1u32);
 
     // A link that claims to come from a process of node x, to b's echo.
     let mut peer = raw::Peer::connect(b.port(), b.name(), name, COOKIE.as_bytes());
     let echo = (1u8, echo_pid.index(), echo_pid.serial(), peer.node_creation);
     peer.write(&raw::frame(19, &postcard::to_allocvec(&(third, echo)).unwrap()));
     raw::until_closed(&mut peer.stream);
-    wait_bad_input(&b, 2);
+    wait_bad_input(&b, 1);
     assert!(krarup_runtime::is_alive(echo_pid));
     assert_serves(&b, &c);
 }

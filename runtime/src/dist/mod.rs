@@ -425,6 +425,22 @@ impl Inbound {
         Ok(())
     }
 
+    /// The local process a peer names in the compact form of
+    /// [`Wire::receiver`]: None if the creation is not ours (a Pid of an
+    /// earlier incarnation of this node, which is dead).
+    pub fn receiver(&self, [index, serial, creation]: [u32; 3]) -> Option<Pid> {
+        (creation == self.view.own_creation).then(|| Pid::from_parts(self.view.local, index, serial))
+    }
+
+    /// [`Inbound::deliver`] to a Pid from [`Inbound::receiver`]: None (a
+    /// dead Pid) drops the message and counts it.
+    pub fn deliver_to(&self, to: Option<Pid>, tag: u64, guard: Option<u64>, payload: &[u8]) {
+        match to {
+            Some(to) => remote::deliver(&self.shared, to, RemoteMessage::new(tag, self.view, guard, payload), guard),
+            None => self.shared.count_dropped(),
+        }
+    }
+
     /// A message for the process registered as `name` here; false (the
     /// message dropped) if no process has the name.
     pub fn deliver_named(&self, name: &str, tag: u64, payload: &[u8]) -> bool {

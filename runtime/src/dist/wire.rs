@@ -97,6 +97,14 @@ impl Wire {
         self.peer
     }
 
+    /// `pid`'s index, serial and node incarnation, if it is a process of
+    /// the peer: the compact form of a message's receiver, decoded with
+    /// [`Inbound::receiver`](super::Inbound::receiver).
+    pub fn receiver(&self, pid: Pid) -> Option<[u32; 3]> {
+        let (name, creation) = node_identity(pid.node());
+        (name == self.peer).then_some([pid.index(), pid.serial(), creation])
+    }
+
     /// Appends the postcard encoding of `value` to `buf`, Pids translated
     /// for the peer. On error `buf` is left as it was.
     ///
