@@ -709,7 +709,8 @@ impl Reactor {
     /// Peer `id` is unreachable: see the module's invariants.
     fn peer_down(&mut self, id: usize, unsent: usize, reason: &str) {
         let peer = self.registry.by_id(id);
-        peer.go_down(unsent, State::Down);
+        let lost = peer.go_down(unsent, State::Down);
+        self.local.lost(lost);
         // Idle again as soon as the scan has collected what fires, before anything fires: who
         // hears of the loss (a Down, an Exit, NodeDown, a failed connect) and sends at once
         // connects again, rather than having the message refused. The connection itself is
@@ -758,13 +759,20 @@ impl Reactor {
     /// them fired.
     fn shut_down(mut self) {
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        // What is queued goes out if the sockets take it now (best effort: no waiting).
+        for &key in &keys {
+            if let Phase::Up(_) = self.conns[key].phase {
+                let _ = self.pump(key);
+            }
+        }
         for key in keys {
             if let Some(mut conn) = self.conns.try_remove(key) {
                 let _ = self.poll.registry().deregister(&mut conn.socket);
             }
         }
         for peer in self.registry.all() {
-            peer.go_down(0, State::Closed);
+            let lost = peer.go_down(0, State::Closed);
+            self.local.lost(lost);
             if !self.local.is_shut_down() {
                 self.local.node_down(peer.name.as_str());
             }

@@ -136,19 +136,19 @@ impl Peer {
 
     /// I/O thread: the connection is gone (or the node shuts down): refuse items from now on,
     /// discard what was queued, release every sender held back. `unsent` bytes of the
-    /// connection's write buffer are discarded too.
-    pub(crate) fn go_down(&self, unsent: usize, state: State) {
-        let discarded = {
+    /// connection's write buffer are discarded too. Returns how many messages were queued and
+    /// never handed to a connection (those in `unsent` were, as bytes in flight are).
+    pub(crate) fn go_down(&self, unsent: usize, state: State) -> u64 {
+        let buf = {
             let mut out = self.out.lock();
             out.state = state;
             out.notified = false;
-            let n = out.buf.len();
-            out.buf = Vec::new();
-            n
+            std::mem::take(&mut out.buf)
         };
-        self.written(discarded + unsent);
+        self.written(buf.len() + unsent);
         self.gate.open();
         self.space.notify_all();
+        messages_in(&buf)
     }
 
     /// I/O thread: node_down has run; the next item connects again.
@@ -233,5 +233,34 @@ impl Route for Peer {
             return Sent::Busy(self.gate.clone());
         }
         Sent::Queued
+    }
+}
+
+/// How many message frames (`SEND`, `NAMED`) `buf`, a sequence of whole frames, holds.
+fn messages_in(buf: &[u8]) -> u64 {
+    let mut count = 0;
+    let mut at = 0;
+    while let Some(header) = buf.get(at..at + 5) {
+        if matches!(header[4], proto::SEND | proto::NAMED) {
+            count += 1;
+        }
+        at += 4 + u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame;
+
+    #[test]
+    fn discarded_messages_are_counted_by_frame_and_ticks_are_not() {
+        let mut buf = Vec::new();
+        for kind in [proto::SEND, proto::TICK, proto::NAMED, proto::LINK, proto::SEND] {
+            frame::push(&mut buf, kind, &[7; 30], 1 << 20).unwrap();
+        }
+        assert_eq!(messages_in(&buf), 3);
+        assert_eq!(messages_in(&[]), 0);
     }
 }

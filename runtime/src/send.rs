@@ -159,7 +159,12 @@ fn deliver_from_afar(to: Pid, env: Envelope, refuse: impl FnOnce(&mut Extras) ->
 /// Counts a message dropped because its Pid named no running runtime, or
 /// a node that could not be reached.
 pub(crate) fn count_unroutable() {
-    UNROUTABLE.fetch_add(1, Ordering::Relaxed);
+    count_unroutable_n(1);
+}
+
+/// Counts `n` messages lost on their way to an unreachable node.
+pub(crate) fn count_unroutable_n(n: u64) {
+    UNROUTABLE.fetch_add(n, Ordering::Relaxed);
 }
 
 /// Messages dropped because their Pid named no running runtime, or a node

@@ -319,6 +319,13 @@ impl LocalNode {
     pub fn node_down_then(&self, peer: &str, scanned: impl FnOnce()) {
         ops::node_down(&self.shared, peer, scanned);
     }
+
+    /// `messages` messages queued for a node that became unreachable
+    /// before they were sent: dropped, as Erlang drops them, and counted
+    /// (in [`RuntimeStats::unroutable_messages`](crate::RuntimeStats)).
+    pub fn lost(&self, messages: u64) {
+        crate::send::count_unroutable_n(messages);
+    }
 }
 
 /// A frame that broke the protocol: the network layer should close the
