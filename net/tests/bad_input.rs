@@ -1,8 +1,8 @@
 //! Hostile and broken peers: wrong cookies, versions and names, garbage before and after the
 //! handshake, oversize and truncated frames, frames that address what they may not, undecodable
 //! messages. Each is refused or closed with a reason (the `REFUSE` a hand-made peer reads, the
-//! error `connect` returns, the node's `bad_input` count), and the node goes on serving its
-//! other connections: every test ends with node c still talking to node b.
+//! error `connect` returns, the warning the node logs, its `bad_input` count), and the node goes
+//! on serving its other connections: every test ends with node c still talking to node b.
 
 mod common;
 
@@ -10,7 +10,8 @@ use std::io::Write;
 use std::net::Shutdown;
 use std::time::Duration;
 
-use common::{echo, expect_msg, raw, recv_bounded, wait_until, Ping, Pong, Side, COOKIE};
+use common::logs::expect_warning;
+use common::{echo, expect_msg, logs, raw, recv_bounded, wait_until, Ping, Pong, Side, COOKIE};
 use krarup_net::{ConnectError, NodeConfig};
 use krarup_runtime::dist::tag_of;
 use krarup_runtime::{self_pid, send_named_at};
@@ -19,6 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 /// Node b, with an echo registered as "echo", and node c connected to it and talking.
 fn b_and_c(config: NodeConfig) -> (Side, Side) {
+    logs::capture();
     let b = Side::with(config);
     let echo_pid = b.rt.spawn(echo());
     b.rt.register("echo", echo_pid).unwrap();
@@ -63,12 +65,14 @@ fn a_wrong_cookie_is_refused_with_a_clear_error_on_both_sides() {
         other => panic!("connecting with the wrong cookie: {other:?}"),
     }
     assert_eq!(a.node.stats().bad_input, 1, "a closed the connection: b's proof did not check out");
+    expect_warning(&["bad input", b.name(), "failed the cookie challenge"]);
     wait_bad_input(&b, 1);
+    expect_warning(&["bad input", a.name(), "refused the connection", "wrong cookie"]);
     assert!(a.node.nodes().is_empty() && !b.node.nodes().contains(&a.name().to_owned()));
 
     // b tells a peer with the wrong cookie why it is refused.
     let mut stream = raw::dial(b.port());
-    let hello = raw::Hello { version: raw::VERSION, name: "raw@127.0.0.1:1", creation: 1, challenge: [1; 32] };
+    let hello = raw::Hello { version: raw::VERSION, name: "wrongcookie@127.0.0.1:1", creation: 1, challenge: [1; 32] };
     stream.write_all(&raw::frame(raw::HELLO, &postcard::to_allocvec(&hello).unwrap())).unwrap();
     let (kind, _) = raw::read_frame(&mut stream).expect("a CHALLENGE");
     assert_eq!(kind, raw::CHALLENGE);
@@ -76,6 +80,7 @@ fn a_wrong_cookie_is_refused_with_a_clear_error_on_both_sides() {
     let reasons = refusals(&raw::until_closed(&mut stream));
     assert!(reasons.iter().any(|r| r.contains("cookie")), "b's refusal: {reasons:?}");
     wait_bad_input(&b, 2);
+    expect_warning(&["bad input", "wrongcookie@127.0.0.1:1", "failed the cookie challenge"]);
     assert_serves(&b, &c);
 }
 
@@ -88,6 +93,7 @@ fn another_protocol_version_is_refused_with_the_reason() {
     let reasons = refusals(&raw::until_closed(&mut stream));
     assert!(reasons.iter().any(|r| r.contains("version")), "b's refusal: {reasons:?}");
     wait_bad_input(&b, 1);
+    expect_warning(&["bad input", "protocol version mismatch: this node speaks version 1, the peer 2 "]);
     assert_serves(&b, &c);
 }
 
@@ -100,11 +106,13 @@ fn an_invalid_node_name_in_hello_is_refused() {
     let reasons = refusals(&raw::until_closed(&mut stream));
     assert!(reasons.iter().any(|r| r.contains("name@host:port")), "b's refusal: {reasons:?}");
     wait_bad_input(&b, 1);
+    expect_warning(&["bad input", "invalid node name \"no at sign\""]);
     assert_serves(&b, &c);
 }
 
 #[test]
 fn a_node_answering_with_another_name_is_refused() {
+    logs::capture();
     let a = Side::start("a");
     let impostor = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = impostor.local_addr().unwrap().port();
@@ -137,6 +145,7 @@ fn a_node_answering_with_another_name_is_refused() {
     let reasons = fake.join().unwrap();
     assert!(reasons.iter().any(|r| r.contains(&answering)), "a's refusal: {reasons:?}");
     assert_eq!(a.node.stats().bad_input, 1);
+    expect_warning(&["bad input", &format!("dialed {dialed} but the node that answered is {answering}")]);
     assert!(a.node.nodes().is_empty());
 }
 
@@ -149,6 +158,8 @@ fn garbage_before_the_handshake_closes_only_that_connection() {
     http.write_all(b"GET / HTTP/1.1\r\nHost: b\r\n\r\n").unwrap();
     raw::until_closed(&mut http);
     wait_bad_input(&b, 1);
+    let get = u32::from_le_bytes(*b"GET ");
+    expect_warning(&["bad input", &format!("frame of {get} bytes exceeds the maximum frame size of 4096 ")]);
 
     // A well-formed frame of a kind the handshake does not have.
     let mut odd = raw::dial(b.port());
@@ -156,12 +167,14 @@ fn garbage_before_the_handshake_closes_only_that_connection() {
     let reasons = refusals(&raw::until_closed(&mut odd));
     assert!(reasons.iter().any(|r| r.contains("kind 99")), "b's refusal: {reasons:?}");
     wait_bad_input(&b, 2);
+    expect_warning(&["bad input", "unexpected handshake message of kind 99 "]);
 
     // A distribution frame before any handshake.
     let mut early = raw::dial(b.port());
     early.write_all(&raw::frame(raw::TICK, &[])).unwrap();
     raw::until_closed(&mut early);
     wait_bad_input(&b, 3);
+    expect_warning(&["bad input", "unexpected handshake message of kind 24 while waiting for HELLO"]);
     assert_serves(&b, &c);
 }
 
@@ -174,13 +187,19 @@ fn an_oversize_length_prefix_closes_the_connection_before_its_body_arrives() {
     before.write_all(&u32::MAX.to_le_bytes()).unwrap();
     raw::until_closed(&mut before);
     wait_bad_input(&b, 1);
+    expect_warning(&["bad input", "frame of 4294967295 bytes exceeds the maximum frame size of 4096 "]);
 
     // After it: one byte past the node's maximum frame, its kind, and nothing more.
-    let mut after = raw::Peer::connect(b.port(), b.name(), "raw@127.0.0.1:1", COOKIE.as_bytes());
+    let mut after = raw::Peer::connect(b.port(), b.name(), "oversize@127.0.0.1:1", COOKIE.as_bytes());
     after.write(&((1u32 << 20) + 1).to_le_bytes());
     after.write(&[raw::SEND]);
     raw::until_closed(&mut after.stream);
     wait_bad_input(&b, 2);
+    expect_warning(&[
+        "bad input",
+        "oversize@127.0.0.1:1",
+        "frame of 1048577 bytes exceeds the maximum frame size of 1048576 ",
+    ]);
     assert_serves(&b, &c);
 }
 
@@ -196,36 +215,39 @@ fn a_truncated_frame_closes_the_connection_as_bad_input() {
     half.shutdown(Shutdown::Write).unwrap();
     raw::until_closed(&mut half);
     wait_bad_input(&b, 1);
+    expect_warning(&["bad input", "peer=None", "in the middle of a frame (truncated frame)"]);
 
     // After it: a frame announcing 100 bytes, 10 of them, then end of stream.
-    let mut peer = raw::Peer::connect(b.port(), b.name(), "raw@127.0.0.1:1", COOKIE.as_bytes());
+    let mut peer = raw::Peer::connect(b.port(), b.name(), "truncated@127.0.0.1:1", COOKIE.as_bytes());
     let frame = raw::frame(raw::SEND, &[0; 99]);
     peer.write(&frame[..15]);
     peer.stream.shutdown(Shutdown::Write).unwrap();
     raw::until_closed(&mut peer.stream);
     wait_bad_input(&b, 2);
+    expect_warning(&["bad input", "truncated@127.0.0.1:1", "(truncated frame)"]);
     assert_serves(&b, &c);
 }
 
 #[test]
 fn garbage_after_the_handshake_closes_only_that_connection() {
     let (b, c) = b_and_c(default_b());
-    let name = "raw@127.0.0.1:1";
-    let garbage: [&[u8]; 4] = [
+    let garbage: [(&[u8], &str); 4] = [
         // A kind the protocol does not have.
-        &raw::frame(200, b"junk"),
-        // A SEND whose header does not decode.
-        &raw::frame(raw::SEND, &[0xff; 3]),
+        (&raw::frame(200, b"junk"), "unexpected frame kind 200"),
+        // A SEND shorter than its header.
+        (&raw::frame(raw::SEND, &[0xff; 3]), "frame of kind 16 is shorter than its header"),
         // A handshake frame after the handshake.
-        &raw::frame(raw::HELLO, &[1, 2, 3]),
+        (&raw::frame(raw::HELLO, &[1, 2, 3]), "unexpected frame kind 1"),
         // A TICK with a body.
-        &raw::frame(raw::TICK, &[0]),
+        (&raw::frame(raw::TICK, &[0]), "frame of kind 24 has bytes after its body"),
     ];
-    for (i, bytes) in garbage.iter().enumerate() {
-        let mut peer = raw::Peer::connect(b.port(), b.name(), name, COOKIE.as_bytes());
+    for (i, (bytes, reason)) in garbage.iter().enumerate() {
+        let name = format!("garbage{i}@127.0.0.1:1");
+        let mut peer = raw::Peer::connect(b.port(), b.name(), &name, COOKIE.as_bytes());
         peer.write(bytes);
         raw::until_closed(&mut peer.stream);
         wait_bad_input(&b, i as u64 + 1);
+        expect_warning(&["bad input", &name, reason]);
         assert_serves(&b, &c);
     }
 }
@@ -255,11 +277,12 @@ fn a_frame_from_a_third_nodes_process_is_refused_and_one_for_an_earlier_incarnat
     let third = (2u8, 0u32, 0u32, "x@127.0.0.1:9", 1u32);
 
     // A link that claims to come from a process of node x, to b's echo.
-    let mut peer = raw::Peer::connect(b.port(), b.name(), name, COOKIE.as_bytes());
+    let mut peer = raw::Peer::connect(b.port(), b.name(), "thirdlink@127.0.0.1:1", COOKIE.as_bytes());
     let echo = (1u8, echo_pid.index(), echo_pid.serial(), peer.node_creation);
     peer.write(&raw::frame(19, &postcard::to_allocvec(&(third, echo)).unwrap()));
     raw::until_closed(&mut peer.stream);
     wait_bad_input(&b, 1);
+    expect_warning(&["bad input", "thirdlink@127.0.0.1:1", "a frame acting for a process of another node"]);
     assert!(krarup_runtime::is_alive(echo_pid));
     assert_serves(&b, &c);
 }
@@ -300,6 +323,7 @@ fn an_undecodable_message_is_dropped_and_counted_and_the_connection_stays() {
     });
     assert_eq!(expect_msg::<u32>(&mut inbox), 2, "the undecodable message is skipped, the next one taken");
     assert!(b.rt.stats().undecodable_messages > before);
+    expect_warning(&["message_type=\"bad_input::Picky\"", "did not decode"]);
 
     // From a hand-made peer: Picky's tag on bytes that are no u32 at all.
     let mut peer = raw::Peer::connect(b.port(), b.name(), "raw@127.0.0.1:1", COOKIE.as_bytes());

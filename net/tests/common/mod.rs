@@ -383,3 +383,80 @@ pub mod raw {
         }
     }
 }
+
+/// The warnings this test process logs, captured by a small `tracing` subscriber, so that a test
+/// can check that a connection was closed *with a logged reason*.
+///
+/// The subscriber is global (the I/O threads log on their own threads), so the log is shared by
+/// the tests of one binary: a test looks for a warning that names what only it did (its peer's
+/// name, its frame's length, its kind byte).
+pub mod logs {
+    use std::fmt::{Debug, Write as _};
+    use std::sync::{Mutex, Once};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Level, Metadata, Subscriber};
+
+    static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    /// Keeps every event at WARN or above as one line of `field=value` pairs.
+    struct Capture;
+
+    struct Line<'a>(&'a mut String);
+
+    impl Visit for Line<'_> {
+        fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+            let _ = write!(self.0, "{}={:?} ", field.name(), value);
+        }
+    }
+
+    impl Subscriber for Capture {
+        fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+            *metadata.level() <= Level::WARN
+        }
+
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+        fn event(&self, event: &Event<'_>) {
+            let mut line = String::new();
+            event.record(&mut Line(&mut line));
+            LOG.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+
+        fn enter(&self, _: &Id) {}
+
+        fn exit(&self, _: &Id) {}
+    }
+
+    /// Starts capturing (once per test binary; later calls do nothing).
+    pub fn capture() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            tracing::subscriber::set_global_default(Capture).expect("no other subscriber in the tests");
+        });
+    }
+
+    /// Waits until a warning containing every one of `parts` has been logged (at most
+    /// [`TIMEOUT`](super::TIMEOUT)); panics with the log if none is.
+    pub fn expect_warning(parts: &[&str]) {
+        let found = || {
+            let log = LOG.lock().unwrap_or_else(|e| e.into_inner());
+            log.iter().any(|line| parts.iter().all(|part| line.contains(part)))
+        };
+        let deadline = std::time::Instant::now() + super::TIMEOUT;
+        while !found() {
+            if std::time::Instant::now() >= deadline {
+                let log = LOG.lock().unwrap_or_else(|e| e.into_inner());
+                panic!("no warning with {parts:?} was logged; the warnings:\n{}", log.join("\n"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+}
