@@ -27,6 +27,11 @@ pub(crate) struct Remote {
     /// How to reach it (None: a name no network layer can reach, e.g. a
     /// Pid of a local runtime that has no network name).
     pub(crate) route: Option<Arc<dyn Route>>,
+    /// The local node that sees it this way, and that node's incarnation
+    /// (0 if it had no network when this entry was made): with the entry's
+    /// number, the whole decoding view of a message it sent.
+    pub(crate) local: u32,
+    pub(crate) local_creation: u32,
 }
 
 enum Entry {
@@ -129,11 +134,12 @@ pub(crate) fn intern_remote(local: u32, name: &'static str, creation: u32, dist:
     }
     // Outside the lock: the network layer may look things up itself.
     let route = dist.and_then(|d| d.route(name));
+    let local_creation = lookup(local).and_then(|shared| shared.dist.get().map(|a| a.creation)).unwrap_or(0);
     with_nodes(|nodes| {
         if let Some(&node) = nodes.remote.get(&(local, name, creation)) {
             return node;
         }
-        let remote = Remote { name, creation, route };
+        let remote = Remote { name, creation, route, local, local_creation };
         let node = push(nodes, Entry::Remote(Box::leak(Box::new(remote))));
         nodes.remote.insert((local, name, creation), node);
         node

@@ -427,8 +427,7 @@ impl Inbound {
             self.shared.count_dropped();
             return Ok(());
         };
-        let message = RemoteMessage::new(tag, self.view, guard, payload);
-        remote::deliver(&self.shared, to, message, guard);
+        remote::deliver(&self.shared, to, tag, self.view, guard, payload);
         Ok(())
     }
 
@@ -443,7 +442,7 @@ impl Inbound {
     /// dead Pid) drops the message and counts it.
     pub fn deliver_to(&self, to: Option<Pid>, tag: u64, guard: Option<u64>, payload: &[u8]) {
         match to {
-            Some(to) => remote::deliver(&self.shared, to, RemoteMessage::new(tag, self.view, guard, payload), guard),
+            Some(to) => remote::deliver(&self.shared, to, tag, self.view, guard, payload),
             None => self.shared.count_dropped(),
         }
     }
@@ -453,7 +452,7 @@ impl Inbound {
     pub fn deliver_named(&self, name: &str, tag: u64, payload: &[u8]) -> bool {
         match self.shared.whereis(name) {
             Some(to) => {
-                remote::deliver(&self.shared, to, RemoteMessage::new(tag, self.view, None, payload), None);
+                remote::deliver(&self.shared, to, tag, self.view, None, payload);
                 true
             }
             None => {

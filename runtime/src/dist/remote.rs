@@ -9,6 +9,12 @@
 //! carry `T`'s tag but do not decode as a `T` are dropped and counted
 //! ([`Materialized::Garbage`]); the receive takes them out of the mailbox
 //! and goes on. Messages with other tags stay as they are.
+//!
+//! A message of at most [`SMALL`] bytes without a call guard travels as a
+//! [`SmallMessage`] instead: 24 bytes, kept inside its envelope, so that
+//! delivering it allocates nothing. Its decoding view comes from the node
+//! table entry of the peer it came from (`node::Remote`), which records the
+//! local node and its incarnation.
 
 use std::fmt;
 
@@ -33,6 +39,28 @@ pub(crate) fn undecodable() -> u64 {
 /// (u64, 0 for none). Kept in the one allocation so that the envelope value
 /// is three words (stored inline).
 const HEADER: usize = 24;
+
+/// Payloads of up to this many bytes are kept in the envelope itself.
+const SMALL: usize = 11;
+
+/// A small message from another node, not yet decoded (see the module docs).
+pub(crate) struct SmallMessage {
+    tag: u64,
+    /// The node-table entry of the peer it came from.
+    origin: u32,
+    len: u8,
+    bytes: [u8; SMALL],
+}
+
+// Three words: stored inside its envelope, like any value of that size.
+const _: () = assert!(std::mem::size_of::<SmallMessage>() == 24);
+
+impl SmallMessage {
+    fn view(&self) -> Option<View> {
+        let remote = crate::node::lookup_remote(self.origin)?;
+        Some(View { local: remote.local, origin: self.origin, own_creation: remote.local_creation })
+    }
+}
 
 /// A message from another node, not yet decoded.
 pub(crate) struct RemoteMessage {
@@ -76,8 +104,16 @@ impl RemoteMessage {
 
 /// Delivers a remote message to local `to` (dropped if `to` is not alive,
 /// or, with a `guard`, no longer awaits that call).
-pub(super) fn deliver(shared: &Shared, to: Pid, message: RemoteMessage, guard: Option<u64>) {
-    let env = Envelope::new(message);
+pub(super) fn deliver(shared: &Shared, to: Pid, tag: u64, view: View, guard: Option<u64>, payload: &[u8]) {
+    let env = match u8::try_from(payload.len()) {
+        Ok(len) if guard.is_none() && payload.len() <= SMALL => {
+            let mut bytes = [0; SMALL];
+            bytes[..payload.len()].copy_from_slice(payload);
+            debug_assert!(SmallMessage { tag, origin: view.origin, len, bytes }.view().is_some_and(|v| v == view));
+            Envelope::new(SmallMessage { tag, origin: view.origin, len, bytes })
+        }
+        _ => Envelope::new(RemoteMessage::new(tag, view, guard, payload)),
+    };
     match guard {
         None => shared.deliver_unless(to, env, |_| false),
         Some(tag) => shared.deliver_unless(to, env, |extras| !extras.awaiting.contains(&tag)),
@@ -98,10 +134,39 @@ pub(crate) enum Materialized {
 /// Decodes `env` in place if it is a remote message carrying `T`'s tag.
 #[inline]
 pub(crate) fn materialize<T: Message>(env: &mut Envelope) -> Materialized {
+    if let Some(small) = env.peek::<SmallMessage>() {
+        return if small.tag == super::tag_of::<T>() { decode_small::<T>(env) } else { Materialized::Untouched };
+    }
     match env.peek::<RemoteMessage>() {
         Some(remote) if remote.tag == super::tag_of::<T>() => decode_into::<T>(env),
         _ => Materialized::Untouched,
     }
+}
+
+#[inline(never)]
+fn decode_small<T: Message>(env: &mut Envelope) -> Materialized {
+    let small = env.take::<SmallMessage>().expect("checked by materialize");
+    let decoded = small.view().map(|view| view.decode::<T>(&small.bytes[..usize::from(small.len)]));
+    match decoded {
+        Some(Ok(value)) => {
+            env.put(value);
+            Materialized::Decoded
+        }
+        Some(Err(error)) => garbage::<T>(&error),
+        None => garbage::<T>(&"its node is unknown"),
+    }
+}
+
+/// Counts and reports a message that had `T`'s tag but not a `T`'s bytes.
+#[cold]
+fn garbage<T>(error: &dyn fmt::Display) -> Materialized {
+    UNDECODABLE.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(
+        message_type = std::any::type_name::<T>(),
+        %error,
+        "krarup: a message from another node had this type's tag but did not decode; dropped"
+    );
+    Materialized::Garbage
 }
 
 #[inline(never)]
@@ -112,14 +177,6 @@ fn decode_into<T: Message>(env: &mut Envelope) -> Materialized {
             env.put(value);
             Materialized::Decoded
         }
-        Err(error) => {
-            UNDECODABLE.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                message_type = std::any::type_name::<T>(),
-                %error,
-                "krarup: a message from another node had this type's tag but did not decode; dropped"
-            );
-            Materialized::Garbage
-        }
+        Err(error) => garbage::<T>(&error),
     }
 }

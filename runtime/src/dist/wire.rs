@@ -159,7 +159,7 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 }
 
 /// The decoding side of a connection (see [`super::Inbound`]).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct View {
     /// The local node that received the bytes.
     pub(crate) local: u32,
