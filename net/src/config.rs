@@ -25,6 +25,7 @@ pub struct NodeConfig {
     pub(crate) max_frame: u32,
     pub(crate) outgoing_limit: usize,
     pub(crate) spin: Duration,
+    pub(crate) listen: Option<String>,
 }
 
 impl NodeConfig {
@@ -40,6 +41,7 @@ impl NodeConfig {
             max_frame: 16 << 20,
             outgoing_limit: 4 << 20,
             spin: Duration::from_micros(200),
+            listen: None,
         }
     }
 
@@ -75,6 +77,15 @@ impl NodeConfig {
         self
     }
 
+    /// Listen on `address` (`host:port`, port 0 for any free one) instead of the address in the
+    /// node's name. The name stays what other nodes dial and what they must find at the other
+    /// end: use this when the name's address reaches this node through something else (a proxy,
+    /// a NAT, a container's published port). See [`Node::listen_address`](crate::Node::listen_address).
+    pub fn listen(mut self, address: impl Into<String>) -> NodeConfig {
+        self.listen = Some(address.into());
+        self
+    }
+
     /// How long the I/O thread keeps polling after its last piece of work before it sleeps in
     /// the kernel (default 200 µs), yielding the core between polls. Waking a sleeping thread
     /// costs tens of microseconds, so a little spinning keeps round trips short (W4a: ~14 µs
@@ -95,6 +106,7 @@ impl fmt::Debug for NodeConfig {
             .field("max_frame", &self.max_frame)
             .field("outgoing_limit", &self.outgoing_limit)
             .field("spin", &self.spin)
+            .field("listen", &self.listen)
             .finish()
     }
 }

@@ -66,6 +66,7 @@ pub struct Node {
 
 struct Inner {
     name: NodeName,
+    listen_address: std::net::SocketAddr,
     creation: u32,
     registry: Arc<Registry>,
     io: Arc<Io>,
@@ -111,7 +112,7 @@ impl Node {
     pub fn start(runtime: &Runtime, config: NodeConfig) -> Result<Node, StartError> {
         let name = NodeName::parse(&config.name).map_err(StartError::Name)?;
         let cookie = Cookie::new(config.cookie.clone()).map_err(StartError::Cookie)?;
-        let address = name.address().to_owned();
+        let address = config.listen.clone().unwrap_or_else(|| name.address().to_owned());
         let bind = |address: &str| -> std::io::Result<TcpListener> {
             let addr = address
                 .to_socket_addrs()?
@@ -120,8 +121,11 @@ impl Node {
             TcpListener::bind(addr)
         };
         let listener = bind(&address).map_err(|error| StartError::Bind { address: address.clone(), error })?;
-        let port = listener.local_addr().map_err(StartError::Io)?.port();
-        let name = if name.port() == 0 { name.with_port(port) } else { name };
+        let listen_address = listener.local_addr().map_err(StartError::Io)?;
+        let name = match (name.port(), &config.listen) {
+            (0, None) => name.with_port(listen_address.port()),
+            _ => name,
+        };
         let creation = new_creation().map_err(StartError::Io)?;
 
         let poll = Poll::new().map_err(StartError::Io)?;
@@ -143,6 +147,7 @@ impl Node {
         tracing::info!(node = %name, creation, "network node started");
         let inner = Inner {
             name,
+            listen_address,
             creation,
             registry,
             io,
@@ -156,6 +161,12 @@ impl Node {
     /// This node's name, with the real port if it was started with port 0.
     pub fn name(&self) -> &str {
         self.inner.name.as_str()
+    }
+
+    /// The address the node listens on: the one in its name, or the one given to
+    /// [`NodeConfig::listen`], with the real port.
+    pub fn listen_address(&self) -> std::net::SocketAddr {
+        self.inner.listen_address
     }
 
     /// This incarnation's number: it changes every time a node starts, so that Pids of an
