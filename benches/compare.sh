@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs krarup's workloads (W1-W3) beside the reference anchors in one session
+# Runs krarup's workloads (W1-W4) beside the reference anchors in one session
 # and prints medians side by side.
 #
 #   benches/compare.sh              3 runs of our workloads + one anchors run
@@ -37,13 +37,14 @@ for i in $(seq "$RUNS"); do
     fi
     if want W2; then "$EX/spawn" --processes 1000000 | tee -a "$f" | grep -v '^RESULT'; fi
     if want W3; then "$EX/local_call" --k 1000000 --clients 100 --calls 10000 | tee -a "$f" | grep -v '^RESULT'; fi
+    if want W4; then "$EX/remote_bench" --calls 100000 --messages 1000000 | tee -a "$f" | grep -v '^RESULT'; fi
     grep -h '^RESULT' "$f" > "$f.tmp" && mv "$f.tmp" "$f"
     FILES+=("$f")
 done
 
 if [[ "$ANCHORS" == 1 && -x "$ANCHOR_DIR/run.sh" ]]; then
-    echo "# anchors (ONLY=${ONLY:-W1|W2|W3})"
-    (cd "$ANCHOR_DIR" && ONLY="${ONLY:-W1|W2|W3}" ./run.sh > "$OUT/anchors-$STAMP.log" 2>&1) || echo "# some anchor benchmarks failed (see $OUT/anchors-$STAMP.log)"
+    echo "# anchors (ONLY=${ONLY:-W1|W2|W3|W4|W5})"
+    (cd "$ANCHOR_DIR" && ONLY="${ONLY:-W1|W2|W3|W4|W5}" ./run.sh > "$OUT/anchors-$STAMP.log" 2>&1) || echo "# some anchor benchmarks failed (see $OUT/anchors-$STAMP.log)"
     latest=$(ls -t "$ANCHOR_DIR"/results/run-*.results 2>/dev/null | head -1 || true)
     [[ -n "$latest" ]] && FILES+=("$latest")
 fi
