@@ -54,20 +54,22 @@ use crate::pid::Pid;
 #[inline]
 pub fn tag_of<T: ?Sized + 'static>() -> u64 {
     thread_local! {
-        /// Direct-mapped: type name address → tag (hashing the name every
-        /// time would cost more than the rest of a receive).
-        static TAGS: Cell<[(usize, u64); 64]> = const { Cell::new([(0, 0); 64]) };
+        /// Direct-mapped: type name (address, length) → tag (hashing the
+        /// name every time would cost more than the rest of a receive). The
+        /// whole (address, length) pair is compared: two names are the same
+        /// `&'static str` only if both agree.
+        static TAGS: Cell<[(usize, usize, u64); 64]> = const { Cell::new([(0, 0, 0); 64]) };
     }
     let name = type_name::<T>();
-    let key = name.as_ptr() as usize ^ name.len();
-    let at = (key >> 3) % 64;
+    let (ptr, len) = (name.as_ptr() as usize, name.len());
+    let at = ((ptr >> 3) ^ len) % 64;
     TAGS.with(|tags| {
         let mut all = tags.get();
-        if all[at].0 == key {
-            return all[at].1;
+        if all[at].0 == ptr && all[at].1 == len {
+            return all[at].2;
         }
         let tag = fnv1a(name.as_bytes());
-        all[at] = (key, tag);
+        all[at] = (ptr, len, tag);
         tags.set(all);
         tag
     })
@@ -320,6 +322,62 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tag_depends_only_on_the_type_name_so_separately_built_binaries_agree() {
+        // FNV-1a of the name, computed here independently: any binary built from the same
+        // types (the same paths) by the same compiler computes the same tags.
+        let expected = |name: &str| {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in name.bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            h
+        };
+        assert_eq!(tag_of::<u64>(), expected("u64"));
+        assert_eq!(tag_of::<(Pid, i64)>(), expected("(krarup_runtime::pid::Pid, i64)"));
+        assert_eq!(tag_of::<Vec<String>>(), expected("alloc::vec::Vec<alloc::string::String>"));
+    }
+
+    #[test]
+    fn cached_tags_never_mix_up_types() {
+        // Many types, asked for repeatedly and interleaved: every answer is its own name's hash.
+        macro_rules! check {
+            ($($t:ty),*) => {
+                for _ in 0..3 {
+                    $(assert_eq!(tag_of::<$t>(), fnv1a(std::any::type_name::<$t>().as_bytes()));)*
+                }
+            };
+        }
+        check!(
+            u8,
+            u16,
+            u32,
+            u64,
+            i8,
+            i16,
+            i32,
+            i64,
+            (u8,),
+            (u8, u8),
+            [u8; 1],
+            [u8; 2],
+            Option<u8>,
+            Option<u16>,
+            Vec<u8>,
+            Vec<u16>,
+            String,
+            (String, u8),
+            Pid,
+            Option<Pid>,
+            (Pid, i64),
+            (Pid, u64),
+            bool,
+            char,
+            f32,
+            f64
+        );
+    }
 
     #[test]
     fn tags_are_stable_and_distinct() {
