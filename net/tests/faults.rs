@@ -1,20 +1,15 @@
 //! Faults between two nodes in one test process: a node shut down, a peer that is not up yet, a
-//! restarted node, a silent peer, and a connection cut under live nodes.
-//!
-//! The issue asks for the cut "through an in-test TCP proxy". That cannot be built today: a
-//! node's name is also the address it listens on, and the dialing node checks that the node
-//! answering has exactly the name it dialed, so no proxy can stand at a node's address while the
-//! node itself listens there. Until a node can be told to listen on another address than its
-//! name's, [`a_cut_connection_fires_links_and_monitors_and_the_next_send_reconnects`] cuts the
-//! connection from inside this process instead: `shutdown(2)` on a duplicate of the dialing
-//! node's socket, which is what a proxy dropping both halves looks like to the two nodes.
+//! restarted node, a silent peer, and a connection cut under live nodes (through an in-test TCP
+//! proxy, [`common::proxy`]).
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    echo, expect_msg, pair, raw, recv_bounded, remote_pid, round_trip, wait_until, Ping, Pong, Side, COOKIE, TIMEOUT,
+    echo, expect_msg, pair, proxy, raw, recv_bounded, remote_pid, round_trip, wait_until, Ping, Pong, Side, COOKIE,
+    TIMEOUT,
 };
 use krarup_net::{NodeConfig, NodeDown};
 use krarup_runtime::{
@@ -285,18 +280,21 @@ async fn collector() {
     }
 }
 
-#[cfg(target_os = "linux")]
 #[test]
 fn a_cut_connection_fires_links_and_monitors_and_the_next_send_reconnects() {
-    let (a, b) = pair();
+    // a dials b by name, so through the proxy: cutting there loses the connection, not a node.
+    let (b, proxy) = proxy::behind_proxy("b");
+    let proxy = Arc::new(proxy);
+    let a = Side::start("a");
+    a.node.connect(b.name()).expect("a connects to b through the proxy");
     let collector_at_a = remote_pid(b.rt.spawn(collector()), &b, &a);
     let echo_at_a = remote_pid(b.rt.spawn(echo()), &b, &a);
     let echo_of_a_at_b = remote_pid(a.rt.spawn(echo()), &a, &b);
     let mut inbox_b = b.rt.mailbox();
     b.rt.spawn(watch_all(vec![echo_of_a_at_b], echo_of_a_at_b, inbox_b.pid()));
     assert_eq!(expect_msg::<Text>(&mut inbox_b), Text("ready".into()));
-    let b_port = b.port();
 
+    let cutter = proxy.clone();
     let got = a.rt.block_on(async move {
         trap_exit(true);
         link(echo_at_a);
@@ -311,8 +309,7 @@ fn a_cut_connection_fires_links_and_monitors_and_the_next_send_reconnects() {
                 collector_at_a.send(Numbered(n));
             }
         });
-        let cut = cut::connections_to(b_port);
-        assert_eq!(cut, 1, "one connection from a to b");
+        assert_eq!(cutter.cut(), 1, "one connection from a to b");
         let down: Down = recv_bounded().await;
         assert_eq!((down.reference, down.reason), (reference, ExitReason::NoConnection));
         let exit: Exit = recv_bounded().await;
@@ -332,41 +329,8 @@ fn a_cut_connection_fires_links_and_monitors_and_the_next_send_reconnects() {
     assert!(got.ends_with(&(100_000..101_000).collect::<Vec<u64>>()), "everything sent after the loss arrived");
     eprintln!("{} of the 49,000 messages in flight at the cut arrived", got.len() - 2000);
     assert_eq!(a.node.nodes(), vec![b.name().to_owned()]);
+    assert_eq!(proxy.connections(), 1, "a reconnected through the proxy");
     assert_eq!((a.node.stats().bad_input, b.node.stats().bad_input), (0, 0));
-}
-
-/// Cutting a live connection from inside this process.
-#[cfg(target_os = "linux")]
-mod cut {
-    use std::net::{Shutdown, TcpStream};
-    use std::os::fd::{FromRawFd, OwnedFd};
-
-    /// Shuts down, both ways, every TCP socket of this process connected to 127.0.0.1:`port`
-    /// (the dialing side of connections to the node listening there); returns how many.
-    ///
-    /// Each descriptor is duplicated first and the duplicate inspected and shut down: a
-    /// descriptor that another thread closes (or reuses) meanwhile is never touched.
-    pub fn connections_to(port: u16) -> usize {
-        let mut cut = 0;
-        for entry in std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd lists this process's descriptors") {
-            let Some(fd) = entry.ok().and_then(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok())) else {
-                continue;
-            };
-            // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes any integer and touches no memory: on a closed
-            // descriptor it fails with EBADF, otherwise it returns a new descriptor we own.
-            let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-            if dup < 0 {
-                continue;
-            }
-            // SAFETY: `dup` was just returned by fcntl, is open, and nothing else owns it.
-            let stream = TcpStream::from(unsafe { OwnedFd::from_raw_fd(dup) });
-            let to_port = stream.peer_addr().is_ok_and(|peer| peer.ip().is_loopback() && peer.port() == port);
-            if to_port && stream.shutdown(Shutdown::Both).is_ok() {
-                cut += 1;
-            }
-        }
-        cut
-    }
 }
 
 #[test]

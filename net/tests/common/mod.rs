@@ -10,7 +10,12 @@
 //!
 //! [`raw`] speaks the wire protocol by hand (frames, and the cookie handshake as its module docs
 //! in `net/src/handshake.rs` describe it), for the hostile-peer tests.
+//!
+//! [`proxy`] puts a TCP proxy in front of a node, so that a test can cut a connection between
+//! two live nodes.
 #![allow(dead_code)]
+
+pub mod proxy;
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
