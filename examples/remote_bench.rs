@@ -111,6 +111,7 @@ fn main() {
             ("mean_us", fmt_num(mean)),
             ("p50_us", fmt_num(pct(0.50))),
             ("p99_us", fmt_num(pct(0.99))),
+            ("rt_per_s", format!("{:.0}", 1e6 / mean)),
         ],
     );
 
@@ -141,7 +142,7 @@ fn main() {
     result(
         "W4b",
         &[
-            ("n", messages.to_string()),
+            ("msgs", messages.to_string()),
             ("workers", workers.to_string()),
             ("msgs_per_s", format!("{rate:.0}")),
             ("send_loop_ms", fmt_num(send_loop.as_secs_f64() * 1e3)),
