@@ -46,13 +46,21 @@ struct Nodes {
     entries: Vec<Entry>,
     /// (local node, remote name, creation) → entry number.
     remote: HashMap<(u32, &'static str, u32), u32>,
+    /// Per local node, how many remote entries it has.
+    per_local: HashMap<u32, usize>,
 }
+
+/// The most remote entries one local node makes from names and creations
+/// it reads in frames and messages ([`intern_remote_bounded`]): a peer
+/// cannot make it allocate without bound by naming ever new nodes (Erlang's
+/// atom table has the same exposure, and a limit).
+pub(crate) const MAX_REMOTES_PER_NODE: usize = 1 << 16;
 
 static NODES: RwLock<Option<Nodes>> = RwLock::new(None);
 
 fn with_nodes<R>(f: impl FnOnce(&mut Nodes) -> R) -> R {
     let mut guard = NODES.write();
-    f(guard.get_or_insert_with(|| Nodes { entries: Vec::new(), remote: HashMap::new() }))
+    f(guard.get_or_insert_with(|| Nodes { entries: Vec::new(), remote: HashMap::new(), per_local: HashMap::new() }))
 }
 
 fn push(nodes: &mut Nodes, entry: Entry) -> u32 {
@@ -108,11 +116,12 @@ pub(crate) fn unregister(node: u32) {
     });
 }
 
+static ATOMS: RwLock<Option<std::collections::HashSet<&'static str>>> = RwLock::new(None);
+
 /// The one `&'static str` for `name`: node names are interned (as Erlang
 /// interns atoms), so a route or a wire context can hold one for free and
 /// compare names by pointer. One small allocation per distinct name.
 pub(crate) fn atom(name: &str) -> &'static str {
-    static ATOMS: RwLock<Option<std::collections::HashSet<&'static str>>> = RwLock::new(None);
     if let Some(&atom) = ATOMS.read().as_ref().and_then(|atoms| atoms.get(name)) {
         return atom;
     }
@@ -142,8 +151,32 @@ pub(crate) fn intern_remote(local: u32, name: &'static str, creation: u32, dist:
         let remote = Remote { name, creation, route, local, local_creation };
         let node = push(nodes, Entry::Remote(Box::leak(Box::new(remote))));
         nodes.remote.insert((local, name, creation), node);
+        *nodes.per_local.entry(local).or_default() += 1;
         node
     })
+}
+
+/// [`intern_remote`] for a name and creation read from the network: None
+/// if the entry is new and `local` has [`MAX_REMOTES_PER_NODE`] already.
+pub(crate) fn intern_remote_bounded(
+    local: u32,
+    name: &str,
+    creation: u32,
+    dist: Option<&dyn Distribution>,
+) -> Option<u32> {
+    let known = ATOMS.read().as_ref().and_then(|atoms| atoms.get(name).copied());
+    {
+        let guard = NODES.read();
+        if let Some(nodes) = guard.as_ref() {
+            if let Some(&node) = known.and_then(|name| nodes.remote.get(&(local, name, creation))) {
+                return Some(node);
+            }
+            if nodes.per_local.get(&local).copied().unwrap_or(0) >= MAX_REMOTES_PER_NODE {
+                return None;
+            }
+        }
+    }
+    Some(intern_remote(local, atom(name), creation, dist))
 }
 
 /// The remote entries of local node `local` whose name is `name` (every

@@ -271,15 +271,15 @@ impl<'de> Visitor<'de> for PidVisitor {
             (Ok(SENDER), Some(view)) => Ok(Pid::from_parts(view.origin, index, serial)),
             (Ok(RECEIVER), Some(view)) => {
                 let creation = next("creation")?;
-                let node = if creation == view.own_creation { view.local } else { view.stale(creation) };
-                Ok(Pid::from_parts(node, index, serial))
+                let node = if creation == view.own_creation { Some(view.local) } else { view.stale(creation) };
+                Ok(Pid::from_parts(node.ok_or_else(too_many)?, index, serial))
             }
             (Ok(THIRD), Some(view)) => {
                 let name: String =
                     seq.next_element()?.ok_or_else(|| de::Error::custom("a Pid without its node name"))?;
                 let creation: u32 =
                     seq.next_element()?.ok_or_else(|| de::Error::custom("a Pid without its creation"))?;
-                Ok(Pid::from_parts(view.local_or_stale(&name, creation), index, serial))
+                Ok(Pid::from_parts(view.local_or_stale(&name, creation).ok_or_else(too_many)?, index, serial))
             }
             (Ok(PLAIN), Some(_)) => Err(de::Error::custom("a plain Pid in a message from another node")),
             (Ok(SENDER | RECEIVER | THIRD), None) => {
@@ -297,26 +297,31 @@ impl View {
     }
 
     /// The entry of an earlier incarnation of this node: one no route
-    /// reaches, so its Pids are dead.
-    fn stale(&self, creation: u32) -> u32 {
-        crate::node::intern_remote(self.local, self.own_name(), creation, None)
+    /// reaches, so its Pids are dead. None past the limit of entries.
+    fn stale(&self, creation: u32) -> Option<u32> {
+        crate::node::intern_remote_bounded(self.local, self.own_name(), creation, None)
     }
 
     /// The node number, in this view, of node `name` incarnation `creation`:
     /// our own if it is us (a dead entry if it is an older us), else the
-    /// remote entry (created on first sight).
-    fn local_or_stale(&self, name: &str, creation: u32) -> u32 {
-        let name = crate::node::atom(name);
+    /// remote entry (created on first sight). None past the limit of
+    /// entries ([`crate::node::MAX_REMOTES_PER_NODE`]).
+    fn local_or_stale(&self, name: &str, creation: u32) -> Option<u32> {
         if name.is_empty() {
-            return crate::node::intern_remote(self.local, name, 0, None);
+            return crate::node::intern_remote_bounded(self.local, name, 0, None);
         }
         if name == self.own_name() {
-            return if creation == self.own_creation { self.local } else { self.stale(creation) };
+            return if creation == self.own_creation { Some(self.local) } else { self.stale(creation) };
         }
         let shared = crate::node::lookup(self.local);
         let dist = shared.as_ref().and_then(|s| s.dist.get()).map(|a| a.dist.clone());
-        crate::node::intern_remote(self.local, name, creation, dist.as_deref())
+        crate::node::intern_remote_bounded(self.local, name, creation, dist.as_deref())
     }
+}
+
+/// The error of a Pid naming one node incarnation too many.
+fn too_many<E: de::Error>() -> E {
+    E::custom("a Pid of one node incarnation too many: this node keeps at most 65,536 (see node.rs)")
 }
 
 #[cfg(test)]
@@ -377,6 +382,36 @@ mod tests {
             f32,
             f64
         );
+    }
+
+    #[test]
+    fn a_peer_cannot_make_a_node_remember_unboundedly_many_node_incarnations() {
+        struct Nowhere;
+        impl super::super::Distribution for Nowhere {
+            fn route(&self, _: &str) -> Option<crate::sync::global::Arc<dyn super::super::Route>> {
+                None
+            }
+        }
+        let rt = crate::Runtime::builder().workers(1).build().unwrap();
+        super::super::attach(&rt, "me@127.0.0.1:1", 7, crate::sync::global::Arc::new(Nowhere)).unwrap();
+        let view = View { local: rt.node(), origin: u32::MAX, own_creation: 7 };
+        let third = |creation: u32| postcard::to_allocvec(&(THIRD as u32, 1u32, 1u32, "x@127.0.0.1:2", creation));
+        let mut decoded = 0;
+        let mut refused = None;
+        for creation in 1..=crate::node::MAX_REMOTES_PER_NODE as u32 + 10 {
+            match view.decode::<Pid>(&third(creation).unwrap()) {
+                Ok(_) => decoded += 1,
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        // (postcard keeps no custom message, so the error says only that decoding failed.)
+        assert!(refused.is_some(), "a Pid past the limit is an error");
+        assert_eq!(decoded, crate::node::MAX_REMOTES_PER_NODE, "incarnations remembered");
+        // Those already known still decode.
+        assert!(view.decode::<Pid>(&third(1).unwrap()).is_ok());
     }
 
     #[test]
