@@ -158,10 +158,13 @@ fn a_local_crash_reaches_the_remote_linked_process() {
     let report = inbox.pid();
     let trapper = b.rt.spawn(async move {
         trap_exit(true);
+        report.send(true);
         let exit: Exit = recv_bounded().await;
         report.send(exit);
     });
     let trapper_at_a = remote_pid(trapper, &b, &a);
+    // The signal must find it trapping already: else it dies of it, as Erlang's would.
+    assert!(expect_msg::<bool>(&mut inbox), "the trapper traps exits");
     let crasher = a.rt.spawn(async move {
         // The link travels before the exit signal of the crash, on the same connection.
         link(trapper_at_a);
@@ -183,10 +186,13 @@ fn an_exit_signal_crosses_nodes() {
     let report = inbox.pid();
     let trapper = b.rt.spawn(async move {
         trap_exit(true);
+        report.send(true);
         let exit: Exit = recv_bounded().await;
         report.send(exit);
     });
     let trapper_at_a = remote_pid(trapper, &b, &a);
+    // The signal must find it trapping already: else it dies of it, as Erlang's would.
+    assert!(expect_msg::<bool>(&mut inbox), "the trapper traps exits");
 
     let (reason, sender) = a.rt.block_on(async move {
         let reference = monitor(victim_at_a);
