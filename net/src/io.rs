@@ -10,7 +10,9 @@
 //! - **One connection per pair.** Per peer there is at most one connection `up` and at most one
 //!   outgoing attempt `dialing`. When both nodes dial each other at once, the connection dialed
 //!   by the node with the smaller name wins, on both sides (the other node's acceptor takes it
-//!   and drops its own attempt; this node's acceptor refuses the other). A verified connection
+//!   and drops its own attempt; this node's acceptor refuses the other, saying why, and the
+//!   other node then waits, up to the connect timeout, for this node's attempt instead of
+//!   reporting this node unreachable). A verified connection
 //!   from a node that is already `up` replaces the old one (the peer evidently lost it, e.g. it
 //!   restarted), and the old one is torn down first.
 //! - **Loss is reported once, in order.** Tearing down the `up` connection (or the failure of
@@ -140,6 +142,9 @@ struct Conn {
 struct Link {
     up: Option<usize>,
     dialing: Option<usize>,
+    /// Our attempt lost a simultaneous connect: the peer's own connection is on its way, until
+    /// this deadline.
+    awaiting_theirs: Option<Instant>,
     node_monitors: Vec<Pid>,
     waiters: Vec<Sender<Result<(), ConnectError>>>,
 }
@@ -149,15 +154,22 @@ struct Close {
     reason: String,
     /// The peer broke the protocol (logged as a warning and counted).
     bad: bool,
+    /// Our attempt was refused because the peer's attempt wins a simultaneous connect.
+    superseded: bool,
 }
+
+/// The reason an acceptor gives when a simultaneous connect is resolved against the attempt it
+/// received: the dialing side then waits for the acceptor's own attempt instead of reporting the
+/// node unreachable.
+const SIMULTANEOUS: &str = "simultaneous connection: the one dialed by the smaller name is kept";
 
 impl Close {
     fn bad(reason: impl ToString) -> Close {
-        Close { reason: reason.to_string(), bad: true }
+        Close { reason: reason.to_string(), bad: true, superseded: false }
     }
 
     fn normal(reason: impl ToString) -> Close {
-        Close { reason: reason.to_string(), bad: false }
+        Close { reason: reason.to_string(), bad: false, superseded: false }
     }
 }
 
@@ -326,7 +338,7 @@ impl Reactor {
     /// Starts an attempt to reach peer `id` unless one is up or under way.
     fn connect(&mut self, id: usize) {
         let link = self.link(id);
-        if link.up.is_some() || link.dialing.is_some() {
+        if link.up.is_some() || link.dialing.is_some() || link.awaiting_theirs.is_some() {
             return;
         }
         let peer = self.registry.by_id(id);
@@ -552,8 +564,7 @@ impl Reactor {
                 let conn = &mut self.conns[key];
                 if let Phase::Handshake(handshake) = &mut conn.phase {
                     let before = conn.wbuf.len();
-                    handshake
-                        .refuse("simultaneous connection: the one dialed by the smaller name is kept", &mut conn.wbuf);
+                    handshake.refuse(SIMULTANEOUS, &mut conn.wbuf);
                     conn.uncounted += conn.wbuf.len() - before;
                 }
                 conn.peer = None;
@@ -597,6 +608,7 @@ impl Reactor {
         conn.reader.set_max(self.max_frame);
         conn.deadline = None;
         self.link(id).up = Some(key);
+        self.link(id).awaiting_theirs = None;
         self.registry.by_id(id).with_out(|out| {
             out.state = State::Up;
             out.notified = true;
@@ -693,6 +705,7 @@ impl Reactor {
             tracing::info!(peer = ?peer_name, reason = %close.reason, "connection closed");
         }
         let Some(id) = conn.peer else { return };
+        let wait_for_theirs = Instant::now() + self.connect_timeout;
         let link = self.link(id);
         if link.up == Some(key) {
             link.up = None;
@@ -700,7 +713,10 @@ impl Reactor {
             self.peer_down(id, unsent, &close.reason);
         } else if link.dialing == Some(key) {
             link.dialing = None;
-            if link.up.is_none() {
+            if close.superseded && link.up.is_none() {
+                // The peer's own attempt is (or will be) in our accept queue: wait for it.
+                link.awaiting_theirs = Some(wait_for_theirs);
+            } else if link.up.is_none() {
                 self.peer_down(id, 0, &close.reason);
             }
         }
@@ -747,6 +763,16 @@ impl Reactor {
         }
         for (key, close) in expired {
             self.close(key, close);
+        }
+        let given_up: Vec<usize> = (0..self.links.len())
+            .filter(|&id| {
+                let link = &self.links[id];
+                link.awaiting_theirs.is_some_and(|d| now >= d) && link.up.is_none() && link.dialing.is_none()
+            })
+            .collect();
+        for id in given_up {
+            self.links[id].awaiting_theirs = None;
+            self.peer_down(id, 0, "the peer refused our connection for its own, which never came");
         }
         for (key, id) in idle {
             let peer = self.registry.by_id(id);
@@ -795,8 +821,9 @@ impl Reactor {
 }
 
 fn handshake_failed(e: HandshakeError) -> Close {
-    let bad = !matches!(e, HandshakeError::Randomness(_));
-    Close { reason: format!("handshake failed: {e}"), bad }
+    let superseded = matches!(&e, HandshakeError::Refused { reason, .. } if reason == SIMULTANEOUS);
+    let bad = !matches!(e, HandshakeError::Randomness(_)) && !superseded;
+    Close { reason: format!("handshake failed: {e}"), bad, superseded }
 }
 
 /// A TICK frame, for peers to append.
