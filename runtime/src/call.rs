@@ -30,7 +30,7 @@ use crate::dist::{materialize, Materialized, RemoteMessage};
 use crate::envelope::Envelope;
 use crate::exit::ExitReason;
 use crate::link::with_extras_of;
-use crate::monitor::{demonitor, monitor, Down};
+use crate::monitor::{demonitor, monitor, Down, MonitorRef};
 use crate::pid::Pid;
 use crate::receive::{self, Decode};
 use crate::scheduler::worker::with_current;
@@ -199,15 +199,68 @@ pub async fn call_local<Q: Send + 'static, R: Send + 'static>(
     call_any(server, request, timeout, |to, call: Call<Q, R>| to.send_local(call), None).await
 }
 
-/// The protocol of the module docs; `send` sends the [`Call`] (serializable
-/// or local-only), `decode` decodes a reply from another node.
-async fn call_any<Q: Send + 'static, R: Send + 'static>(
+/// A call that has been sent and whose reply is awaited later (Erlang's
+/// `send_request`/`wait_response`): start several with [`call_start`],
+/// then [`wait`](PendingCall::wait) for each. Dropping one that was not
+/// awaited abandons it: its reply, if one comes, is turned away.
+#[must_use = "a started call is awaited with `wait`; dropping it abandons the call"]
+pub struct PendingCall<R: Send + 'static> {
+    me: Pid,
+    tag: u64,
+    reference: MonitorRef,
+    decode: Option<Decode>,
+    done: bool,
+    _reply: PhantomData<fn() -> R>,
+}
+
+impl<R: Send + 'static> fmt::Debug for PendingCall<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingCall").field("server", &self.reference.target()).field("tag", &self.tag).finish()
+    }
+}
+
+/// Sends `request` to `server` now and returns the call, to be awaited
+/// later with [`PendingCall::wait`]: a deferred synchronous call. Several
+/// calls can be in flight at once, to one server or to several.
+///
+/// # Panics
+/// If called outside a krarup process.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use krarup_runtime::{call_start, recv, spawn, Call, Runtime};
+///
+/// async fn double() {
+///     loop {
+///         let c: Call<u64, u64> = recv().await;
+///         c.reply_to.reply(c.request * 2);
+///     }
+/// }
+///
+/// let rt = Runtime::new();
+/// let answers = rt.block_on(async {
+///     let server = spawn(double());
+///     let first = call_start::<u64, u64>(server, 1);
+///     let second = call_start::<u64, u64>(server, 2);
+///     let t = Duration::from_secs(5);
+///     (second.wait(t).await, first.wait(t).await)
+/// });
+/// assert_eq!(answers, (Ok(4), Ok(2)));
+/// ```
+pub fn call_start<Q: Message, R: Message>(server: Pid, request: Q) -> PendingCall<R> {
+    start_any(server, request, |to, call: Call<Q, R>| to.send(call), Some(materialize::<Reply<R>>))
+}
+
+/// Steps 1 of the module docs; `send` sends the [`Call`] (serializable or
+/// local-only), `decode` decodes a reply from another node.
+fn start_any<Q: Send + 'static, R: Send + 'static>(
     server: Pid,
     request: Q,
-    timeout: Duration,
     send: impl FnOnce(Pid, Call<Q, R>),
     decode: Option<Decode>,
-) -> Result<R, CallError> {
+) -> PendingCall<R> {
     let (me, tag) = with_current("call", |worker, current, _| {
         let me = Pid::from_parts(worker.shared.node, current.index, current.serial);
         (me, worker.shared.refs.fetch_add(1, Ordering::Relaxed) + 1)
@@ -215,33 +268,84 @@ async fn call_any<Q: Send + 'static, R: Send + 'static>(
     with_extras_of(me, |extras| extras.awaiting.push(tag));
     let reference = monitor(server);
     send(server, Call { request, reply_to: ReplyTo::<R> { to: me, tag, _reply: PhantomData } });
-    let matcher = |env: &mut Envelope| {
-        if let Some(Materialized::Garbage) = decode.map(|d| d(env)) {
-            return Some(receive::DISCARD);
-        }
-        if env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag) {
-            return Some(0);
-        }
-        env.peek::<Down>().is_some_and(|d| d.reference == reference).then_some(1)
-    };
-    let expected = &[std::any::type_name::<Reply<R>>, std::any::type_name::<Down>];
-    let result = match receive::receive_with(matcher, expected, Some(timeout)).await {
-        Some((0, env)) => Ok(env.downcast::<Reply<R>>().unwrap_or_else(|_| unreachable!("matched")).value),
-        Some((_, env)) => {
-            Err(CallError::from_down(env.downcast::<Down>().unwrap_or_else(|_| unreachable!("matched")).reason))
-        }
-        None => Err(CallError::Timeout),
-    };
-    demonitor(reference);
-    // From here on a reply with this tag is turned away; take out one that
-    // came in between (decoded or not).
-    with_extras_of(me, |extras| extras.awaiting.retain(|&t| t != tag));
-    if result.is_err() {
-        let is_reply = |env: &Envelope| {
-            env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag)
-                || env.peek::<RemoteMessage>().is_some_and(|m| m.guard() == Some(tag))
+    PendingCall { me, tag, reference, decode, done: false, _reply: PhantomData }
+}
+
+impl<R: Send + 'static> PendingCall<R> {
+    /// Waits at most `timeout` for the reply (steps 2 and 3 of the module
+    /// docs).
+    ///
+    /// # Errors
+    /// [`CallError`]: timeout, server not running, server exited meanwhile,
+    /// its node unreachable.
+    ///
+    /// # Panics
+    /// If awaited outside the process that started the call.
+    pub async fn wait(mut self, timeout: Duration) -> Result<R, CallError> {
+        let (tag, reference, decode) = (self.tag, self.reference, self.decode);
+        let matcher = |env: &mut Envelope| {
+            if let Some(Materialized::Garbage) = decode.map(|d| d(env)) {
+                return Some(receive::DISCARD);
+            }
+            if env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag) {
+                return Some(0);
+            }
+            env.peek::<Down>().is_some_and(|d| d.reference == reference).then_some(1)
         };
-        while receive::remove_first(is_reply).is_some() {}
+        let expected = &[std::any::type_name::<Reply<R>>, std::any::type_name::<Down>];
+        let result = match receive::receive_with(matcher, expected, Some(timeout)).await {
+            Some((0, env)) => Ok(env.downcast::<Reply<R>>().unwrap_or_else(|_| unreachable!("matched")).value),
+            Some((_, env)) => {
+                Err(CallError::from_down(env.downcast::<Down>().unwrap_or_else(|_| unreachable!("matched")).reason))
+            }
+            None => Err(CallError::Timeout),
+        };
+        self.finish(result.is_err());
+        result
     }
-    result
+
+    /// The end of step 3: stop awaiting the tag, remove the monitor, and
+    /// take out a reply that came in between (if the call failed).
+    fn finish(&mut self, failed: bool) {
+        self.done = true;
+        let tag = self.tag;
+        let in_caller = crate::scheduler::worker::with_worker(|w| {
+            w.and_then(|w| w.current().map(|c| Pid::from_parts(w.shared.node, c.index, c.serial))) == Some(self.me)
+        });
+        if in_caller {
+            demonitor(self.reference);
+        }
+        // From here on a reply with this tag is turned away; take out one that
+        // came in between (decoded or not).
+        with_extras_of(self.me, |extras| extras.awaiting.retain(|&t| t != tag));
+        if failed && in_caller {
+            let is_reply = |env: &Envelope| {
+                env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag)
+                    || env.peek::<RemoteMessage>().is_some_and(|m| m.guard() == Some(tag))
+            };
+            while receive::remove_first(is_reply).is_some() {}
+        }
+    }
+}
+
+impl<R: Send + 'static> Drop for PendingCall<R> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Abandoned. Outside its process (the process itself is ending)
+            // only the tag is dropped; its monitor and mailbox go with it.
+            self.finish(true);
+        }
+    }
+}
+
+/// The protocol of the module docs: [`start_any`], then
+/// [`PendingCall::wait`].
+async fn call_any<Q: Send + 'static, R: Send + 'static>(
+    server: Pid,
+    request: Q,
+    timeout: Duration,
+    send: impl FnOnce(Pid, Call<Q, R>),
+    decode: Option<Decode>,
+) -> Result<R, CallError> {
+    start_any(server, request, send, decode).wait(timeout).await
 }

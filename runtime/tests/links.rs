@@ -5,8 +5,8 @@ mod util;
 use std::time::Duration;
 
 use krarup_runtime::{
-    call, exit, link, monitor, recv, recv_timeout, self_pid, spawn, spawn_link, spawn_monitor, trap_exit, unlink, Call,
-    CallError, Down, Exit, ExitReason, Pid,
+    call, call_start, exit, link, monitor, monitored_by, recv, recv_timeout, self_pid, spawn, spawn_link,
+    spawn_monitor, trap_exit, unlink, Call, CallError, Down, Exit, ExitReason, Pid,
 };
 use serde::{Deserialize, Serialize};
 use util::{down_of, exit_reason, recv_bounded, runtime, TIMEOUT};
@@ -180,6 +180,45 @@ fn late_reply_after_call_timeout_is_discarded() {
         // The reply never reached the mailbox.
         assert!(recv_timeout::<u32>(Duration::ZERO).await.is_none());
         assert_eq!(krarup_runtime::mailbox_len(self_pid()), Some(0));
+    });
+}
+
+#[test]
+fn deferred_calls_are_in_flight_together_and_each_gets_its_own_reply() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        // Answers the second request first, then the first.
+        let server = spawn(async {
+            let first: Call<u32, u32> = recv().await;
+            let second: Call<u32, u32> = recv().await;
+            second.reply_to.reply(second.request * 10);
+            first.reply_to.reply(first.request * 10);
+        });
+        let one = call_start::<u32, u32>(server, 1);
+        let two = call_start::<u32, u32>(server, 2);
+        assert_eq!(one.wait(TIMEOUT).await, Ok(10));
+        assert_eq!(two.wait(TIMEOUT).await, Ok(20));
+        assert_eq!(krarup_runtime::mailbox_len(self_pid()), Some(0));
+    });
+}
+
+#[test]
+fn an_abandoned_deferred_call_leaves_no_reply_and_no_monitor() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let server = spawn(async {
+            let c: Call<u32, u32> = recv().await;
+            let Go = recv_bounded::<Go>().await;
+            c.reply_to.reply(c.request + 1);
+            let Go = recv_bounded::<Go>().await;
+        });
+        let w = monitor(server);
+        drop(call_start::<u32, u32>(server, 1));
+        assert_eq!(monitored_by(server).map(|m| m.len()), Some(1), "only the test's own monitor is left");
+        server.send(Go); // it replies to the abandoned call...
+        server.send(Go); // ...and exits
+        assert!(down_of(w).await.reason.is_normal());
+        assert_eq!(krarup_runtime::mailbox_len(self_pid()), Some(0), "the reply was turned away");
     });
 }
 
