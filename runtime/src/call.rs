@@ -123,6 +123,9 @@ pub enum CallError {
     NoConnection,
     /// The server exited while the call was in progress, with this reason.
     Exited(ExitReason),
+    /// The reply came from another node but did not decode as the reply
+    /// type (the two programs disagree on the type's shape).
+    Undecodable,
 }
 
 impl fmt::Display for CallError {
@@ -132,6 +135,7 @@ impl fmt::Display for CallError {
             CallError::NoProc => f.write_str("calling a process that is not running"),
             CallError::NoConnection => f.write_str("the called process's node is unreachable"),
             CallError::Exited(reason) => write!(f, "the called process exited during the call ({reason})"),
+            CallError::Undecodable => f.write_str("the reply did not decode as the expected type"),
         }
     }
 }
@@ -284,8 +288,10 @@ impl<R: Send + 'static> PendingCall<R> {
     pub async fn wait(mut self, timeout: Duration) -> Result<R, CallError> {
         let (tag, reference, decode) = (self.tag, self.reference, self.decode);
         let matcher = |env: &mut Envelope| {
+            let ours = env.peek::<RemoteMessage>().is_some_and(|m| m.guard() == Some(tag));
             if let Some(Materialized::Garbage) = decode.map(|d| d(env)) {
-                return Some(receive::DISCARD);
+                // Our reply, but not an `R`: the call fails; someone else's: dropped.
+                return Some(if ours { 2 } else { receive::DISCARD });
             }
             if env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag) {
                 return Some(0);
@@ -295,6 +301,7 @@ impl<R: Send + 'static> PendingCall<R> {
         let expected = &[std::any::type_name::<Reply<R>>, std::any::type_name::<Down>];
         let result = match receive::receive_with(matcher, expected, Some(timeout)).await {
             Some((0, env)) => Ok(env.downcast::<Reply<R>>().unwrap_or_else(|_| unreachable!("matched")).value),
+            Some((2, _)) => Err(CallError::Undecodable),
             Some((_, env)) => {
                 Err(CallError::from_down(env.downcast::<Down>().unwrap_or_else(|_| unreachable!("matched")).reason))
             }
