@@ -1,7 +1,7 @@
 //! krarup: Erlang-style processes, mailboxes and selective receive for Rust.
 //!
 //! This facade re-exports the runtime ([`krarup_runtime`]), the network node
-//! ([`net`]) and, once it lands, the RPC stubs. Most programs need only the
+//! ([`net`]) and the RPC stubs ([`rpc`], [`service`]). Most programs need only the
 //! [`prelude`], and [`net::Node`] to be a node of a network.
 //!
 //! ```
@@ -27,6 +27,11 @@ pub use krarup_runtime::*;
 /// node `name@host:port`, and from then on `send`, links, monitors and
 /// [`send_named_at`] reach processes of other nodes as they reach local ones.
 pub use krarup_net as net;
+
+/// RPC stubs: [`service`] turns a trait into a typed client handle and a
+/// server process (see [`rpc`]).
+pub use krarup_rpc as rpc;
+pub use krarup_rpc::service;
 
 /// What most krarup programs use, in one import.
 pub mod prelude {

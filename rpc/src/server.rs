@@ -1,0 +1,98 @@
+//! The server half every generated server stub runs: the receive that yields the next call or
+//! cast, answers name lookups, and answers a retried call from a bounded cache of replies.
+//!
+//! Invariant (at-most-once): a call whose request id is in the cache is answered from it and not
+//! handed to the implementation again. The cache keeps the last [`PER_CLIENT`] replies of each of
+//! the last [`CLIENTS`] clients; a retry of an older call — possible only after that many newer
+//! calls from the same client, which a client that is still retrying has not made — would run
+//! again.
+
+use std::collections::{HashMap, VecDeque};
+use std::marker::PhantomData;
+
+use krarup_runtime::dist::tag_of;
+use krarup_runtime::{receive, self_pid, Call, Message, Pid, ReplyTo};
+
+use crate::wire::{Cast, Request, RequestId, Resolve, Resolved};
+
+/// Replies kept per client.
+pub const PER_CLIENT: usize = 8;
+/// Clients remembered.
+pub const CLIENTS: usize = 1024;
+
+/// What a server stub is asked.
+#[derive(Debug)]
+pub enum Incoming<Q, R> {
+    /// A call: its id, its request, where to reply.
+    Call(RequestId, Q, ReplyTo<R>),
+    /// A one-way request.
+    Cast(Q),
+}
+
+/// The receive loop of a server stub (see the module docs).
+#[derive(Debug)]
+pub struct ServerLoop<Q, R> {
+    replies: HashMap<Pid, VecDeque<(u64, R)>>,
+    clients: VecDeque<Pid>,
+    _request: PhantomData<fn() -> Q>,
+}
+
+impl<Q: Message, R: Message + Clone> Default for ServerLoop<Q, R> {
+    fn default() -> Self {
+        ServerLoop { replies: HashMap::new(), clients: VecDeque::new(), _request: PhantomData }
+    }
+}
+
+impl<Q: Message, R: Message + Clone> ServerLoop<Q, R> {
+    /// An empty loop.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next call or cast for the implementation; retried calls already answered and name
+    /// lookups are dealt with here.
+    pub async fn next(&mut self) -> Incoming<Q, R> {
+        loop {
+            receive! {
+                call: Call<Request<Q>, R> => {
+                    let Call { request: Request { id, body }, reply_to } = call;
+                    match self.cached(id) {
+                        Some(reply) => reply_to.reply(reply),
+                        None => return Incoming::Call(id, body, reply_to),
+                    }
+                },
+                cast: Cast<Q> => return Incoming::Cast(cast.0),
+                ask: Resolve if ask.service == tag_of::<Q>() => {
+                    ask.from.send(Resolved { nonce: ask.nonce, server: self_pid() });
+                },
+            }
+        }
+    }
+
+    /// Sends the reply to call `id` and keeps it for a retry of that call.
+    pub fn reply(&mut self, id: RequestId, reply_to: ReplyTo<R>, value: R) {
+        self.remember(id, value.clone());
+        reply_to.reply(value);
+    }
+
+    fn cached(&self, id: RequestId) -> Option<R> {
+        let replies = self.replies.get(&id.client)?;
+        replies.iter().find(|(seq, _)| *seq == id.seq).map(|(_, reply)| reply.clone())
+    }
+
+    fn remember(&mut self, id: RequestId, value: R) {
+        if !self.replies.contains_key(&id.client) {
+            if self.clients.len() == CLIENTS {
+                if let Some(oldest) = self.clients.pop_front() {
+                    self.replies.remove(&oldest);
+                }
+            }
+            self.clients.push_back(id.client);
+        }
+        let replies = self.replies.entry(id.client).or_default();
+        if replies.len() == PER_CLIENT {
+            replies.pop_front();
+        }
+        replies.push_back((id.seq, value));
+    }
+}

@@ -1,0 +1,51 @@
+//! What the stubs send each other: a call's request carries its id; a cast is the bare request;
+//! a client that knows only a server's name asks it for its Pid.
+//!
+//! Invariant: a request id is unique per client process for the lifetime of a client handle
+//! (its clones share the counter), and a retried call reuses its id — that is what lets the
+//! server answer a retry from its cache instead of running the procedure twice.
+
+use krarup_runtime::Pid;
+use serde::{Deserialize, Serialize};
+
+/// Identifies one call of one client: the calling process and a sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RequestId {
+    /// The calling process.
+    pub client: Pid,
+    /// The handle's sequence number (the same for every attempt of one call).
+    pub seq: u64,
+}
+
+/// A call's request, inside the runtime's `Call` (which carries where to reply).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Request<Q> {
+    /// Which call this is (a retry repeats it).
+    pub id: RequestId,
+    /// The procedure and its arguments.
+    pub body: Q,
+}
+
+/// A one-way request: no reply, no id.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Cast<Q>(pub Q);
+
+/// "Which Pid serves `service` under the name you were sent to?"
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Resolve {
+    /// Where to answer.
+    pub from: Pid,
+    /// Matches the answer to the question.
+    pub nonce: u64,
+    /// The service's request type tag: only a server of that service answers.
+    pub service: u64,
+}
+
+/// The answer to [`Resolve`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Resolved {
+    /// The question's nonce.
+    pub nonce: u64,
+    /// The server.
+    pub server: Pid,
+}
