@@ -62,8 +62,12 @@ impl<Q: Message, R: Message + Clone> ServerLoop<Q, R> {
                     }
                 },
                 cast: Cast<Q> => return Incoming::Cast(cast.0),
-                ask: Resolve if ask.service == tag_of::<Q>() => {
-                    ask.from.send(Resolved { nonce: ask.nonce, server: self_pid() });
+                ask: Resolve => {
+                    // A server of another service under this name stays silent: the asker
+                    // then reports no server.
+                    if ask.service == tag_of::<Q>() {
+                        ask.from.send(Resolved { nonce: ask.nonce, server: self_pid() });
+                    }
                 },
             }
         }
