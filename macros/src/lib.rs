@@ -5,7 +5,9 @@
 //! `CounterServer`), and a malformed procedure gets an error pointing at the offending part.
 //!
 //! Invariant: the macro never changes what the trait means to its implementors; it only removes
-//! its own attributes (`#[cast]`, `#[idempotent]`, `#[stop]`) and adds items beside it.
+//! its own attributes (`#[cast]`, `#[idempotent]`, `#[stop]`), declares an `async fn` procedure
+//! as the `fn .. -> impl Future<Output = T> + Send` it stands for (the `Send` the server stub
+//! needs; implementors still write `async fn`), and adds items beside it.
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
@@ -113,7 +115,17 @@ fn procedure(f: &mut TraitItemFn) -> syn::Result<Procedure> {
     }
     let variant = format_ident!("{}", camel(&name.to_string()), span = name.span());
     let docs = f.attrs.iter().filter(|a| a.path().is_ident("doc")).cloned().collect();
-    Ok(Procedure { name, variant, args, ret, cast, idempotent, stop, is_async: sig.asyncness.is_some(), docs })
+    let is_async = f.sig.asyncness.take().is_some();
+    if is_async {
+        // The server stub awaits the procedure inside a process, which may move between threads:
+        // its future must be `Send`, which a bare `async fn` in a trait cannot promise (and then
+        // `serve` would not compile). Implementors still write `async fn`.
+        f.sig.output = syn::parse_quote!(-> impl ::core::future::Future<Output = #ret> + ::core::marker::Send);
+        if let Some(body) = &mut f.default {
+            *body = syn::parse_quote!({ async move #body });
+        }
+    }
+    Ok(Procedure { name, variant, args, ret, cast, idempotent, stop, is_async, docs })
 }
 
 /// `lookup_all` → `LookupAll`.
@@ -259,7 +271,6 @@ fn expand(krate: &Path, mut service: ItemTrait) -> syn::Result<TokenStream2> {
     let client_doc = format!("The client stub of [`{trait_name}`]: one method per procedure.");
     let server_doc = format!("The server stub of [`{trait_name}`]: serves an implementation as a process.");
     Ok(quote! {
-        #[allow(async_fn_in_trait)]
         #service
 
         #[doc(hidden)]
