@@ -9,8 +9,12 @@
 //! - Only procedures marked idempotent are retried, only when the connection to the server was
 //!   lost (`NoConnection`), and with the same request id each time. A call that times out while
 //!   the server is alive is *not* retried: a long-running call is not a lost one.
-//! - A name is resolved to a Pid when first needed and again after the server was found dead or
-//!   unreachable, so a restarted server is found under its name.
+//! - A request id is unique per calling process: its sequence number comes from one counter for
+//!   the whole OS process, so two handles (not only clones) used by one process never share one.
+//! - A name on this node is looked up at every call and cast (as Erlang's `gen_server:call` does),
+//!   so a server restarted under its name is found by the next call. A name on another node is
+//!   resolved to a Pid when first needed and again after the server was found dead or
+//!   unreachable (a lookup there costs a round trip).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,15 +63,17 @@ impl Default for Retry {
     }
 }
 
-/// The core of a client stub (see the module docs). Cheap to clone; clones share the request
-/// counter and the resolved server.
+/// The sequence numbers of request ids (see the module docs).
+static SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// The core of a client stub (see the module docs). Cheap to clone; clones share the resolved
+/// server.
 #[derive(Clone)]
 pub struct Client {
     target: Target,
     timeout: Duration,
     retry: Option<Retry>,
     resolved: Arc<Mutex<Option<Pid>>>,
-    seq: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Client {
@@ -87,13 +93,7 @@ impl Client {
             Target::Pid(pid) => Some(pid),
             Target::Named { .. } => None,
         };
-        Client {
-            target,
-            timeout: DEFAULT_TIMEOUT,
-            retry: None,
-            resolved: Arc::new(Mutex::new(resolved)),
-            seq: Arc::new(AtomicU64::new(1)),
-        }
+        Client { target, timeout: DEFAULT_TIMEOUT, retry: None, resolved: Arc::new(Mutex::new(resolved)) }
     }
 
     /// The same client with another timeout per call (per attempt, when retrying).
@@ -119,7 +119,8 @@ impl Client {
     }
 
     fn next_id(&self) -> RequestId {
-        RequestId { client: self_pid(), seq: self.seq.fetch_add(1, Ordering::Relaxed) }
+        // Relaxed: only uniqueness matters, which the atomic add gives.
+        RequestId { client: self_pid(), seq: SEQ.fetch_add(1, Ordering::Relaxed) }
     }
 
     /// The server's Pid: known, or found by name (for service `Q`).
@@ -129,7 +130,8 @@ impl Client {
         }
         let Target::Named { name, node } = &self.target else { unreachable!("a Pid target is always resolved") };
         let pid = match node {
-            None => krarup_runtime::whereis(name).ok_or(CallError::NoProc)?,
+            // Looked up every time (never cached): a restarted server is found at once.
+            None => return krarup_runtime::whereis(name).ok_or(CallError::NoProc),
             Some(node) => resolve::<Q>(name, node, self.timeout).await?,
         };
         *self.resolved.lock() = Some(pid);

@@ -1,9 +1,10 @@
 //! What the stubs send each other: a call's request carries its id; a cast is the bare request;
 //! a client that knows only a server's name asks it for its Pid.
 //!
-//! Invariant: a request id is unique per client process for the lifetime of a client handle
-//! (its clones share the counter), and a retried call reuses its id — that is what lets the
-//! server answer a retry from its cache instead of running the procedure twice.
+//! Invariant: a request id is unique per client process (its sequence number comes from one
+//! counter for the OS process, whatever handle makes the call), and a retried call reuses its
+//! id — that is what lets the server answer a retry from its cache instead of running the
+//! procedure twice.
 
 use krarup_runtime::Pid;
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub struct RequestId {
     /// The calling process.
     pub client: Pid,
-    /// The handle's sequence number (the same for every attempt of one call).
+    /// The call's sequence number (the same for every attempt of one call).
     pub seq: u64,
 }
 
