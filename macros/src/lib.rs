@@ -104,6 +104,18 @@ fn procedure(f: &mut TraitItemFn) -> syn::Result<Procedure> {
         ReturnType::Default => syn::parse_quote!(()),
         ReturnType::Type(_, ty) => (**ty).clone(),
     };
+    if let Some((_, ty)) = args.iter().find(|(_, ty)| borrows(ty)) {
+        return Err(Error::new_spanned(
+            ty,
+            "an argument travels in a message and cannot borrow: take an owned type (`String`, not `&str`)",
+        ));
+    }
+    if borrows(&ret) {
+        return Err(Error::new_spanned(
+            &ret,
+            "a result travels in a message and cannot borrow: return an owned type (`String`, not `&str`)",
+        ));
+    }
     if cast && !matches!(sig.output, ReturnType::Default) {
         return Err(Error::new(sig.output.span(), "a #[cast] procedure returns nothing: no reply is sent"));
     }
@@ -126,6 +138,31 @@ fn procedure(f: &mut TraitItemFn) -> syn::Result<Procedure> {
         }
     }
     Ok(Procedure { name, variant, args, ret, cast, idempotent, stop, is_async, docs })
+}
+
+/// Whether `ty` borrows: a reference or a lifetime other than `'static` anywhere in it (`&str`,
+/// `Option<&T>`, `Cow<'a, str>`), which the request and reply enums could not hold.
+fn borrows(ty: &Type) -> bool {
+    use proc_macro2::TokenTree;
+    fn any(tokens: TokenStream2) -> bool {
+        let mut trees = tokens.into_iter().peekable();
+        while let Some(tree) = trees.next() {
+            let borrowed = match tree {
+                TokenTree::Punct(p) if p.as_char() == '&' => true,
+                // A lifetime is a `'` joined to its name.
+                TokenTree::Punct(p) if p.as_char() == '\'' => {
+                    !matches!(trees.peek(), Some(TokenTree::Ident(name)) if name == "static")
+                }
+                TokenTree::Group(g) => any(g.stream()),
+                _ => false,
+            };
+            if borrowed {
+                return true;
+            }
+        }
+        false
+    }
+    any(ty.to_token_stream())
 }
 
 /// `lookup_all` → `LookupAll`.
@@ -164,6 +201,18 @@ fn expand(krate: &Path, mut service: ItemTrait) -> syn::Result<TokenStream2> {
     }
     if procedures.is_empty() {
         return Err(Error::new(service.ident.span(), "a service needs at least one procedure"));
+    }
+    // Each call `name` has a deferred form `start_name` on the client stub.
+    for p in &procedures {
+        let name = p.name.to_string();
+        let started = name.strip_prefix("start_").and_then(|of| procedures.iter().find(|q| !q.cast && q.name == of));
+        if let Some(of) = started {
+            let of = &of.name;
+            return Err(Error::new(
+                p.name.span(),
+                format!("a procedure cannot be called `{name}`: the client stub uses it for deferred calls of `{of}`"),
+            ));
+        }
     }
 
     let vis = &service.vis;
