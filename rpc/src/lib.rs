@@ -63,6 +63,146 @@
 //! the wrong shape) — and never hangs. Execution is at most once: requests carry an id, a retry
 //! repeats it, and the server answers a repeat from its cache. A call that times out while the
 //! server is alive is not retried (it may still be running).
+//!
+//! # Malformed interfaces
+//!
+//! The attribute checks the interface and points at what it cannot turn into stubs. Each example
+//! below fails to compile with the error quoted above it.
+//!
+//! A `#[cast]` has no reply, so it returns nothing:
+//!
+//! ```compile_fail
+//! // error: a #[cast] procedure returns nothing: no reply is sent
+//! #[krarup_rpc::service(krate = krarup_rpc)]
+//! pub trait Service {
+//!     #[cast]
+//!     fn append(&mut self, line: String) -> usize;
+//! }
+//! ```
+//!
+//! A procedure works on the server's state: it takes `&mut self` first:
+//!
+//! ```compile_fail
+//! // error: a procedure takes `&mut self` first: the server's state
+//! #[krarup_rpc::service(krate = krarup_rpc)]
+//! pub trait Service {
+//!     fn get(&self) -> i64;
+//! }
+//! ```
+//!
+//! Arguments and results travel in messages: they are owned:
+//!
+//! ```compile_fail
+//! // error: an argument travels in a message and cannot borrow: take an owned type (`String`, not `&str`)
+//! #[krarup_rpc::service(krate = krarup_rpc)]
+//! pub trait Service {
+//!     fn lookup(&mut self, name: &str) -> Option<String>;
+//! }
+//! ```
+//!
+//! … and concrete:
+//!
+//! ```compile_fail
+//! // error: a procedure cannot be generic: its arguments cross process and node boundaries as concrete types
+//! #[krarup_rpc::service(krate = krarup_rpc)]
+//! pub trait Service {
+//!     fn put<T: serde::Serialize>(&mut self, value: T);
+//! }
+//! ```
+//!
+//! Each argument is a name and a type:
+//!
+//! ```compile_fail
+//! // error: write each argument as `name: Type`
+//! #[krarup_rpc::service(krate = krarup_rpc)]
+//! pub trait Service {
+//!     fn area(&mut self, (w, h): (f64, f64)) -> f64;
+//! }
+//! ```
+//!
+//! Only calls are retried, so only calls can be `#[idempotent]`:
+//!
+//! ```compile_fail
+//! // error: #[idempotent] is for calls (they may be retried); a #[cast] is never retried
+//! #[krarup_rpc::service(krate = krarup_rpc)]
+//! pub trait Service {
+//!     #[cast]
+//!     #[idempotent]
+//!     fn append(&mut self, line: String);
+//! }
+//! ```
+//!
+//! A procedure cannot take the name of a client stub method:
+//!
+//! ```compile_fail
+//! // error: a procedure cannot be called `new`: the client stub has a method of that name
+//! #[krarup_rpc::service(krate = krarup_rpc)]
+//! pub trait Service {
+//!     fn new(&mut self, name: String) -> u64;
+//! }
+//! ```
+//!
+//! … nor that of another call's deferred form:
+//!
+//! ```compile_fail
+//! // error: a procedure cannot be called `start_run`: the client stub uses it for deferred calls of `run`
+//! #[krarup_rpc::service(krate = krarup_rpc)]
+//! pub trait Service {
+//!     fn run(&mut self, job: u64) -> u64;
+//!     fn start_run(&mut self, job: u64) -> u64;
+//! }
+//! ```
+//!
+//! A service trait holds procedures only:
+//!
+//! ```compile_fail
+//! // error: a service trait holds only procedures (`fn` items)
+//! #[krarup_rpc::service(krate = krarup_rpc)]
+//! pub trait Service {
+//!     type Key;
+//!     fn get(&mut self, key: u64) -> Option<String>;
+//! }
+//! ```
+//!
+//! A service has at least one procedure, and is not generic:
+//!
+//! ```compile_fail
+//! // error: a service needs at least one procedure
+//! #[krarup_rpc::service(krate = krarup_rpc)]
+//! pub trait Nothing {}
+//! ```
+//!
+//! ```compile_fail
+//! // error: a service trait cannot be generic
+//! #[krarup_rpc::service(krate = krarup_rpc)]
+//! pub trait Store<T> {
+//!     fn get(&mut self, key: u64) -> Option<T>;
+//! }
+//! ```
+//!
+//! A result must be `Clone`, for the server's cache of recent replies (and arguments and results
+//! serializable); here the compiler's own error says so, pointing at the type:
+//!
+//! ```compile_fail,E0277
+//! // error[E0277]: the trait bound `Token: Clone` is not satisfied
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! pub struct Token(u64);
+//!
+//! #[krarup_rpc::service(krate = krarup_rpc)]
+//! pub trait Tokens {
+//!     fn issue(&mut self) -> Token;
+//! }
+//! ```
+//!
+//! The attribute's one argument says where this crate is:
+//!
+//! ```compile_fail
+//! // error: unknown argument: the only one is `krate = path::to::krarup_rpc`
+//! #[krarup_rpc::service(crate = krarup_rpc)]
+//! pub trait Counter {
+//!     fn get(&mut self) -> i64;
+//! }
+//! ```
 
 mod client;
 mod server;
