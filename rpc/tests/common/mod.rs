@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use krarup_net::{Node, NodeConfig};
 use krarup_runtime::{exit, monitor, receive, recv_timeout, Down, ExitReason, Mailbox, Message, Pid, Runtime};
@@ -147,6 +147,10 @@ pub struct Started(pub u64);
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Go;
 
+/// What a client process tells the test thread about its progress.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note(pub String);
+
 #[krarup_rpc::service(krate = krarup_rpc)]
 pub trait Work {
     /// Tells the observer `Started(n)`, waits for a [`Go`], returns `n`.
@@ -156,7 +160,11 @@ pub trait Work {
     async fn held_idempotent(&mut self, n: u64) -> u64;
     /// Counts a run; the count.
     fn bump(&mut self) -> u64;
-    /// How many times `held`, `held_idempotent` and `bump` ran.
+    /// [`bump`](Work::bump), marked safe to retry (a repeat is answered from the cache, so it
+    /// still counts once).
+    #[idempotent]
+    fn bump_idempotent(&mut self) -> u64;
+    /// How many times `held`, `held_idempotent`, `bump` and `bump_idempotent` ran.
     #[idempotent]
     fn runs(&mut self) -> u64;
     /// Appends `n` (one-way).
@@ -211,6 +219,10 @@ impl Work for Worker {
     fn bump(&mut self) -> u64 {
         self.runs += 1;
         self.runs
+    }
+
+    fn bump_idempotent(&mut self) -> u64 {
+        self.bump()
     }
 
     fn runs(&mut self) -> u64 {
@@ -314,6 +326,16 @@ pub fn watch(rt: &Runtime, pid: Pid) -> Running<ExitReason> {
     });
     ready.recv_timeout(TIMEOUT).expect("the watcher monitors");
     running
+}
+
+/// Waits until `condition` holds, at most [`TIMEOUT`]; for what no message reports (a request
+/// queued in a server's mailbox while the server is busy).
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "{what}: not within {TIMEOUT:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 static NAMES: AtomicU64 = AtomicU64::new(0);
