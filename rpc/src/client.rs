@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use krarup_runtime::dist::tag_of;
-use krarup_runtime::{call_start, receive, self_pid, CallError, Message, PendingCall, Pid};
+use krarup_runtime::{call_start, receive, self_pid, CallError, Down, ExitReason, Message, PendingCall, Pid};
 use parking_lot::Mutex;
 
 use crate::wire::{Cast, Request, RequestId, Resolve, Resolved};
@@ -253,13 +253,31 @@ impl<R: Send + 'static, T> Deferred<R, T> {
 }
 
 /// Asks the process registered as `name` on `node` for its Pid, if it serves `Q`'s service.
+///
+/// A probe monitor on the node, set up right after the question, reports an unreachable node at
+/// once (`NoConnection`, which an idempotent call retries) instead of after the timeout.
 async fn resolve<Q: Message>(name: &str, node: &str, timeout: Duration) -> Result<Pid, CallError> {
     static NONCE: AtomicU64 = AtomicU64::new(1);
     let nonce = NONCE.fetch_add(1, Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + timeout;
     krarup_runtime::send_named_at(name, node, Resolve { from: self_pid(), nonce, service: tag_of::<Q>() });
-    receive! {
-        answer: Resolved if answer.nonce == nonce => Ok(answer.server),
-        // No server of this service under that name answered (or its node is unreachable).
-        after timeout => Err(CallError::NoProc),
+    let probe = krarup_runtime::dist::probe(node).map(krarup_runtime::monitor);
+    let result = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        receive! {
+            answer: Resolved if answer.nonce == nonce => break Ok(answer.server),
+            down: Down if Some(down.reference) == probe => {
+                if down.reason == ExitReason::NoConnection {
+                    return Err(CallError::NoConnection);
+                }
+                // The node answered (the probe names no process): wait for the server.
+            },
+            // No server of this service under that name answered.
+            after left => break Err(CallError::NoProc),
+        }
+    };
+    if let Some(probe) = probe {
+        krarup_runtime::demonitor(probe);
     }
+    result
 }

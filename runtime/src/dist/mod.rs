@@ -65,6 +65,28 @@ use crate::pid::Pid;
 use crate::runtime::{Runtime, Shared};
 use crate::sync::global::Arc;
 
+/// A Pid on node `node` (`name@host:port`) that names no process, for
+/// the calling process's runtime: monitoring it tells whether the node can
+/// be reached — `Down` with `NoConnection` if not, with `NoProc` once the
+/// node has answered — in order with what was sent to that node before.
+/// None outside a process, for a runtime that is no node, or for its own
+/// name.
+///
+/// This is how a client that knows a server only by name (`{Name, Node}`)
+/// learns at once that the node is unreachable, instead of waiting out its
+/// timeout (Erlang's `monitor(process, {Name, Node})` reports the same).
+pub fn probe(node: &str) -> Option<Pid> {
+    let shared = crate::scheduler::worker::with_worker(|w| w.map(|w| w.shared.clone()))?;
+    let attached = shared.dist.get()?;
+    if attached.name == node {
+        return None;
+    }
+    // Creation 0 is no incarnation's: the peer takes the Pid for one of an
+    // earlier incarnation of itself, which is dead.
+    let entry = crate::node::intern_remote(shared.node, crate::node::atom(node), 0, Some(&*attached.dist));
+    Some(Pid::from_parts(entry, u32::MAX, 0))
+}
+
 /// A network layer attached to one runtime.
 pub trait Distribution: Send + Sync + 'static {
     /// How to reach the node named `node`; None if it cannot be (a name
