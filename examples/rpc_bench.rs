@@ -1,0 +1,413 @@
+//! What a generated RPC stub costs over the hand-written message round trip it
+//! replaces, measured in one run: workload W3a of `../shared/anchors/README.md`
+//! (local increment server, one client, K sequential round trips) and W4a (the
+//! same between two OS processes, each round trip timed), each done both ways.
+//!
+//! ```text
+//! cargo run --release --example rpc_bench -- [--k 1000000] [--reps 5] [--calls 100000] [--warmup 1000] [--remote-reps 3] [--workers W] [--only local|remote]
+//! ```
+//!
+//! - **Hand-written** (`impl=krarup`): exactly `local_call`'s W3a and
+//!   `remote_bench`'s W4a: the client sends `(self_pid(), n)`, the server
+//!   answers `n + 1` (remotely `(self_pid(), n + 1)`), the client `recv`s it.
+//! - **Stub** (`impl=krarup-rpc`): `client.inc(n).await` on the `IncrClient`
+//!   that `#[krarup::service]` generates from the trait [`Incr`], served by
+//!   `IncrServer::serve`. Each call goes through the runtime's `call`: a fresh
+//!   reply tag, a monitor of the server, a request id, a deadline (the default
+//!   5 s timeout), and a demonitor once the reply is in; the server keeps the
+//!   reply for a retried request.
+//!
+//! The two alternate (the hand-written one first in the 1st, 3rd, ...
+//! repetition, the stub first in the others) so that both see the same
+//! machine; each figure is the median over the repetitions, and `ratio` is the
+//! stub's median over the hand-written one (for W4a, of the p50s). For a
+//! profiler, `--way hand` or `--way stub` runs W3a that way alone, once (e.g.
+//! `valgrind --tool=callgrind target/release/examples/rpc_bench --way stub
+//! --k 100000 --workers 1`).
+//!
+//! The remote half starts the second node itself, as `remote_bench` does: it
+//! re-executes itself with `--child`, which starts node `b@127.0.0.1:0` (a free
+//! port), registers both servers, prints `NODE <name>` and serves until its
+//! standard input closes. The hand-written client finds its server by name
+//! once per repetition (untimed); the stub is a client of the name
+//! (`IncrClient::named_at`), which it resolves on its first (warm-up) call.
+//!
+//! Workers: `--workers` for both halves if given, else (as `local_call` and
+//! `remote_bench`) one per core locally and one per node remotely.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{fmt_num, Flags};
+use krarup::net::{Node, NodeConfig};
+use krarup::prelude::*;
+
+const USAGE: &str = "rpc_bench [--k K] [--reps R] [--calls N] [--warmup W] [--remote-reps R] [--workers W] \
+                     [--spin-us S] [--only local|remote] [--way hand|stub]";
+const COOKIE: &str = "bench";
+
+/// The increment server as an interface definition.
+#[krarup::service]
+pub trait Incr {
+    /// `n + 1`.
+    fn inc(&mut self, n: u64) -> u64;
+}
+
+/// The stub server's state: none.
+struct Increment;
+
+impl Incr for Increment {
+    fn inc(&mut self, n: u64) -> u64 {
+        n + 1
+    }
+}
+
+fn main() {
+    let flags = Flags::parse(USAGE);
+    let workers = flags.has("workers").then(|| flags.usize("workers", 1));
+    let spin = Duration::from_micros(flags.usize("spin-us", 200) as u64);
+    if flags.has("child") {
+        return child(workers.unwrap_or(1), spin);
+    }
+    let only = flags.str("only").unwrap_or("");
+    if let Some(way) = flags.str("way") {
+        // For profiling: one way alone, once.
+        let way = match way {
+            "hand" => Way::Hand,
+            "stub" => Way::Stub,
+            other => {
+                eprintln!("--way: expected hand or stub, got {other:?}");
+                std::process::exit(2)
+            }
+        };
+        return local_alone(flags.usize("k", 1_000_000), way, workers);
+    }
+    if only != "remote" {
+        local(flags.usize("k", 1_000_000), flags.usize("reps", 5).max(1), workers);
+    }
+    if only != "local" {
+        let calls = flags.usize("calls", 100_000).max(1);
+        let warmup = flags.usize("warmup", 1_000);
+        remote(calls, warmup, flags.usize("remote-reps", 3).max(1), workers.unwrap_or(1), spin);
+    }
+}
+
+/// Which of the two ways a round trip is made.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Way {
+    Hand,
+    Stub,
+}
+
+impl Way {
+    /// The two ways in the order repetition `rep` runs them.
+    fn order(rep: usize) -> [Way; 2] {
+        if rep.is_multiple_of(2) {
+            [Way::Hand, Way::Stub]
+        } else {
+            [Way::Stub, Way::Hand]
+        }
+    }
+}
+
+// ------------------------------------------------------------------ W3a
+
+/// `local_call`'s increment server.
+async fn server() {
+    loop {
+        let (from, n): (Pid, u64) = recv().await;
+        from.send(n + 1);
+    }
+}
+
+/// `local_call`'s W3a: K sequential round trips, each sending the previous reply.
+async fn w3a_hand(k: usize) -> Duration {
+    let server = spawn(server());
+    let t0 = Instant::now();
+    let me = self_pid();
+    let mut n = 0u64;
+    for _ in 0..k {
+        server.send((me, n));
+        n = recv::<u64>().await;
+    }
+    let elapsed = t0.elapsed();
+    assert_eq!(n, k as u64);
+    exit(server, ExitReason::Kill);
+    elapsed
+}
+
+/// W3a through the stub: K sequential `inc` calls.
+async fn w3a_stub(k: usize) -> Duration {
+    let server = spawn(IncrServer::serve(Increment));
+    let client = IncrClient::new(server);
+    let t0 = Instant::now();
+    let mut n = 0u64;
+    for _ in 0..k {
+        n = client.inc(n).await.expect("inc");
+    }
+    let elapsed = t0.elapsed();
+    assert_eq!(n, k as u64);
+    exit(server, ExitReason::Kill);
+    elapsed
+}
+
+fn local_runtime(workers: Option<usize>) -> Runtime {
+    let mut builder = Runtime::builder();
+    if let Some(workers) = workers {
+        builder = builder.workers(workers);
+    }
+    builder.build().expect("start the runtime")
+}
+
+/// W3a one way only, once, without a comparison (`--way`: for a profiler).
+fn local_alone(k: usize, way: Way, workers: Option<usize>) {
+    let rt = local_runtime(workers);
+    let (name, t) = match way {
+        Way::Hand => ("krarup", rt.block_on(w3a_hand(k))),
+        Way::Stub => ("krarup-rpc", rt.block_on(w3a_stub(k))),
+    };
+    let ns = common::ns_per(t, k);
+    println!("[{name}] W3a incr server, 1 client, k={k}: {ns:.1} ns/round trip ({t:?})");
+}
+
+fn local(k: usize, reps: usize, workers: Option<usize>) {
+    let rt = local_runtime(workers);
+    let workers = rt.stats().workers;
+    let (mut hand, mut stub) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        for way in Way::order(rep) {
+            match way {
+                Way::Hand => hand.push(common::ns_per(rt.block_on(w3a_hand(k)), k)),
+                Way::Stub => stub.push(common::ns_per(rt.block_on(w3a_stub(k)), k)),
+            }
+        }
+    }
+    let (hand_ns, stub_ns) = (median(&hand), median(&stub));
+    let ratio = stub_ns / hand_ns;
+    println!(
+        "[krarup] W3a incr server, 1 client, k={k}, {workers} workers: hand-written {hand_ns:.1} ns/round trip \
+         (median of {reps}: {})",
+        list(&hand)
+    );
+    println!(
+        "[krarup-rpc] W3a incr server through the stub: {stub_ns:.1} ns/call (median of {reps}: {}); \
+         {ratio:.2}x the hand-written round trip",
+        list(&stub)
+    );
+    let params = |ns: f64, runs: &[f64]| {
+        vec![
+            ("k", k.to_string()),
+            ("workers", workers.to_string()),
+            ("ns_per_rt", fmt_num(ns)),
+            ("reps", runs.iter().map(|x| fmt_num(*x)).collect::<Vec<_>>().join(",")),
+        ]
+    };
+    result("W3a", "krarup", &params(hand_ns, &hand));
+    let mut fields = params(stub_ns, &stub);
+    fields.push(("ratio", format!("{ratio:.3}")));
+    result("W3a", "krarup-rpc", &fields);
+}
+
+// ------------------------------------------------------------------ W4a
+
+/// One repetition's round trips, in µs, and their summary.
+struct Timings {
+    mean: f64,
+    p50: f64,
+    p99: f64,
+}
+
+impl Timings {
+    fn of(times: &[Duration]) -> Timings {
+        let mut us: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+        us.sort_by(f64::total_cmp);
+        let mean = us.iter().sum::<f64>() / us.len() as f64;
+        Timings { mean, p50: percentile(&us, 50.0), p99: percentile(&us, 99.0) }
+    }
+}
+
+/// `remote_bench`'s W4a: `warmup` untimed round trips, then `calls` timed.
+async fn w4a_hand(node: String, calls: usize, warmup: usize) -> Vec<Duration> {
+    krarup::send_named_at("incr", &node, (self_pid(), 0i64));
+    let (server, _): (Pid, i64) = recv_timeout(Duration::from_secs(10)).await.expect("the increment server");
+    for n in 0..warmup as i64 {
+        server.send((self_pid(), n));
+        let _: (Pid, i64) = recv().await;
+    }
+    let mut times = Vec::with_capacity(calls);
+    for n in 0..calls as i64 {
+        let start = Instant::now();
+        server.send((self_pid(), n));
+        let (_, m): (Pid, i64) = recv().await;
+        times.push(start.elapsed());
+        assert_eq!(m, n + 1);
+    }
+    times
+}
+
+/// W4a through the stub, a client of the server's name (resolved on the first
+/// warm-up call).
+async fn w4a_stub(node: String, calls: usize, warmup: usize) -> Vec<Duration> {
+    let client = IncrClient::named_at("incr_rpc", node);
+    for n in 0..warmup as u64 {
+        client.inc(n).await.expect("inc");
+    }
+    let mut times = Vec::with_capacity(calls);
+    for n in 0..calls as u64 {
+        let start = Instant::now();
+        let m = client.inc(n).await.expect("inc");
+        times.push(start.elapsed());
+        assert_eq!(m, n + 1);
+    }
+    times
+}
+
+fn remote(calls: usize, warmup: usize, reps: usize, workers: usize, spin: Duration) {
+    let exe = std::env::current_exe().expect("own path");
+    let mut child = Command::new(exe)
+        .args(["--child", "--workers", &workers.to_string(), "--spin-us", &spin.as_micros().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the second node");
+    let mut lines = BufReader::new(child.stdout.take().expect("child stdout")).lines();
+    let b = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(name) = line.strip_prefix("NODE ") {
+                    break name.to_owned();
+                }
+            }
+            _ => panic!("the second node did not start"),
+        }
+    };
+
+    let rt = Runtime::builder().workers(workers).build().expect("runtime");
+    let node = Node::start(&rt, NodeConfig::new("a@127.0.0.1:0", COOKIE).spin(spin)).expect("start node a");
+    node.connect(&b).expect("connect to node b");
+
+    let (mut hand, mut stub) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        for way in Way::order(rep) {
+            match way {
+                Way::Hand => hand.push(Timings::of(&rt.block_on(w4a_hand(b.clone(), calls, warmup)))),
+                Way::Stub => stub.push(Timings::of(&rt.block_on(w4a_stub(b.clone(), calls, warmup)))),
+            }
+        }
+    }
+    let summary = |runs: &[Timings]| {
+        let pick = |f: fn(&Timings) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+        (pick(|t| t.mean), pick(|t| t.p50), pick(|t| t.p99))
+    };
+    let (h, s) = (summary(&hand), summary(&stub));
+    let (ratio_p50, ratio_mean) = (s.1 / h.1, s.0 / h.0);
+    let p50s = |runs: &[Timings]| list(&runs.iter().map(|t| t.p50).collect::<Vec<_>>());
+    println!(
+        "[krarup] W4a: {calls} sequential round trips to the increment server on another OS process, {workers} \
+         worker(s) per node: mean {:.1} µs, p50 {:.1} µs, p99 {:.1} µs (medians of {reps}; p50s {})",
+        h.0,
+        h.1,
+        h.2,
+        p50s(&hand)
+    );
+    println!(
+        "[krarup-rpc] W4a through the stub: mean {:.1} µs, p50 {:.1} µs, p99 {:.1} µs (p50s {}); p50 {ratio_p50:.2}x, \
+         mean {ratio_mean:.2}x the hand-written round trip",
+        s.0,
+        s.1,
+        s.2,
+        p50s(&stub)
+    );
+    let params = |(mean, p50, p99): (f64, f64, f64)| {
+        vec![
+            ("k", calls.to_string()),
+            ("workers", workers.to_string()),
+            ("mean_us", fmt_num(mean)),
+            ("p50_us", fmt_num(p50)),
+            ("p99_us", fmt_num(p99)),
+            ("rt_per_s", format!("{:.0}", 1e6 / mean)),
+        ]
+    };
+    result("W4a", "krarup", &params(h));
+    let mut fields = params(s);
+    fields.push(("ratio_p50", format!("{ratio_p50:.3}")));
+    fields.push(("ratio_mean", format!("{ratio_mean:.3}")));
+    result("W4a", "krarup-rpc", &fields);
+
+    drop(child.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.wait();
+}
+
+/// Node b: `remote_bench`'s increment server as `incr`, the stub server as
+/// `incr_rpc`.
+fn child(workers: usize, spin: Duration) {
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(600));
+        eprintln!("rpc_bench child: watchdog, exiting");
+        std::process::exit(2);
+    });
+    let rt = Runtime::builder().workers(workers).build().expect("runtime");
+    let node = Node::start(&rt, NodeConfig::new("b@127.0.0.1:0", COOKIE).spin(spin)).expect("start node b");
+    let incr = rt.spawn(increment_server());
+    rt.register("incr", incr).expect("register incr");
+    let incr_rpc = rt.spawn(IncrServer::serve(Increment));
+    rt.register("incr_rpc", incr_rpc).expect("register incr_rpc");
+    println!("NODE {}", node.name());
+    // Serve until the parent closes our standard input.
+    let mut sink = String::new();
+    while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+}
+
+/// `remote_bench`'s increment server: `{From, N}` → `From ! {self(), N + 1}`.
+async fn increment_server() {
+    loop {
+        let (from, n): (Pid, i64) = recv().await;
+        from.send((self_pid(), n + 1));
+    }
+}
+
+// ------------------------------------------------------------------ figures
+
+/// The median (the mean of the middle two for an even count).
+fn median(xs: &[f64]) -> f64 {
+    let mut xs = xs.to_vec();
+    xs.sort_by(f64::total_cmp);
+    let mid = xs.len() / 2;
+    if !xs.len().is_multiple_of(2) {
+        xs[mid]
+    } else {
+        (xs[mid - 1] + xs[mid]) / 2.0
+    }
+}
+
+/// Nearest rank, as the anchors define it: the value at 1-based rank
+/// ceil(p/100 · count) of the sorted samples.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn list(xs: &[f64]) -> String {
+    xs.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ")
+}
+
+/// A `RESULT workload=.. impl=.. k=v ...` line (`common::result` always says
+/// `impl=krarup`).
+fn result(workload: &str, implementation: &str, fields: &[(&str, String)]) {
+    let mut line = format!("RESULT workload={workload} impl={implementation}");
+    for (k, v) in fields {
+        line.push_str(&format!(" {k}={v}"));
+    }
+    println!("{line}");
+}
