@@ -17,10 +17,9 @@ fn every_argument_and_result_type_round_trips_through_the_stubs() {
     let directory = DirectoryClient::new(server).with_timeout(TIMEOUT);
     let mut inbox = rt.mailbox();
     let me = inbox.pid();
-    let home = address("Main Street", 12, Some("Springfield"));
-    let away = address("Elm Road", 3, None);
+    let h = address("Main Street", 12, Some("Springfield"));
+    let a = address("Elm Road", 3, None);
 
-    let (h, a) = (home.clone(), away.clone());
     rt.block_on(async move {
         // A String and a struct in, an Option of the struct out.
         assert_eq!(directory.insert("ann".into(), h.clone()).await, Ok(None));
@@ -44,7 +43,6 @@ fn every_argument_and_result_type_round_trips_through_the_stubs() {
         assert_eq!(directory.check("dan".into(), 0, false).await, Ok(Err("no dan".to_owned())));
     });
     assert_eq!(expect_msg::<Hello>(&mut inbox), Hello("hi".into()));
-    drop((home, away));
 }
 
 #[test]

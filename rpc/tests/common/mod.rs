@@ -284,11 +284,6 @@ impl<T> Running<T> {
             .recv_timeout(TIMEOUT)
             .unwrap_or_else(|e| panic!("the process did not finish within {TIMEOUT:?}: {e}"))
     }
-
-    /// The output if the process has finished; never waits.
-    pub fn try_output(&self) -> Option<T> {
-        self.output.try_recv().ok()
-    }
 }
 
 /// On a plain thread: the next `T` in `mailbox`, or a panic after [`TIMEOUT`].
@@ -302,15 +297,6 @@ pub fn expect_msg<T: Message>(mailbox: &mut Mailbox) -> T {
 /// Kills `pid`, a process of `rt` (an exit signal needs a sending process).
 pub fn kill(rt: &Runtime, pid: Pid) {
     rt.block_on(async move { exit(pid, ExitReason::Kill) });
-}
-
-/// Inside a process: monitors `pid` and waits for it to exit; its exit reason.
-pub async fn exit_reason_of(pid: Pid) -> ExitReason {
-    let reference = monitor(pid);
-    receive! {
-        down: Down if down.reference == reference => down.reason,
-        after TIMEOUT => panic!("{pid:?} did not exit within {TIMEOUT:?}"),
-    }
 }
 
 /// Monitors `pid` from a process of `rt`; returns a handle to await its exit reason.
