@@ -224,7 +224,11 @@ fn a_restarted_node_does_not_take_messages_for_its_old_pids() {
 
 #[test]
 fn a_silent_peer_is_detected_within_the_heartbeat_bound() {
-    let bound = Duration::from_millis(400);
+    // b ticks after a quarter of the bound without writing and gives up after three quarters
+    // without reading: at 400 ms, an I/O thread left unscheduled for ~200 ms (stalls that long
+    // are seen under load on two cores) could sleep from before its first tick to past the
+    // silence, and close the connection without having sent a tick.
+    let bound = Duration::from_secs(1);
     let b = Side::with(NodeConfig::new("b@127.0.0.1:0", COOKIE).heartbeat(bound));
     let silent = "silent@127.0.0.1:1";
     let mut peer = raw::Peer::connect(b.port(), b.name(), silent, COOKIE.as_bytes());
@@ -243,15 +247,24 @@ fn a_silent_peer_is_detected_within_the_heartbeat_bound() {
 
 #[test]
 fn an_idle_connection_is_kept_up_by_ticks() {
-    let config =
-        |name: &str| NodeConfig::new(format!("{name}@127.0.0.1:0"), COOKIE).heartbeat(Duration::from_millis(100));
+    // A node ticks after a quarter of the bound without writing and drops a connection it has
+    // read nothing from for three quarters of it, so the bound must outlast how long a loaded
+    // two-core machine can leave an I/O thread unscheduled: at 100 ms a live connection was
+    // dropped about one run in 20 under load (stalls of a few hundred ms are seen there).
+    let heartbeat = Duration::from_secs(2);
+    let config = |name: &str| NodeConfig::new(format!("{name}@127.0.0.1:0"), COOKIE).heartbeat(heartbeat);
     let a = Side::with(config("a"));
     let b = Side::with(config("b"));
     a.node.connect(b.name()).unwrap();
-    // Idle for ten heartbeat bounds: the time passing is what is tested, not a synchronization.
-    std::thread::sleep(Duration::from_secs(1));
+    let frames_in = (a.node.stats().frames_in, b.node.stats().frames_in);
+    // Idle for two heartbeat bounds, past the three quarters of one that would drop a
+    // connection without ticks: the time passing is what is tested, not a synchronization.
+    std::thread::sleep(2 * heartbeat);
     assert_eq!(a.node.nodes(), vec![b.name().to_owned()]);
+    assert_eq!(b.node.nodes(), vec![a.name().to_owned()]);
     assert_eq!((a.node.stats().connections_closed, b.node.stats().connections_closed), (0, 0));
+    let ticked = (a.node.stats().frames_in > frames_in.0, b.node.stats().frames_in > frames_in.1);
+    assert_eq!(ticked, (true, true), "ticks crossed the idle connection both ways");
 }
 
 /// A numbered message.
