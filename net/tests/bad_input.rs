@@ -336,7 +336,12 @@ fn an_undecodable_message_is_dropped_and_counted_and_the_connection_stays() {
     // Neither connection was closed for it.
     assert_eq!(b.node.stats().bad_input, 0);
     assert_eq!(b.node.stats().connections_closed, 0);
+    // Nor for a message to a name nobody has: the frame after it, on the same connection, is
+    // read and delivered (c's connection, checked by `assert_serves`, does not order with it).
+    b.rt.register("inbox", inbox.pid()).unwrap();
     peer.send_named("nobody", tag_of::<u32>(), &[1]);
+    peer.send_named("inbox", tag_of::<u32>(), &postcard::to_allocvec(&6u32).unwrap());
+    assert_eq!(expect_msg::<u32>(&mut inbox), 6, "the frame after the one for nobody");
     assert_serves(&b, &c);
     assert_eq!(b.node.stats().connections_closed, 0, "the hand-made peer is still connected");
 }

@@ -24,9 +24,15 @@ fn text(s: &str) -> Text {
     Text(s.to_owned())
 }
 
+const HOUR: Duration = Duration::from_secs(3600);
+
 #[test]
 fn send_reaches_a_remote_process_both_ways() {
-    let (a, b) = pair();
+    // No heartbeat ticks while the test runs (a tick is a frame in too, and a loaded machine can
+    // make the test last past the default tick interval): a frame b reads is the message.
+    let quiet = |name: &str| NodeConfig::new(format!("{name}@127.0.0.1:0"), common::COOKIE).heartbeat(HOUR);
+    let (a, b) = (Side::with(quiet("a")), Side::with(quiet("b")));
+    a.node.connect(b.name()).expect("a connects to b");
     let mut inbox_a = a.rt.mailbox();
     let mut inbox_b = b.rt.mailbox();
     let b_inbox_at_a = remote_pid(inbox_b.pid(), &b, &a);
