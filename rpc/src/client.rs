@@ -125,6 +125,9 @@ impl Client {
 
     /// The server's Pid: known, or found by name (for service `Q`).
     async fn server<Q: Message>(&self) -> Result<Pid, CallError> {
+        if let Target::Pid(pid) = self.target {
+            return Ok(pid);
+        }
         if let Some(pid) = *self.resolved.lock() {
             return Ok(pid);
         }
@@ -153,7 +156,9 @@ impl Client {
     /// As the runtime's `call`: timeout, no server, lost connection, the server exited during
     /// the call, an undecodable reply.
     pub async fn call<Q: Message, R: Message>(&self, body: Q) -> Result<R, CallError> {
-        self.start(body, Ok).await?.wait().await
+        let server = self.server::<Q>().await.inspect_err(|e| self.forget(e))?;
+        let pending = call_start::<Request<Q>, R>(server, Request { id: self.next_id(), body });
+        pending.wait(self.timeout).await.inspect_err(|e| self.forget(e))
     }
 
     /// [`Client::call`] for an idempotent procedure: `make` builds the request for each attempt;

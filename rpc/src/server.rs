@@ -8,6 +8,7 @@
 //! again.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::marker::PhantomData;
 
 use krarup_runtime::dist::tag_of;
@@ -32,14 +33,14 @@ pub enum Incoming<Q, R> {
 /// The receive loop of a server stub (see the module docs).
 #[derive(Debug)]
 pub struct ServerLoop<Q, R> {
-    replies: HashMap<Pid, VecDeque<(u64, R)>>,
+    replies: HashMap<Pid, VecDeque<(u64, R)>, BuildHasherDefault<PidHasher>>,
     clients: VecDeque<Pid>,
     _request: PhantomData<fn() -> Q>,
 }
 
 impl<Q: Message, R: Message + Clone> Default for ServerLoop<Q, R> {
     fn default() -> Self {
-        ServerLoop { replies: HashMap::new(), clients: VecDeque::new(), _request: PhantomData }
+        ServerLoop { replies: HashMap::default(), clients: VecDeque::new(), _request: PhantomData }
     }
 }
 
@@ -85,7 +86,14 @@ impl<Q: Message, R: Message + Clone> ServerLoop<Q, R> {
     }
 
     fn remember(&mut self, id: RequestId, value: R) {
-        if !self.replies.contains_key(&id.client) {
+        if let Some(replies) = self.replies.get_mut(&id.client) {
+            if replies.len() == PER_CLIENT {
+                replies.pop_front();
+            }
+            replies.push_back((id.seq, value));
+            return;
+        }
+        {
             if self.clients.len() == CLIENTS {
                 if let Some(oldest) = self.clients.pop_front() {
                     self.replies.remove(&oldest);
@@ -98,5 +106,35 @@ impl<Q: Message, R: Message + Clone> ServerLoop<Q, R> {
             replies.pop_front();
         }
         replies.push_back((id.seq, value));
+    }
+}
+
+/// FxHash (rustc's hasher) for the cache's Pid keys.
+#[derive(Default)]
+struct PidHasher(u64);
+
+impl PidHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for PidHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.add(u64::from(b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }

@@ -89,6 +89,9 @@ pub(crate) fn lookup_remote(node: u32) -> Option<&'static Remote> {
         /// made, so a sender reaches its route without the table's lock.
         static REMOTES: std::cell::RefCell<Vec<Option<&'static Remote>>> = const { std::cell::RefCell::new(Vec::new()) };
     }
+    if crate::scheduler::worker::with_worker(|w| w.is_some_and(|w| w.shared.node == node)) {
+        return None;
+    }
     let i = node as usize;
     if let Some(Some(remote)) = REMOTES.with(|cache| cache.borrow().get(i).copied()) {
         return Some(remote);

@@ -58,19 +58,18 @@ pub fn tag_of<T: ?Sized + 'static>() -> u64 {
         /// name every time would cost more than the rest of a receive). The
         /// whole (address, length) pair is compared: two names are the same
         /// `&'static str` only if both agree.
-        static TAGS: Cell<[(usize, usize, u64); 64]> = const { Cell::new([(0, 0, 0); 64]) };
+        static TAGS: [Cell<(usize, usize, u64)>; 64] = const { [const { Cell::new((0, 0, 0)) }; 64] };
     }
     let name = type_name::<T>();
     let (ptr, len) = (name.as_ptr() as usize, name.len());
     let at = ((ptr >> 3) ^ len) % 64;
     TAGS.with(|tags| {
-        let mut all = tags.get();
-        if all[at].0 == ptr && all[at].1 == len {
-            return all[at].2;
+        let (p, l, tag) = tags[at].get();
+        if p == ptr && l == len {
+            return tag;
         }
         let tag = fnv1a(name.as_bytes());
-        all[at] = (ptr, len, tag);
-        tags.set(all);
+        tags[at].set((ptr, len, tag));
         tag
     })
 }
