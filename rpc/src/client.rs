@@ -265,6 +265,8 @@ async fn resolve<Q: Message>(name: &str, node: &str, timeout: Duration) -> Resul
     static NONCE: AtomicU64 = AtomicU64::new(1);
     let nonce = NONCE.fetch_add(1, Ordering::Relaxed);
     let deadline = std::time::Instant::now() + timeout;
+    // An answer to an earlier lookup of this process that came after it gave up: drop it.
+    while krarup_runtime::try_recv::<Resolved>().is_some() {}
     krarup_runtime::send_named_at(name, node, Resolve { from: self_pid(), nonce, service: tag_of::<Q>() });
     let probe = krarup_runtime::dist::probe(node).map(krarup_runtime::monitor);
     let result = loop {
