@@ -34,8 +34,6 @@
 
 use std::io::{self, Write};
 use std::net::ToSocketAddrs;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -48,8 +46,10 @@ use slab::Slab;
 use crate::config::{ConnectError, NodeConfig};
 use crate::frame::{self, FrameReader, HANDSHAKE_MAX};
 use crate::handshake::{Cookie, Handshake, HandshakeError, NodeId, Progress};
-use crate::peer::{Peer, State};
+use crate::outbox::State;
+use crate::peer::Peer;
 use crate::registry::Registry;
+use crate::sync::global::{Arc, AtomicBool, AtomicU64, Ordering};
 use crate::{proto, NodeDown};
 
 pub(crate) const WAKER: Token = Token(0);
@@ -342,7 +342,7 @@ impl Reactor {
             return;
         }
         let peer = self.registry.by_id(id);
-        if matches!(peer.start_connecting(), State::Down | State::Closed) {
+        if matches!(peer.outbox.start_connecting(), State::Down | State::Closed) {
             return;
         }
         match self.dial(&peer) {
@@ -609,10 +609,7 @@ impl Reactor {
         conn.deadline = None;
         self.link(id).up = Some(key);
         self.link(id).awaiting_theirs = None;
-        self.registry.by_id(id).with_out(|out| {
-            out.state = State::Up;
-            out.notified = true;
-        });
+        self.registry.by_id(id).outbox.go_up();
         // Only now: a `connect` that returns Ok finds the peer in `nodes()`.
         for waiter in self.link(id).waiters.drain(..) {
             let _ = waiter.send(Ok(()));
@@ -646,17 +643,7 @@ impl Reactor {
                     conn.wbuf = Vec::new();
                 }
                 let Some(peer) = &peer else { break Ok(()) };
-                let wbuf = &mut conn.wbuf;
-                let got = peer.with_out(|out| {
-                    if out.buf.is_empty() {
-                        out.notified = false;
-                        false
-                    } else {
-                        std::mem::swap(&mut out.buf, wbuf);
-                        true
-                    }
-                });
-                if !got {
+                if !peer.outbox.take_into(&mut conn.wbuf) {
                     break Ok(());
                 }
             }
@@ -668,7 +655,7 @@ impl Reactor {
                     let free = n.min(conn.uncounted);
                     conn.uncounted -= free;
                     if let Some(peer) = &peer {
-                        peer.written(n - free);
+                        peer.outbox.written(n - free);
                     }
                     self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                 }
@@ -731,7 +718,7 @@ impl Reactor {
         // hears of the loss (a Down, an Exit, NodeDown, a failed connect) and sends at once
         // connects again, rather than having the message refused. The connection itself is
         // made only after this function, on this thread.
-        self.local.node_down_then(peer.name.as_str(), || peer.go_idle());
+        self.local.node_down_then(peer.name.as_str(), || peer.outbox.go_idle());
         let link = self.link(id);
         let monitors = std::mem::take(&mut link.node_monitors);
         let waiters = std::mem::take(&mut link.waiters);

@@ -12,8 +12,10 @@
 //!
 //! - `name.rs`: node names; `frame.rs`: length-prefixed frames, checked before buffering;
 //!   `handshake.rs`: the authenticated handshake; `proto.rs`: the distribution frames.
-//! - `peer.rs`: one remote node as senders see it (the runtime's `Route`): an outgoing buffer
-//!   with backpressure; `registry.rs`: the peers by name.
+//! - `outbox.rs`: a peer's outgoing buffer with backpressure, shared by senders and the I/O
+//!   thread; `peer.rs`: one remote node as senders see it (the runtime's `Route`), which
+//!   encodes into its outbox; `registry.rs`: the peers by name.
+//! - `sync.rs`: every lock and atomic, loom's under `--cfg loom` for the outbox's models.
 //! - `io.rs`: the I/O thread (mio), which owns every socket.
 //! - `node.rs`: the [`Node`] handle.
 //!
@@ -28,11 +30,17 @@ mod handshake;
 mod io;
 mod name;
 mod node;
+mod outbox;
 mod peer;
 mod proto;
 mod registry;
+mod sync;
 
 pub use crate::config::{ConnectError, NodeConfig, StartError};
 pub use crate::handshake::CookieError;
 pub use crate::name::NameError;
 pub use crate::node::{Node, NodeDown, NodeStats};
+
+/// loom models of the outbox protocol (`--cfg loom`, see `models/mod.rs`).
+#[cfg(all(test, loom))]
+mod models;

@@ -2,22 +2,20 @@
 
 use std::fmt;
 use std::net::ToSocketAddrs;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use krarup_runtime::{Pid, Runtime};
 use mio::net::TcpListener;
 use mio::{Poll, Waker};
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConnectError, NodeConfig, StartError};
 use crate::handshake::{Cookie, NodeId};
 use crate::io::{Command, Io, Reactor, Stats, WAKER};
 use crate::name::NodeName;
-use crate::peer::State;
+use crate::outbox::State;
 use crate::registry::Registry;
+use crate::sync::global::{Arc, Mutex, Ordering};
 
 /// What a process that [monitors a node](Node::monitor_node) receives when the connection to it
 /// is lost (or cannot be made): Erlang's `{nodedown, Node}`.
@@ -187,7 +185,7 @@ impl Node {
             return Err(ConnectError::OwnName);
         }
         let peer = self.inner.registry.peer(&name);
-        match peer.state() {
+        match peer.outbox.state() {
             State::Up => return Ok(()),
             State::Closed => return Err(ConnectError::ShutDown),
             _ => {}
@@ -208,7 +206,7 @@ impl Node {
             .registry
             .all()
             .iter()
-            .filter(|peer| peer.state() == State::Up)
+            .filter(|peer| peer.outbox.state() == State::Up)
             .map(|peer| peer.name.to_string())
             .collect();
         nodes.sort();
@@ -235,13 +233,13 @@ impl Node {
         let peers = self.inner.registry.all();
         let s = &self.inner.stats;
         NodeStats {
-            connected: peers.iter().filter(|p| p.state() == State::Up).count(),
+            connected: peers.iter().filter(|p| p.outbox.state() == State::Up).count(),
             bytes_in: s.bytes_in.load(Ordering::Relaxed),
             bytes_out: s.bytes_out.load(Ordering::Relaxed),
             frames_in: s.frames_in.load(Ordering::Relaxed),
             connections_closed: s.connections_closed.load(Ordering::Relaxed),
             bad_input: s.bad_input.load(Ordering::Relaxed),
-            pending_bytes: peers.iter().map(|p| p.pending()).sum(),
+            pending_bytes: peers.iter().map(|p| p.outbox.pending()).sum(),
         }
     }
 

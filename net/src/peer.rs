@@ -8,48 +8,26 @@
 //! (The channel carries "peer *n* has frames" rather than the frames themselves: same ordering,
 //! a fraction of the cost.)
 //!
+//! The synchronization between senders and the I/O thread (the buffer, `notified`, the
+//! connection's state as senders see it, backpressure) is the [`Outbox`]'s, in `outbox.rs`,
+//! with its invariants; this file turns items into frames and [`Wake`]s into commands.
+//!
 //! # Invariants
 //!
-//! - **Order.** Frames enter the buffer under its lock, and the buffer is written in order on the
-//!   one connection of the pair, so everything one node sends another arrives in the order sent.
-//! - **`notified`** is true exactly while the I/O thread will look at the buffer again without
-//!   being told: a `Flush` command is queued, or it is writing and will come back for more. It is
-//!   set by the sender that queues the command and cleared by the I/O thread, under the lock,
-//!   only when it finds the buffer empty. So a frame is never left behind with nobody to write it.
-//! - **State.** `Down` is set by the I/O thread (under the lock, which also empties the buffer)
-//!   before it fires the node's links and monitors with `NoConnection`; while it is `Down`
-//!   senders are told [`Sent::Unreachable`], so no link or monitor is set up behind that scan.
-//!   Then it is `Idle`, and the next send connects again.
-//! - **Memory.** `pending` counts bytes queued and not yet written. Past the soft limit a sender
-//!   is told [`Sent::Busy`] (its process pauses at its next receive); past four times it, the
-//!   sending thread itself waits. The gate is opened when `pending` falls to half the limit.
-//!   Closing re-checks `pending` after the close, and the I/O thread checks the gate after each
-//!   decrement (both `SeqCst`), so the gate is never left closed over an empty buffer.
+//! - **Order.** The outbox keeps frames in the order pushed and the pair has one connection,
+//!   so everything one node sends another arrives in the order sent.
+//! - **Nothing set up behind the scan.** The I/O thread moves the outbox to `Down` before it
+//!   fires the node's links and monitors with `NoConnection`, and back to `Idle` only once that
+//!   scan has collected what fires; in between, senders are told [`Sent::Unreachable`], so no
+//!   link or monitor is set up that the scan missed. Then the next send connects again.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
-use krarup_runtime::dist::{Gate, Outgoing, Route, Sent, Wire};
-use parking_lot::{Condvar, Mutex};
+use krarup_runtime::dist::{Outgoing, Route, Sent, Wire};
 
 use crate::io::{Command, Io};
 use crate::name::NodeName;
+use crate::outbox::{Outbox, State, Wake};
 use crate::proto;
-
-/// Where a peer's connection is, as senders need to know it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum State {
-    /// No connection and no attempt: the next item starts one.
-    Idle,
-    /// An attempt is under way; items wait in the buffer.
-    Connecting,
-    /// Connected; items are written as they come.
-    Up,
-    /// The connection is being torn down (or the node is shutting down): items are refused.
-    Down,
-    /// This node has shut down for good.
-    Closed,
-}
+use crate::sync::global::Arc;
 
 /// The senders' side of one remote node.
 pub(crate) struct Peer {
@@ -57,20 +35,10 @@ pub(crate) struct Peer {
     pub(crate) id: usize,
     pub(crate) name: NodeName,
     wire: Wire,
-    out: Mutex<Out>,
-    /// Bytes queued and not yet written (in `out.buf` or in the connection's write buffer).
-    pending: AtomicUsize,
-    limit: usize,
     max_frame: u32,
-    gate: Arc<Gate>,
-    space: Condvar,
+    /// The outgoing buffer, shared with the I/O thread.
+    pub(crate) outbox: Outbox,
     io: Arc<Io>,
-}
-
-pub(crate) struct Out {
-    pub(crate) state: State,
-    pub(crate) buf: Vec<u8>,
-    pub(crate) notified: bool,
 }
 
 impl std::fmt::Debug for Peer {
@@ -81,158 +49,39 @@ impl std::fmt::Debug for Peer {
 
 impl Peer {
     pub(crate) fn new(id: usize, name: NodeName, wire: Wire, limit: usize, max_frame: u32, io: Arc<Io>) -> Peer {
-        let out = Out { state: State::Idle, buf: Vec::new(), notified: false };
-        Peer {
-            id,
-            name,
-            wire,
-            out: Mutex::new(out),
-            pending: AtomicUsize::new(0),
-            limit,
-            max_frame,
-            gate: Gate::new(),
-            space: Condvar::new(),
-            io,
-        }
+        Peer { id, name, wire, max_frame, outbox: Outbox::new(limit), io }
     }
 
-    /// The state, as of now.
-    pub(crate) fn state(&self) -> State {
-        self.out.lock().state
-    }
-
-    /// I/O thread: runs `f` on the outgoing side under its lock.
-    pub(crate) fn with_out<R>(&self, f: impl FnOnce(&mut Out) -> R) -> R {
-        f(&mut self.out.lock())
-    }
-
-    /// I/O thread: asks for an attempt if the peer is idle (for `connect` and node monitors).
-    /// Returns the state it found.
-    pub(crate) fn start_connecting(&self) -> State {
-        let mut out = self.out.lock();
-        let found = out.state;
-        if found == State::Idle {
-            out.state = State::Connecting;
-        }
-        found
-    }
-
-    /// I/O thread: `n` more bytes were written (or discarded): lift backpressure as it drains.
-    pub(crate) fn written(&self, n: usize) {
-        if n == 0 {
-            return;
-        }
-        let before = self.pending.fetch_sub(n, Ordering::SeqCst);
-        let now = before.saturating_sub(n);
-        if now <= self.limit / 2 && !self.gate.is_open() {
-            self.gate.open();
-        }
-        if before > self.limit * 4 && now <= self.limit * 4 {
-            // Taking the lock orders this with a sender about to wait.
-            drop(self.out.lock());
-            self.space.notify_all();
-        }
-    }
-
-    /// I/O thread: the connection is gone (or the node shuts down): refuse items from now on,
-    /// discard what was queued, release every sender held back. `unsent` bytes of the
-    /// connection's write buffer are discarded too. Returns how many messages were queued and
-    /// never handed to a connection (those in `unsent` were, as bytes in flight are).
+    /// I/O thread: the connection is gone (or the node shuts down): see [`Outbox::go_down`].
+    /// Returns how many messages were queued and never handed to a connection (those in
+    /// `unsent` were, as bytes in flight are).
     pub(crate) fn go_down(&self, unsent: usize, state: State) -> u64 {
-        let buf = {
-            let mut out = self.out.lock();
-            out.state = state;
-            out.notified = false;
-            std::mem::take(&mut out.buf)
-        };
-        self.written(buf.len() + unsent);
-        self.gate.open();
-        self.space.notify_all();
-        messages_in(&buf)
-    }
-
-    /// I/O thread: node_down has run; the next item connects again.
-    pub(crate) fn go_idle(&self) {
-        let mut out = self.out.lock();
-        if out.state == State::Down {
-            out.state = State::Idle;
-        }
+        messages_in(&self.outbox.go_down(unsent, state))
     }
 
     /// I/O thread: appends a heartbeat to an idle connection's buffer (the caller writes it).
     pub(crate) fn push_tick(&self) {
-        let mut out = self.out.lock();
-        if out.state != State::Up {
-            return;
-        }
-        let before = out.buf.len();
-        crate::io::tick_frame(&mut out.buf);
-        self.pending.fetch_add(out.buf.len() - before, Ordering::SeqCst);
-        out.notified = true;
-    }
-
-    /// Bytes waiting, for tests and stats.
-    pub(crate) fn pending(&self) -> usize {
-        self.pending.load(Ordering::SeqCst)
+        self.outbox.push_tick(crate::io::tick_frame);
     }
 }
 
 impl Route for Peer {
     fn send(&self, item: Outgoing<'_>) -> Sent {
-        let mut out = self.out.lock();
-        let mut command = None;
-        match out.state {
-            State::Down | State::Closed => return Sent::Unreachable,
-            State::Idle => {
-                out.state = State::Connecting;
-                command = Some(Command::Connect(self.id));
-            }
-            State::Connecting => {}
-            State::Up => {
-                if !out.notified {
-                    out.notified = true;
-                    command = Some(Command::Flush(self.id));
-                }
-            }
-        }
-        let before = out.buf.len();
-        if let Err(error) = proto::encode(&item, &self.wire, &mut out.buf, self.max_frame) {
-            // Only a message can fail to encode (or be too large): it is dropped, as if the node
-            // were unreachable, and counted. Signals always encode.
-            drop(out);
-            if let Some(command) = command {
-                self.io.notify(command);
-            }
-            tracing::warn!(peer = %self.name, %error, item = ?item, "message not sent");
-            return Sent::Unreachable;
-        }
-        let added = out.buf.len() - before;
-        let pending = self.pending.fetch_add(added, Ordering::SeqCst) + added;
-        if pending > self.limit * 4 && !matches!(out.state, State::Down | State::Closed) {
-            if let Some(command) = command.take() {
-                self.io.notify(command);
-            }
-            // The last resort: this thread waits until the I/O thread has written enough (or the
-            // connection is gone, which empties the buffer).
-            while self.pending.load(Ordering::SeqCst) > self.limit * 4
-                && !matches!(out.state, State::Down | State::Closed)
-            {
-                self.space.wait(&mut out);
+        let wake = |wake| {
+            self.io.notify(match wake {
+                Wake::Connect => Command::Connect(self.id),
+                Wake::Flush => Command::Flush(self.id),
+            })
+        };
+        match self.outbox.push(|buf| proto::encode(&item, &self.wire, buf, self.max_frame), wake) {
+            Ok(sent) => sent,
+            Err(error) => {
+                // Only a message can fail to encode (or be too large): it is dropped, as if the
+                // node were unreachable, and counted. Signals always encode.
+                tracing::warn!(peer = %self.name, %error, item = ?item, "message not sent");
+                Sent::Unreachable
             }
         }
-        drop(out);
-        if let Some(command) = command {
-            self.io.notify(command);
-        }
-        if pending > self.limit {
-            self.gate.close();
-            if self.pending.load(Ordering::SeqCst) <= self.limit / 2 {
-                self.gate.open();
-                return Sent::Queued;
-            }
-            return Sent::Busy(self.gate.clone());
-        }
-        Sent::Queued
     }
 }
 

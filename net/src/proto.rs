@@ -228,7 +228,6 @@ pub(crate) fn apply(inbound: &Inbound, frame: Frame<'_>) -> Result<(), ProtocolE
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use krarup_runtime::dist::{attach, Distribution, Route};
@@ -237,6 +236,7 @@ mod tests {
     use super::*;
     use crate::frame::tests::XorShift;
     use crate::frame::FrameReader;
+    use crate::sync::global::Arc;
 
     /// A network layer that reaches nobody.
     struct Nowhere;

@@ -5,14 +5,13 @@
 //! remote node shares one route, one buffer and one order), numbered densely from 0.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use krarup_runtime::dist::{Distribution, Route, Wire};
-use parking_lot::RwLock;
 
 use crate::io::Io;
 use crate::name::NodeName;
 use crate::peer::Peer;
+use crate::sync::global::{Arc, RwLock};
 
 pub(crate) struct Registry {
     /// This node.
