@@ -735,14 +735,14 @@ impl Reactor {
         let silent = self.heartbeat * 3 / 4;
         let tick = self.heartbeat / 4;
         let mut expired = Vec::new();
+        let mut quiet = Vec::new();
         let mut idle = Vec::new();
         for (key, conn) in &self.conns {
             if conn.deadline.is_some_and(|d| now >= d) {
                 expired.push((key, Close::normal("connect and handshake timed out")));
             } else if let (Phase::Up(_), Some(id)) = (&conn.phase, conn.peer) {
-                let quiet = now.duration_since(conn.last_read);
-                if quiet > silent {
-                    expired.push((key, Close::normal(format!("heartbeat: nothing from the peer for {quiet:?}"))));
+                if now.duration_since(conn.last_read) > silent {
+                    quiet.push(key);
                 } else if now.duration_since(conn.last_write) >= tick {
                     idle.push((key, id));
                 }
@@ -750,6 +750,22 @@ impl Reactor {
         }
         for (key, close) in expired {
             self.close(key, close);
+        }
+        for key in quiet {
+            if !self.conns.contains(key) {
+                continue;
+            }
+            // This thread may itself have stalled since its last poll, with the peer's ticks
+            // waiting unread in the socket: read before calling the peer silent.
+            if let Err(close) = self.read(key) {
+                self.close(key, close);
+                continue;
+            }
+            let Some(conn) = self.conns.get(key) else { continue };
+            let for_how_long = Instant::now().duration_since(conn.last_read);
+            if for_how_long > silent {
+                self.close(key, Close::normal(format!("heartbeat: nothing from the peer for {for_how_long:?}")));
+            }
         }
         let given_up: Vec<usize> = (0..self.links.len())
             .filter(|&id| {
