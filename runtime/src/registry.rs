@@ -114,6 +114,13 @@ impl Registry {
         }
     }
 
+    /// The name the table holds for `pid` (its reverse map), dead or alive:
+    /// for the loom models, which check that a dead process keeps none.
+    #[cfg(all(test, loom))]
+    pub(crate) fn name_of(&self, pid: Pid) -> Option<String> {
+        self.names.lock().by_pid.get(&pid).cloned()
+    }
+
     /// Forgets every name (shutdown).
     pub(crate) fn clear(&self) {
         let mut names = self.names.lock();

@@ -85,6 +85,7 @@ fn loom_registry_register_racing_exit() {
         let registered = registrar.join().unwrap();
         let named = owner.join().unwrap();
         assert_eq!(entry(&registry, "server"), None, "a name outlived its process");
+        assert_eq!(registry.name_of(pid), None, "a dead process kept its name");
         match registered {
             Ok(()) => assert!(named, "register succeeded but the exit did not see NAMED"),
             Err(RegisterError::NotAlive(p)) => {
@@ -153,15 +154,18 @@ fn loom_registry_takeover_racing_release() {
         };
         let result = newcomer.join().unwrap();
         assert!(owner.join().unwrap(), "the old owner was named");
+        assert_eq!(registry.name_of(old), None, "a dead process kept its name");
         match result {
             Ok(()) => {
                 assert_eq!(entry(&registry, "server"), Some(new), "the old owner's release removed the new entry");
+                assert_eq!(registry.name_of(new).as_deref(), Some("server"));
                 assert_eq!(registry.whereis("server", is_alive(&slots[..])), Some(new));
                 assert_ne!(slots[1].load() & NAMED, 0, "the newcomer's slot has NAMED");
             }
             Err(RegisterError::NameTaken { owner, .. }) => {
                 assert_eq!(owner, old);
                 assert_eq!(entry(&registry, "server"), None, "the old owner's name outlived it");
+                assert_eq!(registry.name_of(new), None, "a refused newcomer has a name");
                 assert_eq!(slots[1].load() & NAMED, 0, "a refused newcomer has no NAMED");
             }
             Err(e) => panic!("unexpected register error: {e}"),
