@@ -16,11 +16,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fmt_num, result, Flags};
+use common::{fmt_num, result, serve_until_parent_leaves, ChildNode, Flags};
 use krarup::net::{Node, NodeConfig};
 use krarup::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -51,24 +49,9 @@ fn main() {
     let messages = flags.usize("messages", 1_000_000) as u64;
     let reps = flags.usize("reps", 3).max(1);
 
-    let exe = std::env::current_exe().expect("own path");
-    let mut child = Command::new(exe)
-        .args(["--child", "--workers", &workers.to_string(), "--spin-us", &spin.as_micros().to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the second node");
-    let mut lines = BufReader::new(child.stdout.take().expect("child stdout")).lines();
-    let b = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(name) = line.strip_prefix("NODE ") {
-                    break name.to_owned();
-                }
-            }
-            _ => panic!("the second node did not start"),
-        }
-    };
+    let spin_us = spin.as_micros().to_string();
+    let child = ChildNode::start(&["--child", "--workers", &workers.to_string(), "--spin-us", &spin_us]);
+    let b = child.name.clone();
 
     let rt = Runtime::builder().workers(workers).build().expect("runtime");
     let node = Node::start(&rt, NodeConfig::new("a@127.0.0.1:0", COOKIE).spin(spin)).expect("start node a");
@@ -150,35 +133,18 @@ fn main() {
         ],
     );
 
-    drop(child.stdin.take());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().ok().flatten().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.wait();
+    drop(child);
 }
 
 /// Node b: the increment server as `incr`, the counter factory as `counter`.
 fn child(workers: usize, spin: Duration) {
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(90));
-        eprintln!("remote_bench child: watchdog, exiting");
-        std::process::exit(2);
-    });
     let rt = Runtime::builder().workers(workers).build().expect("runtime");
     let node = Node::start(&rt, NodeConfig::new("b@127.0.0.1:0", COOKIE).spin(spin)).expect("start node b");
     let incr = rt.spawn(increment_server());
     rt.register("incr", incr).expect("register incr");
     let counter = rt.spawn(counters());
     rt.register("counter", counter).expect("register counter");
-    println!("NODE {}", node.name());
-    // Serve until the parent closes our standard input.
-    let mut sink = String::new();
-    while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+    serve_until_parent_leaves(node.name(), "remote_bench", Duration::from_secs(90));
 }
 
 /// W3's increment server: `{From, N}` → `From ! {self(), N + 1}`.

@@ -37,11 +37,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fmt_num, Flags};
+use common::{fmt_num, serve_until_parent_leaves, ChildNode, Flags};
 use krarup::net::{Node, NodeConfig};
 use krarup::prelude::*;
 
@@ -266,24 +264,9 @@ async fn w4a_stub(node: String, calls: usize, warmup: usize) -> Vec<Duration> {
 }
 
 fn remote(calls: usize, warmup: usize, reps: usize, workers: usize, spin: Duration) {
-    let exe = std::env::current_exe().expect("own path");
-    let mut child = Command::new(exe)
-        .args(["--child", "--workers", &workers.to_string(), "--spin-us", &spin.as_micros().to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the second node");
-    let mut lines = BufReader::new(child.stdout.take().expect("child stdout")).lines();
-    let b = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(name) = line.strip_prefix("NODE ") {
-                    break name.to_owned();
-                }
-            }
-            _ => panic!("the second node did not start"),
-        }
-    };
+    let spin_us = spin.as_micros().to_string();
+    let child = ChildNode::start(&["--child", "--workers", &workers.to_string(), "--spin-us", &spin_us]);
+    let b = child.name.clone();
 
     let rt = Runtime::builder().workers(workers).build().expect("runtime");
     let node = Node::start(&rt, NodeConfig::new("a@127.0.0.1:0", COOKIE).spin(spin)).expect("start node a");
@@ -337,36 +320,19 @@ fn remote(calls: usize, warmup: usize, reps: usize, workers: usize, spin: Durati
     fields.push(("ratio_mean", format!("{ratio_mean:.3}")));
     result("W4a", "krarup-rpc", &fields);
 
-    drop(child.stdin.take());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().ok().flatten().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.wait();
+    drop(child);
 }
 
 /// Node b: `remote_bench`'s increment server as `incr`, the stub server as
 /// `incr_rpc`.
 fn child(workers: usize, spin: Duration) {
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(600));
-        eprintln!("rpc_bench child: watchdog, exiting");
-        std::process::exit(2);
-    });
     let rt = Runtime::builder().workers(workers).build().expect("runtime");
     let node = Node::start(&rt, NodeConfig::new("b@127.0.0.1:0", COOKIE).spin(spin)).expect("start node b");
     let incr = rt.spawn(increment_server());
     rt.register("incr", incr).expect("register incr");
     let incr_rpc = rt.spawn(IncrServer::serve(Increment));
     rt.register("incr_rpc", incr_rpc).expect("register incr_rpc");
-    println!("NODE {}", node.name());
-    // Serve until the parent closes our standard input.
-    let mut sink = String::new();
-    while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+    serve_until_parent_leaves(node.name(), "rpc_bench", Duration::from_secs(600));
 }
 
 /// `remote_bench`'s increment server: `{From, N}` → `From ! {self(), N + 1}`.

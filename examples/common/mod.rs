@@ -104,3 +104,64 @@ pub fn result(workload: &str, fields: &[(&str, String)]) {
     }
     println!("{line}");
 }
+
+/// The second node of a two-process benchmark: this program run again with
+/// `args`, which prints `NODE <name>` once its node is up (see
+/// [`serve_until_parent_leaves`]). Dropping it closes the child's standard
+/// input, which ends it, and waits for it (at most 10 s, then kills it).
+pub struct ChildNode {
+    child: std::process::Child,
+    /// The child's node name, with its real port.
+    pub name: String,
+}
+
+impl ChildNode {
+    /// Starts the child and waits for its node's name.
+    pub fn start(args: &[&str]) -> ChildNode {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let exe = std::env::current_exe().expect("own path");
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the second node");
+        let stdout = child.stdout.take().expect("child stdout");
+        let name = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|line| line.strip_prefix("NODE ").map(str::to_owned))
+            .expect("the second node did not start");
+        ChildNode { child, name }
+    }
+}
+
+impl Drop for ChildNode {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The child's side of [`ChildNode`]: prints `NODE <name>`, then returns
+/// when the parent closes our standard input. A watchdog ends the program
+/// after `watchdog` in any case, so a child never outlives a stuck parent.
+pub fn serve_until_parent_leaves(name: &str, program: &'static str, watchdog: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(watchdog);
+        eprintln!("{program} child: watchdog, exiting");
+        std::process::exit(2);
+    });
+    println!("NODE {name}");
+    let mut sink = String::new();
+    while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+}

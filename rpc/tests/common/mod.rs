@@ -20,6 +20,9 @@
 //! the connection between two live nodes.
 #![allow(dead_code)]
 
+/// The network node tests' proxy, shared by path (it uses this module's `Side`, `COOKIE` and
+/// `TIMEOUT`, which have the same shape as theirs).
+#[path = "../../../net/tests/common/proxy.rs"]
 pub mod proxy;
 
 use std::collections::BTreeMap;
