@@ -60,11 +60,11 @@ pub fn send<M: Message>(to: Pid, msg: M) {
 /// message encoded for its node (see `dist`).
 #[cold]
 fn send_from_afar<M: Message>(to: Pid, env: Envelope) {
-    if !crate::dist::is_remote(to) {
+    let Some(remote) = crate::node::lookup_remote(to.node()) else {
         return deliver_from_afar(to, env, |_| false);
-    }
+    };
     let msg = env.downcast::<M>().unwrap_or_else(|_| unreachable!("sent as an M"));
-    crate::dist::send_remote(to, crate::dist::tag_of::<M>(), None, &msg);
+    crate::dist::send_via(remote, to, crate::dist::tag_of::<M>(), None, &msg);
 }
 
 /// Sends a message that need not be serializable; it can only ever reach a

@@ -53,7 +53,7 @@ use serde::Serialize;
 pub use self::gate::Gate;
 pub(crate) use self::ops::{
     demonitor_remote, down_remote, exit_remote, is_remote, link_remote, monitor_remote, send_named_at, send_remote,
-    unlink_remote,
+    send_via, unlink_remote,
 };
 pub(crate) use self::remote::{materialize, undecodable, Materialized, RemoteMessage};
 pub(crate) use self::wire::{deserialize_pid, serialize_pid};

@@ -47,10 +47,15 @@ fn settle(sent: Sent) -> bool {
 /// Returns false if `to` is not a remote Pid (the caller routes it locally).
 pub(crate) fn send_remote<M: Payload>(to: Pid, tag: u64, guard: Option<u64>, msg: &M) -> bool {
     let Some(remote) = crate::node::lookup_remote(to.node()) else { return false };
+    send_via(remote, to, tag, guard, msg);
+    true
+}
+
+/// [`send_remote`] to a Pid of `remote`, already looked up.
+pub(crate) fn send_via<M: Payload>(remote: &Remote, to: Pid, tag: u64, guard: Option<u64>, msg: &M) {
     if !settle(route(remote, Outgoing::Message { to, tag, guard, payload: msg })) {
         crate::send::count_unroutable();
     }
-    true
 }
 
 /// `me` links to remote `other`: recorded on `me`, then asked of `other`'s
