@@ -614,6 +614,9 @@ impl Reactor {
         for waiter in self.link(id).waiters.drain(..) {
             let _ = waiter.send(Ok(()));
         }
+        // Now that sends to the peer go out: who watches nodes hears of it (see the runtime's
+        // `dist::monitor_nodes`).
+        self.local.node_up(peer.name.as_str());
         tracing::info!(peer = %peer.name, creation = peer.creation, "connected");
     }
 

@@ -69,6 +69,7 @@ mod link;
 mod macros;
 mod monitor;
 mod node;
+pub mod pg;
 mod pid;
 mod process;
 mod queue;

@@ -64,6 +64,10 @@ pub(crate) struct Shared {
     shutdown: AtomicBool,
     /// The network layer, once one is attached (see `dist`).
     pub(crate) dist: std::sync::OnceLock<crate::dist::Attached>,
+    /// The connected nodes and who watches them (see `dist/nodes.rs`).
+    pub(crate) nodes: crate::dist::NodeWatch,
+    /// The `pg` scope, once started (see `pg/mod.rs`).
+    pub(crate) pg: std::sync::OnceLock<crate::pg::Scope>,
 }
 
 impl Shared {
@@ -305,6 +309,8 @@ impl Builder {
             refs: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
             dist: std::sync::OnceLock::new(),
+            nodes: crate::dist::NodeWatch::default(),
+            pg: std::sync::OnceLock::new(),
         });
         let prefix = self.name.unwrap_or_else(|| "krarup".to_owned());
         let mut threads = Vec::with_capacity(self.workers);

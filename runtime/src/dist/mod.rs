@@ -27,7 +27,9 @@
 //!   connection. A Pid of an earlier incarnation of this node (the peer
 //!   learned it before this node restarted) names a dead process: what is
 //!   sent to it is dropped, a link or monitor of it gets `NoProc`.
-//! - **Loss.** When a connection is gone, [`Inbound::node_down`] fires every
+//! - **Up.** Once a connection takes messages, [`LocalNode::node_up`]
+//!   tells the processes that asked ([`monitor_nodes`], see `nodes.rs`).
+//! - **Loss.** When a connection is gone, [`LocalNode::node_down`] fires every
 //!   link and monitor between a local process and a process of that node
 //!   with `NoConnection`, and forgets the peer's links and monitors on local
 //!   processes.
@@ -41,6 +43,7 @@
 //! `demonitor` returns.
 
 mod gate;
+mod nodes;
 mod ops;
 mod remote;
 mod wire;
@@ -51,6 +54,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use self::gate::Gate;
+pub(crate) use self::nodes::NodeWatch;
+pub use self::nodes::{demonitor_nodes, monitor_nodes, NodeEvent};
 pub(crate) use self::ops::{
     demonitor_remote, down_remote, exit_remote, is_remote, link_remote, monitor_remote, send_named_at, send_remote,
     send_via, unlink_remote,
@@ -329,7 +334,17 @@ impl LocalNode {
     /// forgotten. Call it once the route refuses new items for `peer`
     /// (answers [`Sent::Unreachable`]), so none is set up behind the scan.
     pub fn node_down(&self, peer: &str) {
-        ops::node_down(&self.shared, peer, || {});
+        self.node_down_then(peer, || {});
+    }
+
+    /// A connection to node `peer` is up and takes messages: the processes
+    /// that [monitor nodes](monitor_nodes) get [`NodeEvent::Up`]. Call it
+    /// once per connection, after [`inbound`](LocalNode::inbound) and once
+    /// the route queues items for writing; the matching
+    /// [`node_down`](LocalNode::node_down) sends [`NodeEvent::Down`].
+    pub fn node_up(&self, peer: &str) {
+        let shared = &self.shared;
+        shared.nodes.up(crate::node::atom(peer), |pid| shared.is_alive(pid));
     }
 
     /// [`node_down`](LocalNode::node_down), calling `scanned` once every
@@ -340,6 +355,8 @@ impl LocalNode {
     /// monitor set up after `scanned` is not among those that fire.
     pub fn node_down_then(&self, peer: &str, scanned: impl FnOnce()) {
         ops::node_down(&self.shared, peer, scanned);
+        let shared = &self.shared;
+        shared.nodes.down(peer, |pid| shared.is_alive(pid));
     }
 
     /// `messages` messages queued for a node that became unreachable

@@ -1,0 +1,332 @@
+//! Process groups (Erlang/OTP's `pg`): named groups of processes that
+//! span every connected node, for group communication.
+//!
+//! A process [`join`]s a group by name; [`members`] lists the group's
+//! members on every node, [`local_members`] those of this node, and
+//! [`broadcast`] sends a message to each member. A member that exits is
+//! removed from all its groups; when a node goes down (or its scope server
+//! exits), all its members disappear from the other nodes' view.
+//!
+//! ```
+//! use krarup_runtime::{pg, recv, self_pid, spawn, Pid, Runtime};
+//!
+//! let rt = Runtime::new();
+//! let heard = rt.block_on(async {
+//!     let me = self_pid();
+//!     // Two listeners join the room, then tell us they have.
+//!     for _ in 0..2 {
+//!         spawn(async move {
+//!             pg::join("room", self_pid()).await.unwrap();
+//!             me.send(self_pid());
+//!             let text: String = recv().await;
+//!             me.send((self_pid(), text));
+//!         });
+//!     }
+//!     let (_a, _b): (Pid, Pid) = (recv().await, recv().await);
+//!     assert_eq!(pg::members("room").len(), 2);
+//!     let sent_to = pg::broadcast("room", String::from("hello"));
+//!     assert_eq!(sent_to.len(), 2);
+//!     let mut heard = Vec::new();
+//!     for _ in 0..2 {
+//!         let (_who, text): (Pid, String) = recv().await;
+//!         heard.push(text);
+//!     }
+//!     heard
+//! });
+//! assert_eq!(heard, ["hello", "hello"]);
+//! ```
+//!
+//! # The scope
+//!
+//! Each runtime has one *scope*: a server process, registered as `"pg"`,
+//! that owns the runtime's membership table (see `scope.rs` for its
+//! protocol). It is the only writer of the table; [`join`] and [`leave`]
+//! ask it and wait for its answer, so once they return the change is
+//! visible to every reader on this node. Reads ([`members`],
+//! [`local_members`], [`which_groups`]) do not ask the server: they read
+//! the table, as Erlang's `get_members` reads an ETS table.
+//!
+//! The scope starts on first use: the first `pg` call in a process of a
+//! runtime starts that runtime's scope. Why lazily: a runtime whose
+//! processes never use `pg` pays nothing (no process, no registered name),
+//! and a program cannot forget to start it, so every call can assume a
+//! scope exists (no "not started" error on every function). Nothing is lost
+//! by starting late: a scope, when it starts, discovers the scopes of the
+//! nodes already connected. [`start`] starts it eagerly — from outside any
+//! process, and so that a node that only reads sees the other nodes' groups
+//! as soon as it connects, and to learn whether its name was free.
+//!
+//! # Across nodes
+//!
+//! Each node's scope is authoritative for its own processes and
+//! replicates their memberships to the scopes of the other nodes: on
+//! connection, a scope sends its local memberships to the other node's
+//! scope, and then every local join and leave. So a join on node B is seen
+//! on node A shortly after `join` returns on B, not at once: the view of
+//! other nodes' members is eventually consistent, as in Erlang. Only the
+//! node itself can make its processes join or leave ([`PgError::NotLocal`]
+//! otherwise).
+//!
+//! Scopes find each other through the runtime's node events
+//! ([`dist::monitor_nodes`](crate::dist::monitor_nodes)), which the network
+//! layer (`krarup-net`) reports; with no network node, `pg` works within
+//! the runtime alone.
+//!
+//! # Semantics, and where they differ from Erlang's `pg`
+//!
+//! - **As in Erlang:** a process may join a group several times and is
+//!   then listed once per join, and each [`leave`] removes one of its
+//!   memberships; a dead member is removed from all its groups (its
+//!   monitor fires); a group exists while it has members ([`which_groups`]
+//!   lists those); membership of other nodes' processes is eventually
+//!   consistent; the groups' order of members is unspecified.
+//! - **Broadcast** is not in Erlang's `pg`, where one writes
+//!   `[Pid ! Msg || Pid <- pg:get_members(G)]`. [`broadcast`] sends to each
+//!   *distinct* member once, even one that joined twice, and returns whom
+//!   it sent to. Each member receives messages from one sender in the order
+//!   they were sent (the runtime's order between two processes); there is
+//!   no order across senders.
+//! - **One scope per runtime**, named `"pg"`: Erlang lets a program start
+//!   further scopes (`pg:start_link(Scope)`); krarup has only the default
+//!   one.
+//! - **No group monitors** (`pg:monitor/1`, `pg:monitor_scope/0`): watch
+//!   members with [`monitor`](crate::monitor) instead.
+//! - **Typed results:** [`join`] and [`leave`] are `async` (they wait for
+//!   the scope's answer, like Erlang's `gen_server:call`) and return a
+//!   [`PgError`] where Erlang returns `not_joined` or crashes the caller.
+//! - **Groups are strings**, where Erlang allows any term.
+
+mod error;
+mod members;
+mod scope;
+
+use std::fmt;
+use std::time::Duration;
+
+pub use self::error::{PgError, StartError};
+
+use self::members::Members;
+use self::scope::{Answer, Request};
+use crate::pid::Pid;
+use crate::runtime::{Runtime, Shared};
+use crate::send::Message;
+use crate::sync::global::Arc;
+
+/// How long [`join`] and [`leave`] wait for the scope: it answers at once
+/// unless it has exited (which the call notices without waiting), so this
+/// only bounds a scope stuck behind a flood of messages.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A runtime's `pg` scope: its server process and its membership table,
+/// which this handle reads from any thread.
+#[derive(Clone)]
+pub struct Scope {
+    server: Pid,
+    members: Arc<Members>,
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope").field("server", &self.server).finish_non_exhaustive()
+    }
+}
+
+impl Scope {
+    /// The scope server's Pid.
+    pub fn pid(&self) -> Pid {
+        self.server
+    }
+
+    /// As [`members`]: every member of `group`, on every node.
+    pub fn members(&self, group: &str) -> Vec<Pid> {
+        self.members.members(group)
+    }
+
+    /// As [`local_members`]: the members of `group` on this node.
+    pub fn local_members(&self, group: &str) -> Vec<Pid> {
+        self.members.local_members(group)
+    }
+
+    /// As [`which_groups`]: the groups with members, on any node.
+    pub fn which_groups(&self) -> Vec<String> {
+        self.members.which_groups()
+    }
+
+    /// As [`which_local_groups`]: the groups with members on this node.
+    pub fn which_local_groups(&self) -> Vec<String> {
+        self.members.which_local_groups()
+    }
+}
+
+/// The scope of runtime `shared`, started if it was not (see the module docs).
+fn scope_of(shared: &Arc<Shared>) -> &Scope {
+    shared.pg.get_or_init(|| {
+        let members = Arc::new(Members::default());
+        let serve = scope::serve(members.clone());
+        let server = crate::scheduler::worker::with_worker(|w| match w {
+            Some(w) if Arc::ptr_eq(&w.shared, shared) => w.spawn(serve),
+            _ => shared.spawn_external(serve),
+        });
+        if let Err(error) = shared.register(scope::NAME, server) {
+            tracing::warn!(%error, "krarup pg: the scope cannot take its name; other nodes will not find it");
+        }
+        Scope { server, members }
+    })
+}
+
+/// The scope of the calling process's runtime.
+fn current(what: &str) -> Scope {
+    crate::scheduler::worker::with_current(what, |worker, _, _| scope_of(&worker.shared).clone())
+}
+
+/// Starts `runtime`'s scope now, if it has not started yet, and returns it
+/// (see the module docs for why this is optional). Works from any thread.
+///
+/// # Errors
+/// [`StartError::NameTaken`] if another process holds the name `"pg"`:
+/// the scope serves this node, but other nodes cannot find it.
+///
+/// # Examples
+///
+/// ```
+/// use krarup_runtime::{pg, Runtime};
+///
+/// let rt = Runtime::new();
+/// let scope = pg::start(&rt).unwrap();
+/// assert_eq!(rt.whereis("pg"), Some(scope.pid()));
+/// assert!(scope.which_groups().is_empty());
+/// ```
+pub fn start(runtime: &Runtime) -> Result<Scope, StartError> {
+    let shared = runtime.shared();
+    let scope = scope_of(shared).clone();
+    match shared.whereis(scope::NAME) {
+        Some(holder) if holder != scope.server => Err(StartError::NameTaken { holder }),
+        _ => Ok(scope),
+    }
+}
+
+/// The calling process's runtime's scope (started if need be): a handle
+/// that reads the groups from any thread.
+///
+/// # Panics
+/// If called outside a krarup process.
+pub fn scope() -> Scope {
+    current("pg::scope")
+}
+
+/// Process `pid` joins `group` (once more, if it is a member already);
+/// returns once the change is visible on this node. Other nodes see it
+/// shortly after.
+///
+/// # Errors
+/// [`PgError::NotLocal`] if `pid` is a process of another node;
+/// [`PgError::Scope`] if the scope server has exited.
+///
+/// # Panics
+/// If called outside a krarup process.
+pub async fn join(group: &str, pid: Pid) -> Result<(), PgError> {
+    join_many(group, &[pid]).await
+}
+
+/// [`join`] for several processes at once: each joins `group` once, in one
+/// change (seen whole, on every node).
+///
+/// # Errors
+/// As [`join`]; if one Pid is not local, none joins.
+///
+/// # Panics
+/// If called outside a krarup process.
+pub async fn join_many(group: &str, pids: &[Pid]) -> Result<(), PgError> {
+    let scope = current("pg::join");
+    ask(scope.server, Request::Join { group: group.to_owned(), pids: pids.to_vec() }).await
+}
+
+/// Process `pid` leaves `group` once (a process that joined twice is still
+/// a member once); returns once the change is visible on this node.
+///
+/// # Errors
+/// [`PgError::NotJoined`] if `pid` was not a member; [`PgError::NotLocal`]
+/// if it is a process of another node; [`PgError::Scope`] if the scope
+/// server has exited.
+///
+/// # Panics
+/// If called outside a krarup process.
+pub async fn leave(group: &str, pid: Pid) -> Result<(), PgError> {
+    leave_many(group, &[pid]).await
+}
+
+/// [`leave`] for several processes at once: each that is a member leaves
+/// `group` once, in one change.
+///
+/// # Errors
+/// [`PgError::NotJoined`] if none of them was a member; otherwise as
+/// [`leave`].
+///
+/// # Panics
+/// If called outside a krarup process.
+pub async fn leave_many(group: &str, pids: &[Pid]) -> Result<(), PgError> {
+    let scope = current("pg::leave");
+    ask(scope.server, Request::Leave { group: group.to_owned(), pids: pids.to_vec() }).await
+}
+
+async fn ask(server: Pid, request: Request) -> Result<(), PgError> {
+    match crate::call::call_local::<Request, Answer>(server, request, CALL_TIMEOUT).await {
+        Ok(answer) => answer,
+        Err(error) => Err(PgError::Scope(error)),
+    }
+}
+
+/// Every member of `group` on every node (Erlang's `pg:get_members/1`):
+/// this node's as of now, other nodes' as last replicated. A process that
+/// joined twice is listed twice; an unknown group has no members.
+///
+/// # Panics
+/// If called outside a krarup process (use [`Scope::members`] there).
+pub fn members(group: &str) -> Vec<Pid> {
+    current("pg::members").members(group)
+}
+
+/// The members of `group` on this node (Erlang's `pg:get_local_members/1`).
+///
+/// # Panics
+/// If called outside a krarup process (use [`Scope::local_members`] there).
+pub fn local_members(group: &str) -> Vec<Pid> {
+    current("pg::local_members").local_members(group)
+}
+
+/// The groups that have members, on any node, in name order (Erlang's
+/// `pg:which_groups/0`).
+///
+/// # Panics
+/// If called outside a krarup process (use [`Scope::which_groups`] there).
+pub fn which_groups() -> Vec<String> {
+    current("pg::which_groups").which_groups()
+}
+
+/// The groups that have members on this node, in name order.
+///
+/// # Panics
+/// If called outside a krarup process (use [`Scope::which_local_groups`] there).
+pub fn which_local_groups() -> Vec<String> {
+    current("pg::which_local_groups").which_local_groups()
+}
+
+/// Sends `msg` to each distinct member of `group`, on every node, once
+/// (the calling process too, if it is a member); returns the members it
+/// was sent to. Never blocks, like [`send`](crate::send): a member that has
+/// just exited drops its copy.
+///
+/// # Panics
+/// If called outside a krarup process.
+pub fn broadcast<M: Message + Clone>(group: &str, msg: M) -> Vec<Pid> {
+    let mut to = members(group);
+    to.sort_unstable();
+    to.dedup();
+    if let Some((last, rest)) = to.split_last() {
+        for &pid in rest {
+            crate::send::send(pid, msg.clone());
+        }
+        crate::send::send(*last, msg);
+    }
+    to
+}

@@ -1,0 +1,276 @@
+//! The scope server: the one process per runtime that owns the runtime's
+//! `pg` membership table, keeps its own node's memberships authoritative,
+//! and replicates them to the scope servers of the other nodes
+//! (Erlang/OTP's `pg` protocol).
+//!
+//! # Protocol
+//!
+//! Every scope server is registered as [`NAME`] on its node. Each knows a
+//! set of *peers* — scope servers on other nodes — and monitors each one.
+//!
+//! 1. **Discovery.** At start the server asks for node events
+//!    ([`monitor_nodes`](crate::dist::monitor_nodes)) and sends
+//!    `Discover { scope: me }` to [`NAME`] on every node connected then,
+//!    and on every node that connects later (`NodeEvent::Up`).
+//! 2. A server that receives `Discover` from scope `P` answers
+//!    `Sync { scope: me, groups }` with all its *local* memberships. If
+//!    `P` was not a peer yet, it becomes one (monitored), and the server
+//!    sends `Discover` back, so that `P` syncs to it in turn.
+//! 3. `Sync` from `P` replaces everything known of `P`'s members with the
+//!    groups it carries (and makes `P` a peer if it was not).
+//! 4. **Changes.** A local join or leave — by request, or a member's
+//!    `Down` — changes the table, then is sent to every peer as
+//!    `Join`/`Leave { scope: me, group, pids }`. A `Join` or `Leave` from a
+//!    scope that is not a peer is ignored: the `Sync` that makes it one
+//!    carries the same state.
+//! 5. **Loss.** When a peer's monitor fires (its node went down, the
+//!    connection was lost, or the peer exited), all its members are removed
+//!    and it stops being a peer. When the connection comes back, step 1
+//!    runs again.
+//!
+//! Why this converges: messages between two scope servers travel in
+//! order; a server sends its `Sync` to `P` before any `Join`/`Leave` it
+//! sends `P` after learning of it (steps 2 and 4 run in one process, in
+//! order), so the `Sync` a peer receives is followed by exactly the changes
+//! made after it. A lost connection fires the monitor before anything from
+//! a new connection arrives, so a stale peer is dropped before it is
+//! rediscovered.
+//!
+//! Every message from another node is checked: a scope Pid of this node
+//! (a forgery from a local process) is ignored, and members that are not
+//! processes of the sending scope's node are left out.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::members::{Members, Side};
+use super::PgError;
+use crate::any::AnyMessage;
+use crate::call::Call;
+use crate::dist::NodeEvent;
+use crate::monitor::{demonitor, monitor, Down, MonitorRef};
+use crate::pid::Pid;
+use crate::sync::global::Arc;
+
+/// The name every scope server is registered under, on every node.
+pub(crate) const NAME: &str = "pg";
+
+/// What a process of this runtime asks of the scope (by `call_local`).
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// One more membership in `group` for each of `pids`.
+    Join { group: String, pids: Vec<Pid> },
+    /// One membership less in `group` for each of `pids`.
+    Leave { group: String, pids: Vec<Pid> },
+}
+
+/// The scope's answer to a [`Request`].
+pub(crate) type Answer = Result<(), PgError>;
+
+/// What scope servers on different nodes tell each other (see the module docs).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum PeerMessage {
+    /// "I am a scope: tell me your members."
+    Discover { scope: Pid },
+    /// All of `scope`'s local memberships, replacing what was known.
+    Sync { scope: Pid, groups: Vec<(String, Vec<Pid>)> },
+    /// `pids` joined `group` (once each) on `scope`'s node.
+    Join { scope: Pid, group: String, pids: Vec<Pid> },
+    /// `pids` left `group` (once each) on `scope`'s node.
+    Leave { scope: Pid, group: String, pids: Vec<Pid> },
+}
+
+/// A local process with at least one membership.
+struct Local {
+    monitor: MonitorRef,
+    /// One entry per membership (a group joined twice is here twice).
+    groups: Vec<String>,
+}
+
+/// A scope server on another node.
+struct Peer {
+    monitor: MonitorRef,
+    /// Its members, as it reported them.
+    groups: HashMap<String, Vec<Pid>>,
+}
+
+/// The server's state.
+struct Server {
+    me: Pid,
+    members: Arc<Members>,
+    local: HashMap<Pid, Local>,
+    peers: HashMap<Pid, Peer>,
+}
+
+/// The scope server's body: serves until its runtime shuts down.
+pub(crate) async fn serve(members: Arc<Members>) {
+    let me = crate::send::self_pid();
+    let mut server = Server { me, members, local: HashMap::new(), peers: HashMap::new() };
+    for node in crate::dist::monitor_nodes() {
+        server.discover(&node);
+    }
+    loop {
+        crate::receive! {
+            call: Call<Request, Answer> => server.request(call),
+            down: Down => server.down(down),
+            event: NodeEvent => server.node_event(event),
+            message: PeerMessage => server.peer(message),
+            // Anything else (nobody should send it) is dropped, not kept forever.
+            _other: AnyMessage => {}
+        }
+    }
+}
+
+impl Server {
+    fn is_local(&self, pid: Pid) -> bool {
+        pid.node() == self.me.node()
+    }
+
+    fn discover(&self, node: &str) {
+        crate::send::send_named_at(NAME, node, PeerMessage::Discover { scope: self.me });
+    }
+
+    fn node_event(&self, event: NodeEvent) {
+        match event {
+            NodeEvent::Up(node) => self.discover(&node),
+            // The peer's monitor reports the loss (step 5).
+            NodeEvent::Down(_) => {}
+        }
+    }
+
+    fn request(&mut self, call: Call<Request, Answer>) {
+        let answer = match call.request {
+            Request::Join { group, pids } => self.join(group, pids),
+            Request::Leave { group, pids } => self.leave(&group, &pids),
+        };
+        call.reply_to.reply_local(answer);
+    }
+
+    fn join(&mut self, group: String, pids: Vec<Pid>) -> Answer {
+        if let Some(&pid) = pids.iter().find(|&&pid| !self.is_local(pid)) {
+            return Err(PgError::NotLocal(pid));
+        }
+        for &pid in &pids {
+            let entry = self.local.entry(pid).or_insert_with(|| Local { monitor: monitor(pid), groups: Vec::new() });
+            entry.groups.push(group.clone());
+        }
+        self.members.edit(|e| e.add(Side::Local, &group, &pids));
+        self.tell_peers(|scope| PeerMessage::Join { scope, group: group.clone(), pids: pids.clone() });
+        Ok(())
+    }
+
+    fn leave(&mut self, group: &str, pids: &[Pid]) -> Answer {
+        if let Some(&pid) = pids.iter().find(|&&pid| !self.is_local(pid)) {
+            return Err(PgError::NotLocal(pid));
+        }
+        let removed = self.members.edit(|e| e.remove(Side::Local, group, pids));
+        if removed.is_empty() {
+            return Err(PgError::NotJoined);
+        }
+        for &pid in &removed {
+            let Some(entry) = self.local.get_mut(&pid) else { continue };
+            if let Some(at) = entry.groups.iter().position(|g| g == group) {
+                entry.groups.swap_remove(at);
+            }
+            if entry.groups.is_empty() {
+                let entry = self.local.remove(&pid).expect("just found");
+                demonitor(entry.monitor);
+            }
+        }
+        self.tell_peers(|scope| PeerMessage::Leave { scope, group: group.to_owned(), pids: removed.clone() });
+        Ok(())
+    }
+
+    fn down(&mut self, down: Down) {
+        if self.local.get(&down.pid).is_some_and(|l| l.monitor == down.reference) {
+            let entry = self.local.remove(&down.pid).expect("just found");
+            let mut by_group: BTreeMap<String, usize> = BTreeMap::new();
+            for group in entry.groups {
+                *by_group.entry(group).or_default() += 1;
+            }
+            for (group, times) in by_group {
+                let pids = vec![down.pid; times];
+                self.members.edit(|e| e.remove(Side::Local, &group, &pids));
+                self.tell_peers(|scope| PeerMessage::Leave { scope, group: group.clone(), pids: pids.clone() });
+            }
+        } else if self.peers.get(&down.pid).is_some_and(|p| p.monitor == down.reference) {
+            let peer = self.peers.remove(&down.pid).expect("just found");
+            self.members.edit(|e| {
+                for (group, pids) in &peer.groups {
+                    e.remove(Side::Remote, group, pids);
+                }
+            });
+        }
+    }
+
+    fn peer(&mut self, message: PeerMessage) {
+        match message {
+            PeerMessage::Discover { scope } if !self.is_local(scope) => {
+                scope.send(PeerMessage::Sync { scope: self.me, groups: self.local_groups() });
+                if !self.peers.contains_key(&scope) {
+                    self.peers.insert(scope, Peer { monitor: monitor(scope), groups: HashMap::new() });
+                    scope.send(PeerMessage::Discover { scope: self.me });
+                }
+            }
+            PeerMessage::Sync { scope, groups } if !self.is_local(scope) => {
+                let peer =
+                    self.peers.entry(scope).or_insert_with(|| Peer { monitor: monitor(scope), groups: HashMap::new() });
+                let mut new: HashMap<String, Vec<Pid>> = HashMap::new();
+                for (group, pids) in groups {
+                    new.entry(group).or_default().extend(pids.into_iter().filter(|p| p.node() == scope.node()));
+                }
+                let old = std::mem::replace(&mut peer.groups, new);
+                let new = &peer.groups;
+                self.members.edit(|e| {
+                    for (group, pids) in &old {
+                        e.remove(Side::Remote, group, pids);
+                    }
+                    for (group, pids) in new {
+                        e.add(Side::Remote, group, pids);
+                    }
+                });
+            }
+            PeerMessage::Join { scope, group, mut pids } => {
+                let Some(peer) = self.peers.get_mut(&scope) else { return };
+                pids.retain(|p| p.node() == scope.node());
+                self.members.edit(|e| e.add(Side::Remote, &group, &pids));
+                peer.groups.entry(group).or_default().extend(pids);
+            }
+            PeerMessage::Leave { scope, group, pids } => {
+                let Some(peer) = self.peers.get_mut(&scope) else { return };
+                let Some(known) = peer.groups.get_mut(&group) else { return };
+                let mut gone = Vec::new();
+                for pid in pids {
+                    if let Some(at) = known.iter().position(|&p| p == pid) {
+                        known.swap_remove(at);
+                        gone.push(pid);
+                    }
+                }
+                if known.is_empty() {
+                    peer.groups.remove(&group);
+                }
+                self.members.edit(|e| e.remove(Side::Remote, &group, &gone));
+            }
+            // A Discover or Sync naming a local process as a scope: forged.
+            PeerMessage::Discover { .. } | PeerMessage::Sync { .. } => {}
+        }
+    }
+
+    /// Every local membership, grouped (what a `Sync` carries).
+    fn local_groups(&self) -> Vec<(String, Vec<Pid>)> {
+        let mut groups: BTreeMap<&str, Vec<Pid>> = BTreeMap::new();
+        for (&pid, entry) in &self.local {
+            for group in &entry.groups {
+                groups.entry(group).or_default().push(pid);
+            }
+        }
+        groups.into_iter().map(|(group, pids)| (group.to_owned(), pids)).collect()
+    }
+
+    fn tell_peers(&self, message: impl Fn(Pid) -> PeerMessage) {
+        for &scope in self.peers.keys() {
+            scope.send(message(self.me));
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Process groups within one runtime (`pg`): join, leave, members,
+//! broadcast, and members removed when they exit. Across nodes: see
+//! `net/tests/pg.rs`.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use krarup_runtime::pg::{self, PgError, StartError};
+use krarup_runtime::{exit, recv_timeout, self_pid, spawn, ExitReason, Pid};
+use serde::{Deserialize, Serialize};
+use util::{exit_reason, recv_bounded, runtime, TIMEOUT};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Quit;
+
+/// A process that does nothing until `Quit` (bounded).
+async fn idle() {
+    let _ = recv_timeout::<Quit>(TIMEOUT).await;
+}
+
+/// Nothing is ever sent of this type: receiving it is a bounded pause.
+#[derive(Debug, Serialize, Deserialize)]
+struct Never;
+
+/// Inside a process: waits until `done()` holds, checking every
+/// millisecond, and panics after [`TIMEOUT`] saying `what`.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {TIMEOUT:?}");
+        let _ = recv_timeout::<Never>(Duration::from_millis(1)).await;
+    }
+}
+
+fn sorted(mut pids: Vec<Pid>) -> Vec<Pid> {
+    pids.sort();
+    pids
+}
+
+#[test]
+fn joined_processes_are_members_until_they_leave() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let (a, b) = (spawn(idle()), spawn(idle()));
+        assert!(pg::members("room").is_empty());
+        pg::join("room", a).await.unwrap();
+        pg::join("room", b).await.unwrap();
+        pg::join("lobby", a).await.unwrap();
+        // Visible as soon as join returns.
+        assert_eq!(sorted(pg::members("room")), sorted(vec![a, b]));
+        assert_eq!(sorted(pg::local_members("room")), sorted(vec![a, b]));
+        assert_eq!(pg::members("lobby"), vec![a]);
+        assert_eq!(pg::which_groups(), vec!["lobby".to_owned(), "room".to_owned()]);
+        assert_eq!(pg::which_local_groups(), vec!["lobby".to_owned(), "room".to_owned()]);
+
+        pg::leave("room", a).await.unwrap();
+        assert_eq!(pg::members("room"), vec![b]);
+        assert_eq!(pg::members("lobby"), vec![a]);
+        pg::leave("lobby", a).await.unwrap();
+        // A group with no members is gone.
+        assert_eq!(pg::which_groups(), vec!["room".to_owned()]);
+        a.send(Quit);
+        b.send(Quit);
+    });
+}
+
+#[test]
+fn a_process_that_joins_twice_is_listed_twice_and_leaves_once_per_leave() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let a = spawn(idle());
+        pg::join("g", a).await.unwrap();
+        pg::join("g", a).await.unwrap();
+        assert_eq!(pg::members("g"), vec![a, a]);
+        pg::leave("g", a).await.unwrap();
+        assert_eq!(pg::members("g"), vec![a]);
+        pg::leave("g", a).await.unwrap();
+        assert!(pg::members("g").is_empty());
+        assert_eq!(pg::leave("g", a).await, Err(PgError::NotJoined));
+        a.send(Quit);
+    });
+}
+
+#[test]
+fn join_many_and_leave_many_change_the_group_at_once() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let pids: Vec<Pid> = (0..5).map(|_| spawn(idle())).collect();
+        pg::join_many("g", &pids).await.unwrap();
+        assert_eq!(sorted(pg::members("g")), sorted(pids.clone()));
+        // Leaving skips the processes that are not members...
+        let outsider = spawn(idle());
+        pg::leave_many("g", &[pids[0], outsider, pids[1]]).await.unwrap();
+        assert_eq!(sorted(pg::members("g")), sorted(pids[2..].to_vec()));
+        // ...and fails only if none was.
+        assert_eq!(pg::leave_many("g", &[outsider, pids[0]]).await, Err(PgError::NotJoined));
+        for pid in pids.into_iter().chain([outsider]) {
+            pid.send(Quit);
+        }
+    });
+}
+
+#[test]
+fn a_member_that_exits_is_removed_from_every_group() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let doomed = spawn(idle());
+        let survivor = spawn(idle());
+        pg::join("a", doomed).await.unwrap();
+        pg::join("a", doomed).await.unwrap();
+        pg::join("b", doomed).await.unwrap();
+        pg::join("a", survivor).await.unwrap();
+        exit(doomed, ExitReason::Kill);
+        assert_eq!(exit_reason(doomed).await, ExitReason::Killed);
+        eventually("the dead member removed", || pg::members("a") == vec![survivor]).await;
+        eventually("its other group gone", || pg::which_groups() == vec!["a".to_owned()]).await;
+        survivor.send(Quit);
+        assert_eq!(exit_reason(survivor).await, ExitReason::Normal);
+        eventually("the last member removed at its normal exit", || pg::which_groups().is_empty()).await;
+    });
+}
+
+#[test]
+fn a_dead_process_that_joins_is_removed_at_once() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let dead = spawn(async {});
+        assert_eq!(exit_reason(dead).await, ExitReason::Normal);
+        pg::join("g", dead).await.unwrap();
+        eventually("the dead joiner removed", || pg::members("g").is_empty()).await;
+    });
+}
+
+#[test]
+fn broadcast_reaches_each_member_once() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let me = self_pid();
+        let listeners: Vec<Pid> = (0..4)
+            .map(|_| {
+                spawn(async move {
+                    let mut heard = Vec::new();
+                    loop {
+                        let text: String = recv_bounded().await;
+                        if text == "end" {
+                            break;
+                        }
+                        heard.push(text);
+                    }
+                    me.send((self_pid(), heard));
+                })
+            })
+            .collect();
+        pg::join_many("room", &listeners).await.unwrap();
+        // Joined twice: still one copy of each message.
+        pg::join("room", listeners[0]).await.unwrap();
+        let sent_to = pg::broadcast("room", String::from("one"));
+        pg::broadcast("room", String::from("two"));
+        assert_eq!(sent_to, sorted(listeners.clone()));
+        assert!(pg::broadcast("nobody", String::from("lost")).is_empty());
+        pg::broadcast("room", String::from("end"));
+        for _ in &listeners {
+            let (who, heard): (Pid, Vec<String>) = recv_bounded().await;
+            assert!(listeners.contains(&who));
+            assert_eq!(heard, ["one", "two"], "{who} heard each message once, in order");
+        }
+    });
+}
+
+#[test]
+fn only_processes_of_this_node_can_join() {
+    let other = runtime(1);
+    let foreign = other.spawn(idle());
+    let rt = runtime(1);
+    rt.block_on(async move {
+        let local = spawn(idle());
+        assert_eq!(pg::join("g", foreign).await, Err(PgError::NotLocal(foreign)));
+        // One foreign Pid and nothing joins.
+        assert_eq!(pg::join_many("g", &[local, foreign]).await, Err(PgError::NotLocal(foreign)));
+        assert!(pg::members("g").is_empty());
+        assert_eq!(pg::leave("g", foreign).await, Err(PgError::NotLocal(foreign)));
+        local.send(Quit);
+    });
+    foreign.send(Quit);
+}
+
+#[test]
+fn each_runtime_has_its_own_scope() {
+    let rt_a = runtime(1);
+    let rt_b = runtime(1);
+    let scope_a = pg::start(&rt_a).unwrap();
+    let scope_b = pg::start(&rt_b).unwrap();
+    assert_ne!(scope_a.pid(), scope_b.pid());
+    let member = rt_a.spawn(idle());
+    rt_a.block_on(async move { pg::join("g", member).await.unwrap() });
+    // Read from a plain thread through the handles.
+    assert_eq!(scope_a.members("g"), vec![member]);
+    assert_eq!(scope_a.local_members("g"), vec![member]);
+    assert!(scope_b.members("g").is_empty());
+    member.send(Quit);
+}
+
+#[test]
+fn start_is_idempotent_and_registers_the_scope_as_pg() {
+    let rt = runtime(1);
+    let first = pg::start(&rt).unwrap();
+    let again = pg::start(&rt).unwrap();
+    assert_eq!(first.pid(), again.pid());
+    assert_eq!(rt.whereis("pg"), Some(first.pid()));
+    // The scope that a process's first pg call would start is the same one.
+    let lazily = rt.block_on(async { pg::scope().pid() });
+    assert_eq!(lazily, first.pid());
+}
+
+#[test]
+fn start_reports_a_taken_name_and_the_scope_still_serves_this_node() {
+    let rt = runtime(1);
+    let squatter = rt.spawn(idle());
+    rt.register("pg", squatter).unwrap();
+    assert_eq!(pg::start(&rt).unwrap_err(), StartError::NameTaken { holder: squatter });
+    let member = rt.spawn(idle());
+    rt.block_on(async move { pg::join("g", member).await.unwrap() });
+    rt.block_on(async move { assert_eq!(pg::members("g"), vec![member]) });
+    squatter.send(Quit);
+    member.send(Quit);
+}
