@@ -1,0 +1,196 @@
+//! Process groups across nodes (`pg`, replicated by the nodes' scope servers), and the node
+//! events (`dist::monitor_nodes`) the scopes find each other with. Two or three nodes in this
+//! test process, on 127.0.0.1.
+
+mod common;
+
+use krarup_runtime::dist::{self, NodeEvent};
+use krarup_runtime::pg;
+use krarup_runtime::{recv_timeout, self_pid, Pid, Runtime};
+use serde::{Deserialize, Serialize};
+
+use common::{pair, recv_bounded, remote_pid, wait_until, Side, TIMEOUT};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Stop;
+
+/// A process on `side` that waits for [`Stop`] (bounded) and then ends normally.
+fn idle_on(side: &Side) -> Pid {
+    side.rt.spawn(async {
+        let _ = recv_timeout::<Stop>(TIMEOUT).await;
+    })
+}
+
+/// `pid` (a process of this runtime) joins `group`, from a process of `rt`.
+fn join(rt: &Runtime, group: &'static str, pid: Pid) {
+    rt.block_on(async move { pg::join(group, pid).await.expect("a local process joins") });
+}
+
+fn sorted(mut pids: Vec<Pid>) -> Vec<Pid> {
+    pids.sort();
+    pids
+}
+
+#[test]
+fn a_member_on_one_node_is_seen_on_the_other_and_its_leave_too() {
+    let (a, b) = pair();
+    let (scope_a, scope_b) = (pg::start(&a.rt).unwrap(), pg::start(&b.rt).unwrap());
+    let member = idle_on(&b);
+    join(&b.rt, "room", member);
+    let seen_on_a = remote_pid(member, &b, &a);
+    wait_until("b's member in a's view", || scope_a.members("room") == vec![seen_on_a]);
+    assert!(scope_a.local_members("room").is_empty());
+    assert_eq!(scope_a.which_groups(), vec!["room".to_owned()]);
+    assert!(scope_a.which_local_groups().is_empty());
+    assert_eq!(scope_b.local_members("room"), vec![member]);
+
+    b.rt.block_on(async move { pg::leave("room", member).await.unwrap() });
+    wait_until("the leave in a's view", || scope_a.members("room").is_empty());
+    member.send(Stop);
+}
+
+#[test]
+fn scopes_started_before_the_nodes_connect_exchange_their_members() {
+    let a = Side::start("a");
+    let b = Side::start("b");
+    let (scope_a, scope_b) = (pg::start(&a.rt).unwrap(), pg::start(&b.rt).unwrap());
+    let (on_a, on_b) = (idle_on(&a), idle_on(&b));
+    join(&a.rt, "g", on_a);
+    join(&b.rt, "g", on_b);
+    a.node.connect(b.name()).expect("a connects to b");
+    let (on_a_at_b, on_b_at_a) = (remote_pid(on_a, &a, &b), remote_pid(on_b, &b, &a));
+    wait_until("both members on a", || sorted(scope_a.members("g")) == sorted(vec![on_a, on_b_at_a]));
+    wait_until("both members on b", || sorted(scope_b.members("g")) == sorted(vec![on_b, on_a_at_b]));
+    on_a.send(Stop);
+    on_b.send(Stop);
+}
+
+#[test]
+fn a_member_that_exits_on_one_node_disappears_on_the_other() {
+    let (a, b) = pair();
+    let scope_a = pg::start(&a.rt).unwrap();
+    let (doomed, survivor) = (idle_on(&b), idle_on(&b));
+    join(&b.rt, "g", doomed);
+    join(&b.rt, "g", doomed);
+    join(&b.rt, "g", survivor);
+    wait_until("three memberships on a", || scope_a.members("g").len() == 3);
+    doomed.send(Stop);
+    let survivor_at_a = remote_pid(survivor, &b, &a);
+    wait_until("only the survivor on a", || scope_a.members("g") == vec![survivor_at_a]);
+    survivor.send(Stop);
+}
+
+#[test]
+fn members_of_a_node_that_shuts_down_disappear() {
+    let (a, b) = pair();
+    let scope_a = pg::start(&a.rt).unwrap();
+    let (on_a, on_b) = (idle_on(&a), idle_on(&b));
+    join(&a.rt, "g", on_a);
+    join(&b.rt, "g", on_b);
+    join(&b.rt, "only-b", on_b);
+    wait_until("b's members on a", || scope_a.members("g").len() == 2 && scope_a.members("only-b").len() == 1);
+    b.node.shutdown();
+    wait_until("b's members gone from a", || scope_a.members("g") == vec![on_a]);
+    assert_eq!(scope_a.which_groups(), vec!["g".to_owned()]);
+    on_a.send(Stop);
+    on_b.send(Stop);
+}
+
+#[test]
+fn a_node_that_connects_later_receives_the_existing_membership() {
+    let (a, b) = pair();
+    let (scope_a, scope_b) = (pg::start(&a.rt).unwrap(), pg::start(&b.rt).unwrap());
+    let (on_a, on_b) = (idle_on(&a), idle_on(&b));
+    join(&a.rt, "g", on_a);
+    join(&b.rt, "g", on_b);
+    wait_until("a and b agree", || scope_a.members("g").len() == 2 && scope_b.members("g").len() == 2);
+
+    let c = Side::start("c");
+    let scope_c = pg::start(&c.rt).unwrap();
+    c.node.connect(a.name()).expect("c connects to a");
+    c.node.connect(b.name()).expect("c connects to b");
+    let expected = sorted(vec![remote_pid(on_a, &a, &c), remote_pid(on_b, &b, &c)]);
+    wait_until("c sees a's and b's members", || sorted(scope_c.members("g")) == expected);
+
+    // And c's own joins reach the others.
+    let on_c = idle_on(&c);
+    join(&c.rt, "g", on_c);
+    wait_until("a sees c's member", || scope_a.members("g").len() == 3);
+    wait_until("b sees c's member", || scope_b.members("g").len() == 3);
+    for pid in [on_a, on_b, on_c] {
+        pid.send(Stop);
+    }
+}
+
+#[test]
+fn broadcast_reaches_each_member_on_both_nodes_once() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Heard(Pid, Vec<String>);
+
+    let (a, b) = pair();
+    let scope_a = pg::start(&a.rt).unwrap();
+    let mut collector = a.rt.mailbox();
+    let to = collector.pid();
+    let listener = move || async move {
+        let mut heard = Vec::new();
+        loop {
+            let text: String = recv_bounded().await;
+            if text == "end" {
+                break;
+            }
+            heard.push(text);
+        }
+        to.send(Heard(self_pid(), heard));
+    };
+    let (on_a, on_b) = (a.rt.spawn(listener()), b.rt.spawn(listener()));
+    join(&a.rt, "room", on_a);
+    join(&b.rt, "room", on_b);
+    join(&b.rt, "room", on_b);
+    wait_until("three memberships on a", || scope_a.members("room").len() == 3);
+    let sent_to = a.rt.block_on(async {
+        let sent_to = pg::broadcast("room", String::from("one"));
+        pg::broadcast("room", String::from("two"));
+        pg::broadcast("room", String::from("end"));
+        sent_to
+    });
+    assert_eq!(sent_to.len(), 2, "one copy per distinct member");
+    let mut who = Vec::new();
+    for _ in 0..2 {
+        let Heard(pid, heard) = common::expect_msg(&mut collector);
+        assert_eq!(heard, ["one", "two"], "{pid:?} heard each message once, in order");
+        who.push(pid);
+    }
+    // The reports came in-process (the collector's Pid is a Rust value on b), so each listener
+    // reports its own runtime's Pid.
+    assert_eq!(sorted(who), sorted(vec![on_a, on_b]));
+}
+
+#[test]
+fn a_process_monitoring_nodes_hears_of_each_connection_and_its_loss() {
+    let a = Side::start("a");
+    let b = Side::start("b");
+    let b_name = b.name().to_owned();
+    let mut mailbox = a.rt.mailbox();
+    let report = mailbox.pid();
+    let watcher = a.rt.spawn(async move {
+        report.send(dist::monitor_nodes());
+        let up: NodeEvent = recv_bounded().await;
+        let down: NodeEvent = recv_bounded().await;
+        report.send((up, down));
+    });
+    let before: Vec<String> = common::expect_msg(&mut mailbox);
+    assert!(before.is_empty());
+    a.node.connect(b.name()).expect("a connects to b");
+    // A process that asks now finds b among the connected nodes.
+    let listed = a.rt.block_on(async {
+        let listed = dist::monitor_nodes();
+        dist::demonitor_nodes();
+        listed
+    });
+    assert_eq!(listed, vec![b_name.clone()]);
+    b.node.shutdown();
+    let (up, down): (NodeEvent, NodeEvent) = common::expect_msg(&mut mailbox);
+    assert_eq!(up, NodeEvent::Up(b_name.clone()));
+    assert_eq!(down, NodeEvent::Down(b_name));
+    let _ = watcher;
+}
