@@ -1,0 +1,357 @@
+//! The Byzantine generals: Lamport, Shostak and Pease's oral-messages
+//! algorithm OM(1) ("The Byzantine Generals Problem", ACM TOPLAS 4(3),
+//! 1982), with four generals, each a process. The lecture's concept:
+//! agreement despite arbitrary (Byzantine) faults — a faulty process may
+//! lie, and lie differently to different processes — and the bound
+//! n ≥ 3m + 1: with m = 1 traitor, four generals suffice.
+//!
+//! A commander sends an order (attack or retreat) to three lieutenants.
+//! The loyal ones must agree on a plan:
+//!
+//! - **IC1**: all loyal lieutenants decide the same;
+//! - **IC2**: if the commander is loyal, every loyal lieutenant decides its
+//!   order.
+//!
+//! OM(1), with oral messages (a receiver knows who sent a message; a missing
+//! message is noticed, by a timeout, and read as *retreat*):
+//!
+//! 1. Round 1: the commander sends its order to every lieutenant.
+//! 2. Round 2: every lieutenant relays the value it received to the two
+//!    other lieutenants ("the commander said v").
+//! 3. Each lieutenant decides the majority of three values: the one from
+//!    the commander and the two relayed to it.
+//!
+//! A traitor lies, as chosen by a seeded generator: a traitorous commander
+//! sends attack to some lieutenants and retreat to the others; a traitorous
+//! lieutenant relays, to each of the others, a value of its choosing, lying
+//! to at least one of them (or, with `--silent`, sends nothing). Why it
+//! works with one traitor among four: if the commander is the traitor, the
+//! three lieutenants are loyal and relay truthfully, so all three see the
+//! same three values and take the same majority (IC1). If a lieutenant is
+//! the traitor, each loyal lieutenant has the true order from the commander
+//! and from the other loyal lieutenant: two of three, a majority (IC2, and
+//! so IC1).
+//!
+//! Every message is traced as it is sent. At the end `main` checks IC1 and
+//! IC2 over the loyal lieutenants' decisions, prints `ok: ...`, or exits
+//! with 1.
+//!
+//! ```text
+//! cargo run --release --example byzantine_generals -- --traitor commander --seed 3
+//! cargo run --release --example byzantine_generals -- --traitor lieutenant --lieutenant 2 --order attack
+//! cargo run --release --example byzantine_generals -- --traitor lieutenant --silent
+//! ```
+//!
+//! Flags: `--traitor commander|lieutenant|none` (`lieutenant`),
+//! `--lieutenant 1|2|3` (which one is the traitor; 2), `--order
+//! attack|retreat` (the loyal commander's order; `attack`), `--seed N` (1),
+//! `--silent` (a traitorous lieutenant sends nothing in round 2),
+//! `--timeout-ms N` (how long a lieutenant waits for a message before it
+//! reads it as retreat; 500). All generals run in one runtime: the algorithm
+//! is about what the generals say, not where they are, and a Pid works the
+//! same on another node.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use krarup::prelude::*;
+use serde::{Deserialize, Serialize};
+
+const USAGE: &str = "usage: byzantine_generals [--traitor commander|lieutenant|none] [--lieutenant 1|2|3] \
+                     [--order attack|retreat] [--seed N] [--silent] [--timeout-ms N]";
+
+/// The lieutenants are generals 1, 2 and 3; the commander is general 0.
+const LIEUTENANTS: [usize; 3] = [1, 2, 3];
+
+// ANCHOR: messages
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+enum Value {
+    Attack,
+    Retreat,
+}
+
+/// Round 1: the commander's order.
+#[derive(Debug, Serialize, Deserialize)]
+struct Order {
+    value: Value,
+}
+
+/// Round 2: lieutenant `from` says the commander told it `value`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Relay {
+    from: usize,
+    value: Value,
+}
+// ANCHOR_END: messages
+
+/// To each general at the start: who everybody is (index 0 is the commander).
+#[derive(Debug, Serialize, Deserialize)]
+struct Roster {
+    generals: Vec<Pid>,
+}
+
+/// A lieutenant's decision, to `main`, with what it was based on.
+#[derive(Debug, Serialize, Deserialize)]
+struct Decision {
+    lieutenant: usize,
+    value: Value,
+    /// The commander's value, then the relayed ones by lieutenant; None: nothing came.
+    heard: Vec<(usize, Option<Value>)>,
+}
+
+impl Value {
+    fn opposite(self) -> Value {
+        match self {
+            Value::Attack => Value::Retreat,
+            Value::Retreat => Value::Attack,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Value::Attack => "attack",
+            Value::Retreat => "retreat",
+        }
+    }
+}
+
+fn general(i: usize) -> String {
+    if i == 0 {
+        "commander".into()
+    } else {
+        format!("L{i}")
+    }
+}
+
+/// How a general behaves.
+#[derive(Clone, Copy, Debug)]
+enum Conduct {
+    Loyal,
+    /// Lies with values from this seed.
+    Traitor {
+        seed: u64,
+        silent: bool,
+    },
+}
+
+/// Sends `value` to general `to`, and traces it (marking a lie).
+fn tell<M: Message>(round: u32, from: usize, to: usize, pid: Pid, value: Value, truth: Value, msg: M) {
+    let lie = if value != truth { "   <- a lie" } else { "" };
+    println!("round {round}: {:>9} -> {:<9} {}{lie}", general(from), general(to), value.name());
+    pid.send(msg);
+}
+
+// ANCHOR: commander
+/// The commander: sends its order to every lieutenant; a traitor sends
+/// attack to some and retreat to the others.
+async fn commander(order: Value, conduct: Conduct) {
+    let Roster { generals } = recv().await;
+    let values: Vec<Value> = match conduct {
+        Conduct::Loyal => vec![order; LIEUTENANTS.len()],
+        Conduct::Traitor { seed, .. } => conflicting(&mut SplitMix::new(seed), order),
+    };
+    for (&l, &value) in LIEUTENANTS.iter().zip(&values) {
+        tell(1, 0, l, generals[l], value, order, Order { value });
+    }
+}
+// ANCHOR_END: commander
+
+/// Three values that are not all the same, from the generator.
+fn conflicting(rng: &mut SplitMix, truth: Value) -> Vec<Value> {
+    loop {
+        let values: Vec<Value> =
+            LIEUTENANTS.iter().map(|_| if rng.below(2) == 0 { truth } else { truth.opposite() }).collect();
+        if values.iter().any(|&v| v != values[0]) {
+            return values;
+        }
+    }
+}
+
+// ANCHOR: lieutenant
+/// Lieutenant `me`: takes the commander's order, relays it to the other
+/// lieutenants, collects their relays and decides by majority. A value that
+/// does not come within `timeout` counts as retreat.
+async fn lieutenant(me: usize, conduct: Conduct, timeout: Duration, report: Pid) {
+    let Roster { generals } = recv().await;
+    // Round 1.
+    let order = receive! {
+        order: Order => Some(order.value),
+        after timeout => None,
+    };
+    let received = order.unwrap_or(Value::Retreat);
+    // Round 2: relay to the others.
+    let others: Vec<usize> = LIEUTENANTS.iter().copied().filter(|&l| l != me).collect();
+    let relayed: Vec<Option<Value>> = match conduct {
+        Conduct::Loyal => vec![Some(received); others.len()],
+        Conduct::Traitor { silent: true, .. } => vec![None; others.len()],
+        Conduct::Traitor { seed, silent: false } => lies(&mut SplitMix::new(seed), received),
+    };
+    for (&l, value) in others.iter().zip(relayed) {
+        match value {
+            Some(value) => tell(2, me, l, generals[l], value, received, Relay { from: me, value }),
+            None => println!("round 2: {:>9} -> {:<9} (nothing: silent)", general(me), general(l)),
+        }
+    }
+    // Collect the others' relays; a missing one is noticed by the timeout.
+    let mut heard: BTreeMap<usize, Value> = BTreeMap::new();
+    while heard.len() < others.len() {
+        receive! {
+            relay: Relay => {
+                heard.insert(relay.from, relay.value);
+            }
+            after timeout => break,
+        }
+    }
+    let mut values = vec![(0, order)];
+    values.extend(others.iter().map(|l| (*l, heard.get(l).copied())));
+    let value = majority(values.iter().map(|(_, v)| v.unwrap_or(Value::Retreat)));
+    report.send(Decision { lieutenant: me, value, heard: values });
+}
+// ANCHOR_END: lieutenant
+
+/// Two values for the two others, lying to at least one of them.
+fn lies(rng: &mut SplitMix, truth: Value) -> Vec<Option<Value>> {
+    loop {
+        let values: Vec<Value> = (0..2).map(|_| if rng.below(2) == 0 { truth } else { truth.opposite() }).collect();
+        if values.contains(&truth.opposite()) {
+            return values.into_iter().map(Some).collect();
+        }
+    }
+}
+
+/// The majority of an odd number of values.
+fn majority(values: impl Iterator<Item = Value>) -> Value {
+    let (attack, retreat) = values.fold((0, 0), |(a, r), v| match v {
+        Value::Attack => (a + 1, r),
+        Value::Retreat => (a, r + 1),
+    });
+    if attack > retreat {
+        Value::Attack
+    } else {
+        Value::Retreat
+    }
+}
+
+/// SplitMix64 (Steele, Lea and Flood, 2014): a tiny seeded generator, the
+/// same on every machine. Not for cryptography.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn new(seed: u64) -> SplitMix {
+        SplitMix(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+// ANCHOR: check
+/// IC1 and IC2 over the loyal lieutenants' decisions; the violations found.
+fn check(decisions: &BTreeMap<usize, Value>, traitor: Option<usize>, order: Value) -> Vec<String> {
+    let loyal: Vec<(usize, Value)> =
+        decisions.iter().filter(|(&l, _)| Some(l) != traitor).map(|(&l, &v)| (l, v)).collect();
+    let mut problems = Vec::new();
+    if loyal.iter().any(|&(_, v)| v != loyal[0].1) {
+        let said: Vec<String> = loyal.iter().map(|&(l, v)| format!("{} {}", general(l), v.name())).collect();
+        problems.push(format!("IC1: the loyal lieutenants disagree: {}", said.join(", ")));
+    }
+    if traitor != Some(0) {
+        for &(l, v) in &loyal {
+            if v != order {
+                problems.push(format!(
+                    "IC2: the loyal commander ordered {}, but L{l} decided {}",
+                    order.name(),
+                    v.name()
+                ));
+            }
+        }
+    }
+    problems
+}
+// ANCHOR_END: check
+
+fn main() {
+    let flags = common::Flags::parse(USAGE);
+    let seed = flags.usize("seed", 1) as u64;
+    let traitor = match flags.str("traitor").unwrap_or("lieutenant") {
+        "commander" => Some(0),
+        "lieutenant" => match flags.usize("lieutenant", 2) {
+            l @ 1..=3 => Some(l),
+            other => usage_error(&format!("--lieutenant: expected 1, 2 or 3, got {other}")),
+        },
+        "none" => None,
+        other => usage_error(&format!("--traitor: expected commander, lieutenant or none, got {other:?}")),
+    };
+    let order = match flags.str("order").unwrap_or("attack") {
+        "attack" => Value::Attack,
+        "retreat" => Value::Retreat,
+        other => usage_error(&format!("--order: expected attack or retreat, got {other:?}")),
+    };
+    let timeout = Duration::from_millis(flags.usize("timeout-ms", 500) as u64);
+    let silent = flags.has("silent");
+    let conduct = move |general: usize| match traitor {
+        Some(t) if t == general => Conduct::Traitor { seed, silent },
+        _ => Conduct::Loyal,
+    };
+    println!(
+        "byzantine_generals: OM(1), 4 generals, the traitor is {}; the commander's order is {}; seed {seed}",
+        traitor.map_or("nobody".into(), general),
+        order.name()
+    );
+
+    let rt = Runtime::new();
+    let decisions = rt.block_on(async move {
+        // ANCHOR: start
+        let me = self_pid();
+        let mut generals = vec![spawn(commander(order, conduct(0)))];
+        generals.extend(LIEUTENANTS.iter().map(|&l| spawn(lieutenant(l, conduct(l), timeout, me))));
+        for &pid in &generals {
+            pid.send(Roster { generals: generals.clone() });
+        }
+        // ANCHOR_END: start
+        let mut decisions = BTreeMap::new();
+        while decisions.len() < LIEUTENANTS.len() {
+            let Some(d) = recv_timeout::<Decision>(timeout * 4).await else { break };
+            let heard: Vec<String> = d
+                .heard
+                .iter()
+                .map(|(from, v)| format!("{} {}", general(*from), v.map_or("(nothing: retreat)", Value::name)))
+                .collect();
+            let note = if Some(d.lieutenant) == traitor { "   (the traitor: not checked)" } else { "" };
+            println!("decide:  {:>9} heard {} -> {}{note}", general(d.lieutenant), heard.join(", "), d.value.name());
+            decisions.insert(d.lieutenant, d.value);
+        }
+        decisions
+    });
+
+    let mut problems = check(&decisions, traitor, order);
+    if decisions.len() < LIEUTENANTS.len() {
+        problems.push(format!("only {} of 3 lieutenants decided", decisions.len()));
+    }
+    if problems.is_empty() {
+        let loyal: Vec<String> = decisions.keys().filter(|&&l| Some(l) != traitor).map(|&l| general(l)).collect();
+        let plan = decisions.iter().find(|(&l, _)| Some(l) != traitor).map_or("-", |(_, v)| v.name());
+        println!("ok: IC1 and IC2 hold: the loyal lieutenants {} all decide {plan}", loyal.join(", "));
+    } else {
+        for problem in &problems {
+            println!("FAIL: {problem}");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn usage_error(problem: &str) -> ! {
+    eprintln!("byzantine_generals: {problem}\n{USAGE}");
+    std::process::exit(2);
+}
