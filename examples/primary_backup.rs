@@ -385,7 +385,7 @@ async fn request(
 /// A client: `requests` requests, three in four a write, on its own keys
 /// (so it knows what each read must return).
 async fn client(number: u32, requests: u64, seed: u64, places: Vec<Place>, timeout: Duration) -> ClientReport {
-    let mut rng = XorShift::new(seed ^ (u64::from(number) << 32));
+    let mut rng = SplitMix(seed ^ (u64::from(number) << 32));
     let mut report = ClientReport { client: number, ..ClientReport::default() };
     let mut mine: BTreeMap<String, String> = BTreeMap::new();
     let mut current = 0;
@@ -420,21 +420,17 @@ async fn client(number: u32, requests: u64, seed: u64, places: Vec<Place>, timeo
     report
 }
 
-/// Marsaglia's xorshift64: small, seeded, the same on every machine.
-struct XorShift(u64);
+/// SplitMix64 (Steele, Lea and Flood, 2014): a tiny seeded generator, the
+/// same on every machine. Not for cryptography.
+struct SplitMix(u64);
 
-impl XorShift {
-    fn new(seed: u64) -> XorShift {
-        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
+impl SplitMix {
     fn below(&mut self, n: u64) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x % n
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n
     }
 }
 
