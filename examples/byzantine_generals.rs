@@ -47,19 +47,28 @@
 //! attack|retreat` (the loyal commander's order; `attack`), `--seed N` (1),
 //! `--silent` (a traitorous lieutenant sends nothing in round 2),
 //! `--timeout-ms N` (how long a lieutenant waits for a message before it
-//! reads it as retreat; 500). All generals run in one runtime: the algorithm
-//! is about what the generals say, not where they are, and a Pid works the
-//! same on another node.
+//! reads it as retreat; 500).
+//!
+//! The generals find each other by registered name (`general0` to
+//! `general3`). With `nodes` (`cargo run --release --example
+//! byzantine_generals -- nodes --traitor commander`), each general runs on a
+//! node of its own — `commander`, `l1`, `l2`, `l3`, four krarup-net nodes in
+//! this OS process on 127.0.0.1 and ports the system picks — registered as
+//! `general`, and every order and relay crosses the network as
+//! `{general, Node} ! Msg`. The outcome is the same: the algorithm is about
+//! what the generals say, not where they are.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use krarup::net::{Node, NodeConfig};
 use krarup::prelude::*;
 use serde::{Deserialize, Serialize};
 
-const USAGE: &str = "usage: byzantine_generals [--traitor commander|lieutenant|none] [--lieutenant 1|2|3] \
+const USAGE: &str =
+    "usage: byzantine_generals [nodes] [--cookie SECRET] [--traitor commander|lieutenant|none] [--lieutenant 1|2|3] \
                      [--order attack|retreat] [--seed N] [--silent] [--timeout-ms N]";
 
 /// The lieutenants are generals 1, 2 and 3; the commander is general 0.
@@ -86,10 +95,31 @@ struct Relay {
 }
 // ANCHOR_END: messages
 
-/// To each general at the start: who everybody is (index 0 is the commander).
+/// A process by its registered name, on this runtime (`node` None) or on a node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Address {
+    name: String,
+    node: Option<String>,
+}
+
+impl Address {
+    /// Sends `msg` there; a message to a name nobody has is dropped, as in Erlang.
+    fn send<M: Message>(&self, msg: M) {
+        match &self.node {
+            None => {
+                let _ = send_named(&self.name, msg);
+            }
+            Some(node) => send_named_at(&self.name, node, msg),
+        }
+    }
+}
+
+/// To each general at the start: who everybody is (index 0 is the commander),
+/// and where the decisions go.
 #[derive(Debug, Serialize, Deserialize)]
 struct Roster {
-    generals: Vec<Pid>,
+    generals: Vec<Address>,
+    report: Address,
 }
 
 /// A lieutenant's decision, to `main`, with what it was based on.
@@ -137,23 +167,23 @@ enum Conduct {
 }
 
 /// Sends `value` to general `to`, and traces it (marking a lie).
-fn tell<M: Message>(round: u32, from: usize, to: usize, pid: Pid, value: Value, truth: Value, msg: M) {
+fn tell<M: Message>(round: u32, from: usize, to: usize, at: &Address, value: Value, truth: Value, msg: M) {
     let lie = if value != truth { "   <- a lie" } else { "" };
     println!("round {round}: {:>9} -> {:<9} {}{lie}", general(from), general(to), value.name());
-    pid.send(msg);
+    at.send(msg);
 }
 
 // ANCHOR: commander
 /// The commander: sends its order to every lieutenant; a traitor sends
 /// attack to some and retreat to the others.
 async fn commander(order: Value, conduct: Conduct) {
-    let Roster { generals } = recv().await;
+    let Roster { generals, .. } = recv().await;
     let values: Vec<Value> = match conduct {
         Conduct::Loyal => vec![order; LIEUTENANTS.len()],
         Conduct::Traitor { seed, .. } => conflicting(&mut SplitMix::new(seed), order),
     };
     for (&l, &value) in LIEUTENANTS.iter().zip(&values) {
-        tell(1, 0, l, generals[l], value, order, Order { value });
+        tell(1, 0, l, &generals[l], value, order, Order { value });
     }
 }
 // ANCHOR_END: commander
@@ -173,8 +203,8 @@ fn conflicting(rng: &mut SplitMix, truth: Value) -> Vec<Value> {
 /// Lieutenant `me`: takes the commander's order, relays it to the other
 /// lieutenants, collects their relays and decides by majority. A value that
 /// does not come within `timeout` counts as retreat.
-async fn lieutenant(me: usize, conduct: Conduct, timeout: Duration, report: Pid) {
-    let Roster { generals } = recv().await;
+async fn lieutenant(me: usize, conduct: Conduct, timeout: Duration) {
+    let Roster { generals, report } = recv().await;
     // Round 1.
     let order = receive! {
         order: Order => Some(order.value),
@@ -190,7 +220,7 @@ async fn lieutenant(me: usize, conduct: Conduct, timeout: Duration, report: Pid)
     };
     for (&l, value) in others.iter().zip(relayed) {
         match value {
-            Some(value) => tell(2, me, l, generals[l], value, received, Relay { from: me, value }),
+            Some(value) => tell(2, me, l, &generals[l], value, received, Relay { from: me, value }),
             None => println!("round 2: {:>9} -> {:<9} (nothing: silent)", general(me), general(l)),
         }
     }
@@ -283,6 +313,11 @@ fn check(decisions: &BTreeMap<usize, Value>, traitor: Option<usize>, order: Valu
 
 fn main() {
     let flags = common::Flags::parse(USAGE);
+    let nodes_mode = match flags.positional.first().map(String::as_str) {
+        None => false,
+        Some("nodes") => true,
+        Some(other) => usage_error(&format!("unknown mode {other:?}")),
+    };
     let seed = flags.usize("seed", 1) as u64;
     let traitor = match flags.str("traitor").unwrap_or("lieutenant") {
         "commander" => Some(0),
@@ -310,16 +345,60 @@ fn main() {
         order.name()
     );
 
-    let rt = Runtime::new();
-    let decisions = rt.block_on(async move {
-        // ANCHOR: start
-        let me = self_pid();
-        let mut generals = vec![spawn(commander(order, conduct(0)))];
-        generals.extend(LIEUTENANTS.iter().map(|&l| spawn(lieutenant(l, conduct(l), timeout, me))));
-        for &pid in &generals {
-            pid.send(Roster { generals: generals.clone() });
+    // One runtime for all, or with `nodes` one runtime and node per general.
+    let runtimes: Vec<Runtime> = if nodes_mode {
+        (0..4).map(|_| Runtime::builder().workers(1).build().expect("a runtime")).collect()
+    } else {
+        vec![Runtime::new()]
+    };
+    let nodes: Vec<Node> = if nodes_mode {
+        let cookie = flags.str("cookie").unwrap_or("secret");
+        let names = ["commander", "l1", "l2", "l3"];
+        let start = |(rt, name): (&Runtime, &str)| {
+            Node::start(rt, NodeConfig::new(&format!("{name}@127.0.0.1:0"), cookie)).unwrap_or_else(|e| {
+                eprintln!("byzantine_generals: cannot start node {name}: {e}");
+                std::process::exit(1)
+            })
+        };
+        let nodes: Vec<Node> = runtimes.iter().zip(names).map(start).collect();
+        // Connected beforehand, so that no timeout of the algorithm waits for a handshake.
+        for (i, node) in nodes.iter().enumerate() {
+            for other in &nodes[i + 1..] {
+                if let Err(e) = node.connect(other.name()) {
+                    eprintln!("byzantine_generals: {} cannot reach {}: {e}", node.name(), other.name());
+                    std::process::exit(1);
+                }
+            }
         }
-        // ANCHOR_END: start
+        println!("nodes: {}", nodes.iter().map(Node::name).collect::<Vec<_>>().join(", "));
+        nodes
+    } else {
+        Vec::new()
+    };
+
+    // ANCHOR: start
+    let mut generals = Vec::new();
+    for g in 0..4 {
+        let rt = &runtimes[g % runtimes.len()];
+        let pid = match g {
+            0 => rt.spawn(commander(order, conduct(0))),
+            l => rt.spawn(lieutenant(l, conduct(l), timeout)),
+        };
+        let address = match nodes.get(g) {
+            Some(node) => Address { name: "general".into(), node: Some(node.name().to_owned()) },
+            None => Address { name: format!("general{g}"), node: None },
+        };
+        rt.register(&address.name, pid).expect("the general's name is free");
+        generals.push(address);
+    }
+    let report = Address { name: "main".into(), node: nodes.first().map(|node| node.name().to_owned()) };
+    // ANCHOR_END: start
+
+    let decisions = runtimes[0].block_on(async move {
+        register("main", self_pid()).expect("the name main is free");
+        for general in &generals {
+            general.send(Roster { generals: generals.clone(), report: report.clone() });
+        }
         let mut decisions = BTreeMap::new();
         while decisions.len() < LIEUTENANTS.len() {
             let Some(d) = recv_timeout::<Decision>(timeout * 4).await else { break };
@@ -334,6 +413,7 @@ fn main() {
         }
         decisions
     });
+    nodes.iter().for_each(Node::shutdown);
 
     let mut problems = check(&decisions, traitor, order);
     if decisions.len() < LIEUTENANTS.len() {
