@@ -355,7 +355,7 @@ fn main() {
         let cookie = flags.str("cookie").unwrap_or("secret");
         let names = ["commander", "l1", "l2", "l3"];
         let start = |(rt, name): (&Runtime, &str)| {
-            Node::start(rt, NodeConfig::new(&format!("{name}@127.0.0.1:0"), cookie)).unwrap_or_else(|e| {
+            Node::start(rt, NodeConfig::new(format!("{name}@127.0.0.1:0"), cookie)).unwrap_or_else(|e| {
                 eprintln!("byzantine_generals: cannot start node {name}: {e}");
                 std::process::exit(1)
             })
