@@ -56,7 +56,9 @@
 //! 127.0.0.1 and ports the system picks. Then the primary's replication
 //! crosses the network, the kill is an exit signal sent to a remote Pid, the
 //! monitor's `Down` comes back across the network, and clients look for `kv`
-//! on node `a`, then on node `b`.
+//! on node `a`, then on node `b`. (A Pid prints as `<node.index.serial>`,
+//! the node numbered by the runtime that prints it: the primary shows as
+//! `<0.0.0>` in its own lines and as, say, `<3.0.0>` in the monkey's.)
 //!
 //! Flags: `--clients N` (3), `--requests N` per client (8),
 //! `--kill-after N` (5; 0: no kill), `--kill-at received|replicated`
