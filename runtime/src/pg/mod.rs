@@ -90,23 +90,23 @@
 //!   further scopes (`pg:start_link(Scope)`); krarup has only the default
 //!   one.
 //! - **No group monitors** (`pg:monitor/1`, `pg:monitor_scope/0`): watch
-//!   members with [`monitor`](crate::monitor) instead.
+//!   members with [`monitor`](crate::monitor()) instead.
 //! - **Typed results:** [`join`] and [`leave`] are `async` (they wait for
 //!   the scope's answer, like Erlang's `gen_server:call`) and return a
 //!   [`PgError`] where Erlang returns `not_joined` or crashes the caller.
 //! - **Groups are strings**, where Erlang allows any term.
 
 mod error;
-mod members;
 mod scope;
+mod table;
 
 use std::fmt;
 use std::time::Duration;
 
 pub use self::error::{PgError, StartError};
 
-use self::members::Members;
 use self::scope::{Answer, Request};
+use self::table::Members;
 use crate::pid::Pid;
 use crate::runtime::{Runtime, Shared};
 use crate::send::Message;
@@ -313,7 +313,7 @@ pub fn which_local_groups() -> Vec<String> {
 
 /// Sends `msg` to each distinct member of `group`, on every node, once
 /// (the calling process too, if it is a member); returns the members it
-/// was sent to. Never blocks, like [`send`](crate::send): a member that has
+/// was sent to. Never blocks, like [`send`](crate::send()): a member that has
 /// just exited drops its copy.
 ///
 /// # Panics

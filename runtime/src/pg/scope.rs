@@ -40,11 +40,12 @@
 //! (a forgery from a local process) is ignored, and members that are not
 //! processes of the sending scope's node are left out.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::members::{Members, Side};
+use super::table::{Members, Side};
 use super::PgError;
 use crate::any::AnyMessage;
 use crate::call::Call;
@@ -208,8 +209,8 @@ impl Server {
         match message {
             PeerMessage::Discover { scope } if !self.is_local(scope) => {
                 scope.send(PeerMessage::Sync { scope: self.me, groups: self.local_groups() });
-                if !self.peers.contains_key(&scope) {
-                    self.peers.insert(scope, Peer { monitor: monitor(scope), groups: HashMap::new() });
+                if let Entry::Vacant(entry) = self.peers.entry(scope) {
+                    entry.insert(Peer { monitor: monitor(scope), groups: HashMap::new() });
                     scope.send(PeerMessage::Discover { scope: self.me });
                 }
             }
