@@ -1,24 +1,49 @@
 //! Request and reply, with a deadline, where a late reply can never reach
-//! the caller: the building block of `GenServer::call` (and, later, of the
-//! RPC stubs).
+//! the caller: the building block of `GenServer::call` and of the RPC stubs.
 //!
 //! # Protocol
 //!
-//! 1. The caller picks a fresh tag and records it among the tags it
-//!    awaits (its slot's extras, under its lock), monitors the server, and
-//!    sends it a [`Call`] carrying the request and a [`ReplyTo`].
-//! 2. The server answers with [`ReplyTo::reply`], now or later, from any
-//!    process. The reply is delivered only if the caller still awaits its
-//!    tag — checked under the caller's lock, at delivery.
-//! 3. The caller receives the reply (or the monitor's `Down`: the server
-//!    died — `NoProc` if it was not running; or the deadline passes). Then
-//!    it stops awaiting the tag (under its lock: from then on any reply with
-//!    that tag is turned away), removes the monitor, and takes out of its
-//!    mailbox a reply that arrived in between.
+//! A call to a server of the caller's own runtime (the common case):
+//!
+//! 1. The caller picks a fresh tag and records the call among those it
+//!    awaits (an [`Awaited`] in its slot's extras, under its lock): the tag
+//!    and the server, which it is about to monitor.
+//! 2. Under the server's lock, in one section: if the server is alive, the
+//!    call's monitor (whose id is the tag) joins its monitors and the
+//!    [`Call`] its mailbox; if not, the call fails at once with `NoProc`.
+//! 3. The server answers with [`ReplyTo::reply`], now or later, from any
+//!    process. The reply is delivered only if the caller still awaits the
+//!    tag — checked under the caller's lock, at delivery — and its delivery
+//!    ends the wait: the record is removed (a call takes one reply; another
+//!    one with the same tag is turned away).
+//! 4. The caller receives the reply, or the monitor's `Down` (the server
+//!    exited), or the deadline passes. Unless it received the `Down`, it
+//!    removes the monitor from the server's monitors (under the server's
+//!    lock); if it was no longer there, the server exited meanwhile and its
+//!    `Down` is in the caller's mailbox or on its way: it is taken out, or
+//!    recorded as suppressed, as `demonitor` does. If the call failed, the
+//!    caller stops awaiting the tag (under its lock: from then on a reply
+//!    with that tag is turned away) and takes out of its mailbox a reply
+//!    that arrived in between.
+//!
+//! A successful call thus costs four lock sections besides the receives:
+//! the caller's (1), the server's (2), the caller's (3, the reply's
+//! delivery), the server's (4). The call's monitor is not in the caller's
+//! `watching` list (which would cost two more): a caller that exits
+//! mid-call removes the monitors of the calls it still awaits at its exit
+//! (`link::announce_exit`), and an abandoned [`PendingCall`] removes its
+//! own when dropped.
+//!
+//! A call to a server elsewhere — another node, or another runtime of this
+//! OS process — records the tag alone in step 1, then monitors the server
+//! with [`monitor`] (which reports a lost node as `NoConnection`) and sends
+//! the `Call`; step 4 is [`demonitor`]. A reply from another node is checked
+//! against (and ends) the record when it arrives (`dist/remote.rs`).
 //!
 //! Erlang needed process aliases (OTP 24) for the same guarantee: that a
 //! reply which arrives after the caller gave up never shows up in its
-//! mailbox later, where it would confuse the next receive.
+//! mailbox later, where it would confuse the next receive. Its
+//! `gen_server:call` also monitors the server for the call's duration.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -29,12 +54,13 @@ use serde::{Deserialize, Serialize};
 use crate::dist::{materialize, Materialized, RemoteMessage};
 use crate::envelope::Envelope;
 use crate::exit::ExitReason;
-use crate::link::with_extras_of;
-use crate::monitor::{demonitor, monitor, Down, MonitorRef};
+use crate::link::{Processes, Table};
+use crate::monitor::{demonitor, forget, monitor, Down, MonitorRef};
 use crate::pid::Pid;
 use crate::receive::{self, Decode};
-use crate::scheduler::worker::with_current;
+use crate::scheduler::worker::{with_current, with_worker};
 use crate::send::{deliver_unless, Message};
+use crate::slot::{Extras, Slot};
 use crate::sync::Ordering;
 
 /// Where the reply to one call goes. Serializable, so a server can keep it
@@ -66,7 +92,7 @@ impl<R: Message> ReplyTo<R> {
     /// waiting for it; after a timeout it is dropped. Works across nodes.
     pub fn reply(self, value: R) {
         let reply = Reply { tag: self.tag, value };
-        if !crate::dist::send_remote(self.to, crate::dist::tag_of::<Reply<R>>(), Some(self.tag), &reply) {
+        if !crate::dist::send_remote(self.to, crate::dist::tag_of::<Reply<R>>, Some(self.tag), &reply) {
             self.send(reply.value);
         }
     }
@@ -79,10 +105,11 @@ impl<R: Send + 'static> ReplyTo<R> {
         self.send(value);
     }
 
+    /// Step 3 of the module docs, to a caller in this OS process.
     fn send(self, value: R) {
         let tag = self.tag;
         let env = Envelope::new(Reply { tag, value });
-        deliver_unless(self.to, env, |extras| !extras.awaiting.contains(&tag));
+        deliver_unless(self.to, env, |extras| !stop_awaiting(extras, tag));
     }
 }
 
@@ -203,6 +230,111 @@ pub async fn call_local<Q: Send + 'static, R: Send + 'static>(
     call_any(server, request, timeout, |to, call: Call<Q, R>| to.send_local(call), None).await
 }
 
+/// A call the process awaits a reply to: an entry of its extras'
+/// `awaiting` (step 1 of the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Awaited {
+    /// The call's tag (for a server of the caller's runtime, also the id of
+    /// the call's monitor).
+    pub(crate) tag: u64,
+    /// The server, when the call's monitor is recorded here rather than in
+    /// `watching` (a server of the caller's runtime: step 2).
+    pub(crate) server: Option<Pid>,
+}
+
+impl Awaited {
+    /// The monitor of the call, if it is recorded here, held by `watcher`.
+    pub(crate) fn monitor(&self, watcher: Pid) -> Option<MonitorRef> {
+        self.server.map(|server| MonitorRef::new(self.tag, server, watcher))
+    }
+}
+
+/// Under the caller's lock: ends the wait for the call `tag`; whether it
+/// was awaited (a reply to it is then accepted: step 3).
+#[inline]
+pub(crate) fn stop_awaiting(extras: &mut Extras, tag: u64) -> bool {
+    match extras.awaiting.iter().position(|a| a.tag == tag) {
+        Some(at) => {
+            extras.awaiting.swap_remove(at);
+            true
+        }
+        None => false,
+    }
+}
+
+/// How a [`PendingCall`] watches its server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Watch {
+    /// A server of the caller's runtime: the call's own monitor (steps 1-2).
+    Local,
+    /// A server elsewhere: a general monitor.
+    General,
+    /// The server was not running at step 2: the call has failed.
+    NotRunning,
+}
+
+/// How a call's wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The reply was received (its delivery ended the wait).
+    Replied,
+    /// The server's `Down` was received.
+    Down,
+    /// Anything else: a timeout, an undecodable reply, an abandoned call.
+    Failed,
+}
+
+/// Steps 1 and 2 of the module docs for a server of the caller's runtime,
+/// over `processes`: the record, then the monitor `reference` (whose id is
+/// the call's tag) and the `request`, in one section of the server's lock.
+/// Whether the server was alive (if not, the record stays, for
+/// [`finish_local`] to remove).
+pub(crate) fn start_local(processes: &impl Processes, reference: MonitorRef, request: Envelope) -> bool {
+    let (me, server, tag) = (reference.watcher(), reference.target(), reference.id());
+    processes.with_extras(me, |e| e.awaiting.push(Awaited { tag, server: Some(server) }));
+    processes.deliver_with(server, request, |e| e.monitors.push(reference))
+}
+
+/// Step 4 of the module docs for a call started by [`start_local`] whose
+/// wait ended with `outcome`. `own` is the caller's slot if the caller is
+/// running (else it is exiting: its mailbox goes with it, and only the
+/// server's side and the record are cleaned up); `is_reply` recognises the
+/// call's reply.
+///
+/// # Safety
+/// If `own` is given, the caller of this function owns that process, the
+/// call's caller (`BUSY`).
+pub(crate) unsafe fn finish_local(
+    processes: &impl Processes,
+    own: Option<&Slot>,
+    reference: MonitorRef,
+    outcome: Outcome,
+    is_reply: impl Fn(&Envelope) -> bool,
+) {
+    if outcome != Outcome::Down {
+        let removed = processes.with_extras(reference.target(), |e| forget(&mut e.monitors, reference));
+        if removed != Some(true) {
+            if let Some(own) = own {
+                // The server exited: its Down is here (take it out) or on its
+                // way (turn it away on arrival), as `demonitor` does.
+                let is_down = |env: &Envelope| env.peek::<Down>().is_some_and(|d| d.reference == reference);
+                // SAFETY: the caller owns the process whose slot is `own`.
+                unsafe { receive::remove_first_or(own, is_down, |extras| extras.suppressed.push(reference)) };
+            }
+        }
+    }
+    if outcome != Outcome::Replied {
+        // From here on a reply with this tag is turned away; take out one
+        // that came in between.
+        let tag = reference.id();
+        processes.with_extras(reference.watcher(), |e| stop_awaiting(e, tag));
+        if let Some(own) = own {
+            // SAFETY: as above.
+            while unsafe { receive::remove_first_or(own, &is_reply, |_| {}) }.is_some() {}
+        }
+    }
+}
+
 /// A call that has been sent and whose reply is awaited later (Erlang's
 /// `send_request`/`wait_response`): start several with [`call_start`],
 /// then [`wait`](PendingCall::wait) for each. Dropping one that was not
@@ -212,6 +344,7 @@ pub struct PendingCall<R: Send + 'static> {
     me: Pid,
     tag: u64,
     reference: MonitorRef,
+    watch: Watch,
     decode: Option<Decode>,
     done: bool,
     _reply: PhantomData<fn() -> R>,
@@ -257,26 +390,36 @@ pub fn call_start<Q: Message, R: Message>(server: Pid, request: Q) -> PendingCal
     start_any(server, request, |to, call: Call<Q, R>| to.send(call), Some(materialize::<Reply<R>>))
 }
 
-/// Steps 1 of the module docs; `send` sends the [`Call`] (serializable or
-/// local-only), `decode` decodes a reply from another node.
+/// Steps 1 and 2 of the module docs; `send` sends the [`Call`]
+/// (serializable or local-only) to a server elsewhere, `decode` decodes a
+/// reply from another node.
 fn start_any<Q: Send + 'static, R: Send + 'static>(
     server: Pid,
     request: Q,
     send: impl FnOnce(Pid, Call<Q, R>),
     decode: Option<Decode>,
 ) -> PendingCall<R> {
-    let (me, tag) = with_current("call", |worker, current, _| {
+    let (me, tag, local) = with_current("call", |worker, current, _| {
         let me = Pid::from_parts(worker.shared.node, current.index, current.serial);
-        (me, worker.shared.refs.fetch_add(1, Ordering::Relaxed) + 1)
+        let tag = worker.shared.refs.fetch_add(1, Ordering::Relaxed) + 1;
+        (me, tag, server.node() == worker.shared.node)
     });
-    with_extras_of(me, |extras| extras.awaiting.push(tag));
-    let reference = monitor(server);
-    send(server, Call { request, reply_to: ReplyTo::<R> { to: me, tag, _reply: PhantomData } });
-    PendingCall { me, tag, reference, decode, done: false, _reply: PhantomData }
+    let reply_to = ReplyTo::<R> { to: me, tag, _reply: PhantomData };
+    let (reference, watch) = if local {
+        let reference = MonitorRef::new(tag, server, me);
+        let alive = start_local(&Table, reference, Envelope::new(Call { request, reply_to }));
+        (reference, if alive { Watch::Local } else { Watch::NotRunning })
+    } else {
+        Table.with_extras(me, |e| e.awaiting.push(Awaited { tag, server: None }));
+        let reference = monitor(server);
+        send(server, Call { request, reply_to });
+        (reference, Watch::General)
+    };
+    PendingCall { me, tag, reference, watch, decode, done: false, _reply: PhantomData }
 }
 
 impl<R: Send + 'static> PendingCall<R> {
-    /// Waits at most `timeout` for the reply (steps 2 and 3 of the module
+    /// Waits at most `timeout` for the reply (steps 3 and 4 of the module
     /// docs).
     ///
     /// # Errors
@@ -286,51 +429,80 @@ impl<R: Send + 'static> PendingCall<R> {
     /// # Panics
     /// If awaited outside the process that started the call.
     pub async fn wait(mut self, timeout: Duration) -> Result<R, CallError> {
+        if self.watch == Watch::NotRunning {
+            self.finish(Outcome::Failed);
+            return Err(CallError::NoProc);
+        }
         let (tag, reference, decode) = (self.tag, self.reference, self.decode);
         let matcher = |env: &mut Envelope| {
+            // The common cases first: both are one type check.
+            if let Some(reply) = env.peek::<Reply<R>>() {
+                return (reply.tag == tag).then_some(0);
+            }
+            if let Some(down) = env.peek::<Down>() {
+                return (down.reference == reference).then_some(1);
+            }
             let ours = env.peek::<RemoteMessage>().is_some_and(|m| m.guard() == Some(tag));
-            if let Some(Materialized::Garbage) = decode.map(|d| d(env)) {
+            match decode.map(|d| d(env)) {
                 // Our reply, but not an `R`: the call fails; someone else's: dropped.
-                return Some(if ours { 2 } else { receive::DISCARD });
+                Some(Materialized::Garbage) => Some(if ours { 2 } else { receive::DISCARD }),
+                Some(Materialized::Decoded) if env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag) => Some(0),
+                _ => None,
             }
-            if env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag) {
-                return Some(0);
-            }
-            env.peek::<Down>().is_some_and(|d| d.reference == reference).then_some(1)
         };
         let expected = &[std::any::type_name::<Reply<R>>, std::any::type_name::<Down>];
-        let result = match receive::receive_with(matcher, expected, Some(timeout)).await {
-            Some((0, env)) => Ok(env.downcast::<Reply<R>>().unwrap_or_else(|_| unreachable!("matched")).value),
-            Some((2, _)) => Err(CallError::Undecodable),
-            Some((_, env)) => {
-                Err(CallError::from_down(env.downcast::<Down>().unwrap_or_else(|_| unreachable!("matched")).reason))
+        let (result, outcome) = match receive::receive_with(matcher, expected, Some(timeout)).await {
+            Some((0, env)) => {
+                (Ok(env.downcast::<Reply<R>>().unwrap_or_else(|_| unreachable!("matched")).value), Outcome::Replied)
             }
-            None => Err(CallError::Timeout),
+            Some((2, _)) => (Err(CallError::Undecodable), Outcome::Failed),
+            Some((_, env)) => {
+                let down = env.downcast::<Down>().unwrap_or_else(|_| unreachable!("matched"));
+                (Err(CallError::from_down(down.reason)), Outcome::Down)
+            }
+            None => (Err(CallError::Timeout), Outcome::Failed),
         };
-        self.finish(result.is_err());
+        self.finish(outcome);
         result
     }
 
-    /// The end of step 3: stop awaiting the tag, remove the monitor, and
-    /// take out a reply that came in between (if the call failed).
-    fn finish(&mut self, failed: bool) {
+    /// Step 4 of the module docs.
+    fn finish(&mut self, outcome: Outcome) {
         self.done = true;
-        let tag = self.tag;
-        let in_caller = crate::scheduler::worker::with_worker(|w| {
-            w.and_then(|w| w.current().map(|c| Pid::from_parts(w.shared.node, c.index, c.serial))) == Some(self.me)
+        let (me, tag, reference) = (self.me, self.tag, self.reference);
+        let is_reply = |env: &Envelope| {
+            env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag)
+                || env.peek::<RemoteMessage>().is_some_and(|m| m.guard() == Some(tag))
+        };
+        let in_caller = with_worker(|w| {
+            w.and_then(|w| w.current().map(|c| Pid::from_parts(w.shared.node, c.index, c.serial))) == Some(me)
         });
-        if in_caller {
-            demonitor(self.reference);
-        }
-        // From here on a reply with this tag is turned away; take out one that
-        // came in between (decoded or not).
-        with_extras_of(self.me, |extras| extras.awaiting.retain(|&t| t != tag));
-        if failed && in_caller {
-            let is_reply = |env: &Envelope| {
-                env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag)
-                    || env.peek::<RemoteMessage>().is_some_and(|m| m.guard() == Some(tag))
-            };
-            while receive::remove_first(is_reply).is_some() {}
+        match self.watch {
+            Watch::Local | Watch::NotRunning => {
+                // No monitor was added for a server that was not running.
+                let outcome = if self.watch == Watch::NotRunning { Outcome::Down } else { outcome };
+                if in_caller {
+                    // SAFETY: `own` is the slot of the process being polled on
+                    // this worker (BUSY): the caller.
+                    with_current("call", |_, _, own| unsafe {
+                        finish_local(&Table, Some(own), reference, outcome, is_reply)
+                    });
+                } else {
+                    // SAFETY: no slot is given.
+                    unsafe { finish_local(&Table, None, reference, outcome, is_reply) };
+                }
+            }
+            Watch::General => {
+                if in_caller && outcome != Outcome::Down {
+                    demonitor(reference);
+                }
+                if outcome != Outcome::Replied {
+                    Table.with_extras(me, |e| stop_awaiting(e, tag));
+                    if in_caller {
+                        while receive::remove_first(is_reply).is_some() {}
+                    }
+                }
+            }
         }
     }
 }
@@ -339,8 +511,9 @@ impl<R: Send + 'static> Drop for PendingCall<R> {
     fn drop(&mut self) {
         if !self.done {
             // Abandoned. Outside its process (the process itself is ending)
-            // only the tag is dropped; its monitor and mailbox go with it.
-            self.finish(true);
+            // its mailbox goes with it; the record and the monitor are
+            // removed all the same.
+            self.finish(Outcome::Failed);
         }
     }
 }

@@ -54,6 +54,10 @@ pub(crate) trait Processes {
     /// Delivers `env` to `to` unless `refuse`, run under `to`'s lock, turns
     /// it away; whether it was turned away.
     fn deliver_unless(&self, to: Pid, env: Envelope, refuse: impl FnOnce(&mut crate::slot::Extras) -> bool) -> bool;
+    /// Delivers `env` to `to` if it is alive, running `setup` on its extras
+    /// in the same lock section (see `Slot::deliver_with`); whether it was
+    /// alive. `to` is a process of this OS process.
+    fn deliver_with(&self, to: Pid, env: Envelope, setup: impl FnOnce(&mut crate::slot::Extras)) -> bool;
     /// Whether `pid` is a process of another node (whose extras this side
     /// cannot reach: see `dist`).
     fn is_remote(&self, pid: Pid) -> bool {
@@ -99,6 +103,10 @@ impl Processes for Table {
         refused.get()
     }
 
+    fn deliver_with(&self, to: Pid, env: Envelope, setup: impl FnOnce(&mut crate::slot::Extras)) -> bool {
+        crate::send::deliver_with(to, env, setup)
+    }
+
     fn is_remote(&self, pid: Pid) -> bool {
         crate::dist::is_remote(pid)
     }
@@ -140,7 +148,7 @@ pub(crate) fn fire_links(processes: &impl Processes, dead: Pid, reason: &ExitRea
 }
 
 /// Exit path: everything `dead`'s exit tells the others, in this order:
-/// its monitors leave their targets, its links are signalled, its monitors
+/// its monitors (those of its calls included) leave their targets, its links are signalled, its monitors
 /// fire. So whoever is woken by the exit signal or the `Down` finds no
 /// monitor of the dead process left anywhere, and a process holding both a
 /// link and a monitor on it has the exit signal first. Returns the monitors
@@ -151,7 +159,10 @@ pub(crate) fn announce_exit(
     reason: &ExitReason,
     extras: &mut crate::slot::Extras,
 ) -> Vec<crate::monitor::MonitorRef> {
-    crate::monitor::unwatch(processes, std::mem::take(&mut extras.watching));
+    // The monitors of the calls it awaited replies to (see `call.rs`) go too.
+    let mut watching = std::mem::take(&mut extras.watching);
+    watching.extend(extras.awaiting.drain(..).filter_map(|call| call.monitor(dead)));
+    crate::monitor::unwatch(processes, watching);
     fire_links(processes, dead, reason, std::mem::take(&mut extras.links));
     crate::monitor::fire(processes, dead, reason, std::mem::take(&mut extras.monitors))
 }

@@ -55,6 +55,11 @@ impl MonitorRef {
         MonitorRef { id, target, watcher }
     }
 
+    /// Its number (unique per node; for a call's monitor, the call's tag).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The monitored process.
     pub fn target(&self) -> Pid {
         self.target

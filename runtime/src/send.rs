@@ -145,6 +145,34 @@ pub(crate) fn deliver_unless(to: Pid, env: Envelope, refuse: impl FnOnce(&mut Ex
     });
 }
 
+/// [`deliver`] if `to` is alive, running `setup` on its extras in the same
+/// lock section (see `Slot::deliver_with`); whether it was alive.
+pub(crate) fn deliver_with(to: Pid, env: Envelope, setup: impl FnOnce(&mut Extras)) -> bool {
+    with_worker(|worker| match worker {
+        Some(w) if w.shared.node == to.node() => w.deliver_with(to, env, setup),
+        _ => deliver_with_from_afar(to, env, setup),
+    })
+}
+
+#[cold]
+fn deliver_with_from_afar(to: Pid, env: Envelope, setup: impl FnOnce(&mut Extras)) -> bool {
+    let delivery =
+        with_runtime_of(to, |shared| shared.table.get(to.index()).map(|s| s.deliver_with(to.serial(), env, setup)));
+    match delivery.flatten() {
+        Some(crate::slot::Delivery::Queued(wake)) => {
+            match wake {
+                crate::slot::Wake::None => {}
+                crate::slot::Wake::Schedule => {
+                    with_runtime_of(to, |shared| shared.schedule(to.index()));
+                }
+                crate::slot::Wake::Waker(waker) => waker.wake(),
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
 #[cold]
 fn deliver_from_afar(to: Pid, env: Envelope, refuse: impl FnOnce(&mut Extras) -> bool) {
     match crate::node::lookup(to.node()) {

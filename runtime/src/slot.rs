@@ -158,9 +158,9 @@ pub(crate) struct Extras {
     pub(crate) links: Vec<Pid>,
     /// Why the process must exit, once an exit signal was accepted (`EXITING`).
     pub(crate) exit: Option<ExitReason>,
-    /// Tags of calls this process awaits replies to: a reply with another
-    /// tag is turned away (see `call.rs`).
-    pub(crate) awaiting: Vec<u64>,
+    /// Calls this process awaits a reply to: a reply with another tag is
+    /// turned away, and an accepted one ends the wait (see `call.rs`).
+    pub(crate) awaiting: Vec<crate::call::Awaited>,
 }
 
 /// What a signal does, decided under the target's lock (see step 5).
@@ -316,6 +316,31 @@ impl Slot {
             self.unlock(w & !LOCKED);
             return Delivery::Refused(env);
         }
+        let (word, wake) = self.push_locked(w, env);
+        self.unlock(word & !LOCKED);
+        Delivery::Queued(wake)
+    }
+
+    /// Step 1 with a setup: if incarnation `serial` is alive, runs `setup`
+    /// on its extras (allocating them if needed) and queues `env`, in one
+    /// lock section. A call adds its monitor of the server this way, with
+    /// its request (`call.rs`). `setup` must not run user code.
+    #[inline]
+    pub(crate) fn deliver_with(&self, serial: u32, env: Envelope, setup: impl FnOnce(&mut Extras)) -> Delivery {
+        let w = self.lock();
+        if serial_of(w) != serial || w & LIVE == 0 {
+            self.unlock(w & !LOCKED);
+            return Delivery::Dead(env);
+        }
+        self.extras.with_mut(|e| {
+            // SAFETY: LOCKED guards `extras`; a non-null pointer came from Box::into_raw.
+            unsafe {
+                if (*e).is_null() {
+                    *e = Box::into_raw(Box::default());
+                }
+                setup(&mut **e);
+            }
+        });
         let (word, wake) = self.push_locked(w, env);
         self.unlock(word & !LOCKED);
         Delivery::Queued(wake)

@@ -43,11 +43,12 @@ fn settle(sent: Sent) -> bool {
     }
 }
 
-/// Sends `msg` to remote process `to` (`guard`: see [`Outgoing::Message`]).
-/// Returns false if `to` is not a remote Pid (the caller routes it locally).
-pub(crate) fn send_remote<M: Payload>(to: Pid, tag: u64, guard: Option<u64>, msg: &M) -> bool {
+/// Sends `msg` to remote process `to` (`guard`: see [`Outgoing::Message`];
+/// `tag` gives its type tag, asked only for a remote `to`). Returns false
+/// if `to` is not a remote Pid (the caller routes it locally).
+pub(crate) fn send_remote<M: Payload>(to: Pid, tag: fn() -> u64, guard: Option<u64>, msg: &M) -> bool {
     let Some(remote) = crate::node::lookup_remote(to.node()) else { return false };
-    send_via(remote, to, tag, guard, msg);
+    send_via(remote, to, tag(), guard, msg);
     true
 }
 

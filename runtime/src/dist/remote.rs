@@ -103,7 +103,8 @@ impl RemoteMessage {
 }
 
 /// Delivers a remote message to local `to` (dropped if `to` is not alive,
-/// or, with a `guard`, no longer awaits that call).
+/// or, with a `guard`, no longer awaits that call; accepting it ends the
+/// wait: see `call.rs`, step 3).
 pub(super) fn deliver(shared: &Shared, to: Pid, tag: u64, view: View, guard: Option<u64>, payload: &[u8]) {
     let env = match u8::try_from(payload.len()) {
         Ok(len) if guard.is_none() && payload.len() <= SMALL => {
@@ -116,7 +117,7 @@ pub(super) fn deliver(shared: &Shared, to: Pid, tag: u64, view: View, guard: Opt
     };
     match guard {
         None => shared.deliver_unless(to, env, |_| false),
-        Some(tag) => shared.deliver_unless(to, env, |extras| !extras.awaiting.contains(&tag)),
+        Some(tag) => shared.deliver_unless(to, env, |extras| !crate::call::stop_awaiting(extras, tag)),
     }
 }
 

@@ -98,18 +98,37 @@ use crate::signal::{decide, Exit, Via};
 use crate::slot::{AfterPoll, Delivery, Extras, SignalAction, Slot, Wake, BUSY, EXITING, TRAP_EXIT};
 use crate::sync::{thread, Arc, AtomicBool, Ordering, UnsafeCell};
 
-/// A message a model process received (the only two kinds they are sent).
+/// A message a model process received: exit signals and `Down`s, and the
+/// call model's (`loom_call.rs`) requests and replies.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum Msg {
     Exit(Exit),
     Down(Down),
+    Request(CallRequest),
+    Reply(CallReply),
 }
+
+/// A call's request in the call model: its tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct CallRequest(pub(super) u64);
+
+/// A call's reply in the call model: its tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct CallReply(pub(super) u64);
 
 impl Msg {
     fn from_envelope(env: Envelope) -> Msg {
-        match env.downcast::<Exit>() {
-            Ok(exit) => Msg::Exit(exit),
-            Err(env) => Msg::Down(env.downcast::<Down>().expect("only Exit and Down messages are sent")),
+        let env = match env.downcast::<Exit>() {
+            Ok(exit) => return Msg::Exit(exit),
+            Err(env) => env,
+        };
+        let env = match env.downcast::<Down>() {
+            Ok(down) => return Msg::Down(down),
+            Err(env) => env,
+        };
+        match env.downcast::<CallRequest>() {
+            Ok(request) => Msg::Request(request),
+            Err(env) => Msg::Reply(env.downcast::<CallReply>().expect("a model message")),
         }
     }
 }
@@ -339,6 +358,8 @@ impl World {
                 links: e.links.clone(),
                 watching: e.watching.clone(),
                 suppressed: e.suppressed.clone(),
+                monitors: e.monitors.clone(),
+                awaiting: e.awaiting.clone(),
             })
             .expect("the process is alive")
     }
@@ -407,6 +428,19 @@ impl Processes for World {
             Delivery::Refused(_) => true,
         }
     }
+
+    fn deliver_with(&self, to: Pid, env: Envelope, setup: impl FnOnce(&mut Extras)) -> bool {
+        match self.of(to).slot.deliver_with(to.serial(), env, setup) {
+            Delivery::Queued(Wake::Schedule) => {
+                self.run(to.index() as usize);
+                true
+            }
+            Delivery::Queued(Wake::None) => true,
+            Delivery::Dead(_) => false,
+            Delivery::Queued(Wake::Waker(_)) => panic!("not an external mailbox"),
+            Delivery::Refused(_) => unreachable!("deliver_with refuses nothing"),
+        }
+    }
 }
 
 /// The extras of a live process, at the end of a model.
@@ -415,6 +449,8 @@ pub(super) struct Left {
     pub(super) links: Vec<Pid>,
     pub(super) watching: Vec<MonitorRef>,
     pub(super) suppressed: Vec<MonitorRef>,
+    pub(super) monitors: Vec<MonitorRef>,
+    pub(super) awaiting: Vec<crate::call::Awaited>,
 }
 
 /// A monitor reference.
@@ -491,7 +527,7 @@ fn exits(msgs: &[Msg]) -> Vec<Exit> {
     msgs.iter()
         .map(|m| match m {
             Msg::Exit(exit) => exit.clone(),
-            Msg::Down(down) => panic!("unexpected Down: {down:?}"),
+            other => panic!("unexpected {other:?}"),
         })
         .collect()
 }

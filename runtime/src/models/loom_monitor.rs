@@ -71,7 +71,7 @@ fn downs(msgs: &[Msg]) -> Vec<Down> {
     msgs.iter()
         .map(|m| match m {
             Msg::Down(down) => down.clone(),
-            Msg::Exit(exit) => panic!("unexpected Exit: {exit:?}"),
+            other => panic!("unexpected {other:?}"),
         })
         .collect()
 }

@@ -5,6 +5,7 @@
 //! They drive the real types (`Slot`, `Registry`, `Idle`, `send_after`'s
 //! cell) through `crate::sync`, which is loom's under `--cfg loom`.
 
+mod loom_call;
 mod loom_exit;
 mod loom_idle;
 mod loom_link;

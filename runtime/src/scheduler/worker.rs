@@ -532,6 +532,24 @@ impl Worker {
         }
     }
 
+    /// [`Worker::deliver`] with a setup of the target's extras in the same
+    /// lock section (see `Slot::deliver_with`); whether the target was alive.
+    #[inline]
+    pub(crate) fn deliver_with(&self, pid: Pid, env: Envelope, setup: impl FnOnce(&mut Extras)) -> bool {
+        match self.shared.table.get(pid.index()) {
+            Some(slot) => {
+                let delivery = slot.deliver_with(pid.serial(), env, setup);
+                let queued = matches!(delivery, Delivery::Queued(_));
+                self.after_delivery(pid.index(), delivery);
+                queued
+            }
+            None => {
+                self.shared.count_dropped();
+                false
+            }
+        }
+    }
+
     #[inline(always)]
     fn after_delivery(&self, index: u32, delivery: Delivery) {
         match delivery {

@@ -1,0 +1,103 @@
+//! The runtime's `call` (`call.rs`): what a call leaves behind — nothing.
+//! No monitor stays on the server (after a reply, a timeout, an abandoned
+//! deferred call, or a caller killed mid-call), and a call takes one reply:
+//! a second one with the same `ReplyTo` is turned away.
+
+mod util;
+
+use std::time::Duration;
+
+use krarup_runtime::{
+    call, call_start, exit, mailbox_len, monitor, monitored_by, recv, self_pid, spawn, Call, CallError, ExitReason,
+};
+use util::{down_of, recv_bounded, runtime, TIMEOUT};
+
+/// Answers `n` with `n + 1`; `0` is kept unanswered until a `Release` comes.
+async fn server() {
+    let mut held = Vec::new();
+    loop {
+        krarup_runtime::receive! {
+            c: Call<u64, u64> if c.request == 0 => held.push(c.reply_to),
+            c: Call<u64, u64> => c.reply_to.reply(c.request + 1),
+            _r: Release => held.drain(..).for_each(|to| to.reply(0)),
+        }
+    }
+}
+
+/// Makes [`server`] answer the calls it holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Release;
+
+/// Answers each call twice.
+async fn twice() {
+    loop {
+        let c: Call<u64, u64> = recv().await;
+        c.reply_to.reply(c.request + 1);
+        c.reply_to.reply(c.request + 2);
+    }
+}
+
+#[test]
+fn a_call_leaves_no_monitor_on_the_server() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let server = spawn(server());
+        for n in 1..=100u64 {
+            assert_eq!(call::<u64, u64>(server, n, TIMEOUT).await, Ok(n + 1));
+        }
+        assert_eq!(monitored_by(server), Some(vec![]), "after replies");
+        assert_eq!(call::<u64, u64>(server, 0, Duration::from_millis(10)).await, Err(CallError::Timeout));
+        assert_eq!(monitored_by(server), Some(vec![]), "after a timeout");
+        drop(call_start::<u64, u64>(server, 0));
+        assert_eq!(monitored_by(server), Some(vec![]), "after an abandoned call");
+        server.send(Release);
+        assert_eq!(call::<u64, u64>(server, 1, TIMEOUT).await, Ok(2));
+        assert_eq!(mailbox_len(self_pid()), Some(0), "late replies were turned away");
+    });
+}
+
+#[test]
+fn a_caller_killed_mid_call_leaves_no_monitor_on_the_server() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let server = spawn(server());
+        let me = self_pid();
+        let caller = spawn(async move {
+            let pending = call_start::<u64, u64>(server, 0);
+            me.send(());
+            let _ = pending.wait(TIMEOUT).await;
+        });
+        let watch = monitor(caller);
+        recv_bounded::<()>().await;
+        assert_eq!(monitored_by(server).map(|m| m.len()), Some(1), "the call monitors the server");
+        exit(caller, ExitReason::Kill);
+        assert_eq!(down_of(watch).await.reason, ExitReason::Killed);
+        assert_eq!(monitored_by(server), Some(vec![]), "the dead caller's call monitor is gone");
+    });
+}
+
+#[test]
+fn a_second_reply_to_one_call_is_turned_away() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let server = spawn(twice());
+        assert_eq!(call::<u64, u64>(server, 1, TIMEOUT).await, Ok(2));
+        // The second reply was sent before the next call's reply.
+        assert_eq!(call::<u64, u64>(server, 10, TIMEOUT).await, Ok(11));
+        assert_eq!(mailbox_len(self_pid()), Some(0), "a second reply reached the mailbox");
+        assert_eq!(monitored_by(server), Some(vec![]));
+    });
+}
+
+#[test]
+fn a_call_to_a_dead_server_fails_at_once_and_leaves_nothing() {
+    let rt = runtime(1);
+    rt.block_on(async {
+        let (server, watch) = krarup_runtime::spawn_monitor(async {});
+        assert_eq!(down_of(watch).await.reason, ExitReason::Normal);
+        let started = std::time::Instant::now();
+        assert_eq!(call::<u64, u64>(server, 1, TIMEOUT).await, Err(CallError::NoProc));
+        assert!(started.elapsed() < TIMEOUT / 2, "NoProc came only after the timeout");
+        assert_eq!(mailbox_len(self_pid()), Some(0), "a Down or a reply was left behind");
+    });
+}
