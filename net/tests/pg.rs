@@ -194,3 +194,27 @@ fn a_process_monitoring_nodes_hears_of_each_connection_and_its_loss() {
     assert_eq!(down, NodeEvent::Down(b_name));
     let _ = watcher;
 }
+
+#[test]
+fn members_vanish_when_the_connection_is_cut_and_return_when_it_is_made_again() {
+    // a dials b by name, so through the proxy: cutting there loses the connection, not a node.
+    let (b, proxy) = common::proxy::behind_proxy("b");
+    let a = Side::start("a");
+    a.node.connect(b.name()).expect("a connects to b through the proxy");
+    let (scope_a, scope_b) = (pg::start(&a.rt).unwrap(), pg::start(&b.rt).unwrap());
+    let (on_a, on_b) = (idle_on(&a), idle_on(&b));
+    join(&a.rt, "g", on_a);
+    join(&b.rt, "g", on_b);
+    wait_until("both members on a", || scope_a.members("g").len() == 2);
+    wait_until("both members on b", || scope_b.members("g").len() == 2);
+
+    assert_eq!(proxy.cut(), 1, "one connection between a and b");
+    wait_until("b's member gone from a", || scope_a.members("g") == vec![on_a]);
+    wait_until("a's member gone from b", || scope_b.members("g") == vec![on_b]);
+
+    a.node.connect(b.name()).expect("a connects to b again");
+    wait_until("b's member back on a", || scope_a.members("g").len() == 2);
+    wait_until("a's member back on b", || scope_b.members("g").len() == 2);
+    on_a.send(Stop);
+    on_b.send(Stop);
+}
