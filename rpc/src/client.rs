@@ -7,7 +7,9 @@
 //!   retried call, its back-off pauses), and a late reply never reaches the caller afterwards (the
 //!   runtime's `call` guarantees it).
 //! - Only procedures marked idempotent are retried, only when the connection to the server was
-//!   lost (`NoConnection`), and with the same request id each time. A call that times out while
+//!   lost (`NoConnection`), and with the same request id each time. Only such a call (an
+//!   idempotent procedure, with a retry policy of more than one attempt) carries a request id:
+//!   any other is sent once, so it runs at most once without the server's reply cache. A call that times out while
 //!   the server is alive is *not* retried: a long-running call is not a lost one.
 //! - A request id is unique per calling process: its sequence number comes from one counter for
 //!   the whole OS process, so two handles (not only clones) used by one process never share one.
@@ -157,7 +159,8 @@ impl Client {
     /// the call, an undecodable reply.
     pub async fn call<Q: Message, R: Message>(&self, body: Q) -> Result<R, CallError> {
         let server = self.server::<Q>().await.inspect_err(|e| self.forget(e))?;
-        let pending = call_start::<Request<Q>, R>(server, Request { id: self.next_id(), body });
+        // Never retried: no request id, no reply kept for it (see the module docs).
+        let pending = call_start::<Request<Q>, R>(server, Request { id: None, body });
         pending.wait(self.timeout).await.inspect_err(|e| self.forget(e))
     }
 
@@ -167,8 +170,8 @@ impl Client {
     /// # Errors
     /// As [`Client::call`]; the last attempt's error.
     pub async fn call_idempotent<Q: Message, R: Message>(&self, make: impl Fn() -> Q) -> Result<R, CallError> {
-        let id = self.next_id();
         let retry = self.retry.unwrap_or(Retry { attempts: 1, ..Retry::default() });
+        let id = (retry.attempts > 1).then(|| self.next_id());
         let mut pause = retry.initial;
         let mut attempt = 1;
         loop {
@@ -206,7 +209,7 @@ impl Client {
         map: fn(R) -> Result<T, CallError>,
     ) -> Result<Deferred<R, T>, CallError> {
         let server = self.server::<Q>().await.inspect_err(|e| self.forget(e))?;
-        let pending = call_start::<Request<Q>, R>(server, Request { id: self.next_id(), body });
+        let pending = call_start::<Request<Q>, R>(server, Request { id: None, body });
         Ok(Deferred { pending, timeout: self.timeout, map, client: self.clone() })
     }
 

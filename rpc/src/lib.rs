@@ -60,9 +60,10 @@
 //! Failure semantics (the seeds' "RPC semantics in the presence of failures"): a call returns the
 //! reply, or [`CallError`] — `Timeout`, `NoProc` (no server), `NoConnection` (its node became
 //! unreachable), `Exited(reason)` (the server died during the call), `Undecodable` (a reply of
-//! the wrong shape) — and never hangs. Execution is at most once: requests carry an id, a retry
-//! repeats it, and the server answers a repeat from its cache. A call that times out while the
-//! server is alive is not retried (it may still be running).
+//! the wrong shape) — and never hangs. Execution is at most once: a call that may be retried
+//! carries a request id, a retry repeats it, and the server answers a repeat from its cache; any
+//! other call is sent once (and needs neither). A call that times out while the server is alive
+//! is not retried (it may still be running).
 //!
 //! # Malformed interfaces
 //!

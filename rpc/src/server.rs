@@ -2,7 +2,8 @@
 //! cast, answers name lookups, and answers a retried call from a bounded cache of replies.
 //!
 //! Invariant (at-most-once): a call whose request id is in the cache is answered from it and not
-//! handed to the implementation again. The cache keeps the last [`PER_CLIENT`] replies of each of
+//! handed to the implementation again. A call without an id (one its client never retries) is
+//! neither looked up nor cached. The cache keeps the last [`PER_CLIENT`] replies of each of
 //! the last [`CLIENTS`] clients; a retry of an older call — possible only after that many newer
 //! calls from the same client, which a client that is still retrying has not made — would run
 //! again.
@@ -24,8 +25,8 @@ pub const CLIENTS: usize = 1024;
 /// What a server stub is asked.
 #[derive(Debug)]
 pub enum Incoming<Q, R> {
-    /// A call: its id, its request, where to reply.
-    Call(RequestId, Q, ReplyTo<R>),
+    /// A call: its id (if it may be retried), its request, where to reply.
+    Call(Option<RequestId>, Q, ReplyTo<R>),
     /// A one-way request.
     Cast(Q),
 }
@@ -57,7 +58,7 @@ impl<Q: Message, R: Message + Clone> ServerLoop<Q, R> {
             receive! {
                 call: Call<Request<Q>, R> => {
                     let Call { request: Request { id, body }, reply_to } = call;
-                    match self.cached(id) {
+                    match id.and_then(|id| self.cached(id)) {
                         Some(reply) => reply_to.reply(reply),
                         None => return Incoming::Call(id, body, reply_to),
                     }
@@ -74,9 +75,12 @@ impl<Q: Message, R: Message + Clone> ServerLoop<Q, R> {
         }
     }
 
-    /// Sends the reply to call `id` and keeps it for a retry of that call.
-    pub fn reply(&mut self, id: RequestId, reply_to: ReplyTo<R>, value: R) {
-        self.remember(id, value.clone());
+    /// Sends the reply to call `id` and, if the call may be retried (it has an id), keeps it for
+    /// a retry.
+    pub fn reply(&mut self, id: Option<RequestId>, reply_to: ReplyTo<R>, value: R) {
+        if let Some(id) = id {
+            self.remember(id, value.clone());
+        }
         reply_to.reply(value);
     }
 

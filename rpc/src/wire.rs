@@ -1,10 +1,11 @@
-//! What the stubs send each other: a call's request carries its id; a cast is the bare request;
-//! a client that knows only a server's name asks it for its Pid.
+//! What the stubs send each other: a call's request carries an id if it may be retried; a cast is
+//! the bare request; a client that knows only a server's name asks it for its Pid.
 //!
 //! Invariant: a request id is unique per client process (its sequence number comes from one
 //! counter for the OS process, whatever handle makes the call), and a retried call reuses its
 //! id — that is what lets the server answer a retry from its cache instead of running the
-//! procedure twice.
+//! procedure twice. A call that is never retried carries no id: it is sent once, and a message
+//! is delivered at most once, so it runs at most once without the cache.
 
 use krarup_runtime::Pid;
 use serde::{Deserialize, Serialize};
@@ -21,8 +22,9 @@ pub struct RequestId {
 /// A call's request, inside the runtime's `Call` (which carries where to reply).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request<Q> {
-    /// Which call this is (a retry repeats it).
-    pub id: RequestId,
+    /// Which call this is, for a call that may be retried (a retry repeats it); `None` for one
+    /// that is never retried, which the server neither looks up nor keeps the reply of.
+    pub id: Option<RequestId>,
     /// The procedure and its arguments.
     pub body: Q,
 }

@@ -15,7 +15,7 @@ const HAND: u64 = 1 << 62;
 /// Calls `server`'s `bump` with request id `(caller, HAND + seq)`; the count it answers.
 async fn bump_as(server: Pid, seq: u64) -> Result<u64, CallError> {
     let id = RequestId { client: self_pid(), seq: HAND + seq };
-    let reply = call::<_, __WorkReply>(server, Request { id, body: __WorkRequest::Bump() }, TIMEOUT).await?;
+    let reply = call::<_, __WorkReply>(server, Request { id: Some(id), body: __WorkRequest::Bump() }, TIMEOUT).await?;
     Ok(count(reply))
 }
 
@@ -47,7 +47,7 @@ fn a_repeat_arriving_while_the_first_runs_gets_the_same_reply_and_runs_once() {
     let running = run(&rt, async move {
         // Both sent before the server has answered either: a retry of a call still running.
         let id = RequestId { client: self_pid(), seq: HAND + 7 };
-        let body = || Request { id, body: __WorkRequest::HeldIdempotent(5) };
+        let body = || Request { id: Some(id), body: __WorkRequest::HeldIdempotent(5) };
         let first = call_start::<_, __WorkReply>(server, body());
         let repeat = call_start::<_, __WorkReply>(server, body());
         let first = first.wait(TIMEOUT).await.map(count);
@@ -74,9 +74,11 @@ fn separate_client_handles_in_one_process_never_share_a_request_id() {
     let rt = Runtime::new();
     let (server, _observer) = spawn_worker(&rt);
     let answers = rt.block_on(async move {
-        // Two handles made independently (not clones) in the same process.
-        let first = WorkClient::new(server).bump().await;
-        let second = WorkClient::new(server).bump().await;
+        // Two handles made independently (not clones) in the same process, whose calls carry
+        // request ids (retried calls: an idempotent procedure, a retry policy).
+        let retry = krarup_rpc::Retry::default();
+        let first = WorkClient::new(server).with_retry(retry).bump_idempotent().await;
+        let second = WorkClient::new(server).with_retry(retry).bump_idempotent().await;
         let started = WorkClient::new(server).start_bump().await.unwrap().wait().await;
         (first, second, started)
     });
