@@ -119,3 +119,51 @@ pub fn demonitor_nodes() {
         worker.shared.nodes.unwatch(Pid::from_parts(worker.shared.node, current.index, current.serial))
     });
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::Runtime;
+
+    const NODE: &str = "b@127.0.0.1:1";
+
+    #[test]
+    fn a_watcher_hears_each_connection_once_and_only_losses_of_connected_nodes() {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let mut mailbox = rt.mailbox();
+        let watch = NodeWatch::default();
+        assert!(watch.watch(mailbox.pid()).is_empty());
+        // A connection that was never made: nobody is told.
+        watch.down(NODE, |_| true);
+        watch.up(crate::node::atom(NODE), |_| true);
+        watch.up(crate::node::atom(NODE), |_| true);
+        let up = mailbox.blocking_recv_timeout::<NodeEvent>(Duration::from_secs(10));
+        assert_eq!(up, Some(NodeEvent::Up(NODE.to_owned())));
+        // A later watcher finds the node in the list instead.
+        let mut late = rt.mailbox();
+        assert_eq!(watch.watch(late.pid()), vec![NODE.to_owned()]);
+        watch.down(NODE, |_| true);
+        for mailbox in [&mut mailbox, &mut late] {
+            let down = mailbox.blocking_recv_timeout::<NodeEvent>(Duration::from_secs(10));
+            assert_eq!(down, Some(NodeEvent::Down(NODE.to_owned())));
+            assert_eq!(mailbox.try_recv::<NodeEvent>(), None, "one event each");
+        }
+    }
+
+    #[test]
+    fn watchers_that_left_or_died_are_not_told() {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let (mut gone, mut dead) = (rt.mailbox(), rt.mailbox());
+        let watch = NodeWatch::default();
+        watch.watch(gone.pid());
+        watch.watch(dead.pid());
+        watch.unwatch(gone.pid());
+        let dead_pid = dead.pid();
+        watch.up(crate::node::atom(NODE), |pid| pid != dead_pid);
+        assert_eq!(gone.try_recv::<NodeEvent>(), None);
+        assert_eq!(dead.try_recv::<NodeEvent>(), None);
+        assert!(watch.inner.lock().watchers.is_empty());
+    }
+}
