@@ -67,6 +67,10 @@
 //! node itself can make its processes join or leave ([`PgError::NotLocal`]
 //! otherwise).
 //!
+//! As in Erlang, the view is not transitive: a node sees the members of
+//! the nodes it is connected to (krarup does not connect nodes
+//! transitively either).
+//!
 //! Scopes find each other through the runtime's node events
 //! ([`dist::monitor_nodes`](crate::dist::monitor_nodes)), which the network
 //! layer (`krarup-net`) reports; with no network node, `pg` works within
