@@ -45,7 +45,9 @@ async fn spawn_only(n: u64) -> Duration {
     elapsed
 }
 
-/// `n` spawns of a process that exits at once, until they have all run and exited.
+/// `n` spawns of a process that exits at once, until they have run and exited: until the
+/// sentinel spawned after them has run. Those left on this worker have all run by then; a batch
+/// long enough for the other worker to steal part of it is drained by both at once.
 async fn spawn_run_exit(n: u64) -> Duration {
     let start = Instant::now();
     for _ in 0..n {
