@@ -218,3 +218,19 @@ fn members_vanish_when_the_connection_is_cut_and_return_when_it_is_made_again() 
     on_a.send(Stop);
     on_b.send(Stop);
 }
+
+#[test]
+fn members_of_a_node_whose_scope_exits_disappear_from_the_others() {
+    let (a, b) = pair();
+    let (scope_a, scope_b) = (pg::start(&a.rt).unwrap(), pg::start(&b.rt).unwrap());
+    let on_b = idle_on(&b);
+    join(&b.rt, "g", on_b);
+    wait_until("b's member on a", || scope_a.members("g").len() == 1);
+    let scope_of_b = scope_b.pid();
+    b.rt.block_on(async move { krarup_runtime::exit(scope_of_b, krarup_runtime::ExitReason::Kill) });
+    wait_until("b's member gone from a", || scope_a.members("g").is_empty());
+    // b's pg is out of service from then on: it says so.
+    let refused = b.rt.block_on(async move { pg::join("g", on_b).await });
+    assert!(matches!(refused, Err(pg::PgError::Scope(_))), "{refused:?}");
+    on_b.send(Stop);
+}

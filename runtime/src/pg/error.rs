@@ -16,8 +16,8 @@ pub enum PgError {
     /// None of the processes was a member of the group (Erlang's
     /// `not_joined`).
     NotJoined,
-    /// The scope server did not answer (it has exited: the runtime is
-    /// shutting down).
+    /// The scope server did not answer: it has exited (it was killed, or
+    /// the runtime is shutting down) and is not restarted.
     Scope(CallError),
 }
 

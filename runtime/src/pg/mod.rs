@@ -46,6 +46,10 @@
 //! [`local_members`], [`which_groups`]) do not ask the server: they read
 //! the table, as Erlang's `get_members` reads an ETS table.
 //!
+//! The scope is not restarted: if it exits (it is killed; it does not
+//! fail by itself), [`join`] and [`leave`] on that runtime return
+//! [`PgError::Scope`] from then on, and other nodes drop its members.
+//!
 //! The scope starts on first use: the first `pg` call in a process of a
 //! runtime starts that runtime's scope. Why lazily: a runtime whose
 //! processes never use `pg` pays nothing (no process, no registered name),
