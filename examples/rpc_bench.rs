@@ -23,7 +23,9 @@
 //! stub's median over the hand-written one (for W4a, of the p50s). For a
 //! profiler, `--way hand` or `--way stub` runs W3a that way alone, once (e.g.
 //! `valgrind --tool=callgrind target/release/examples/rpc_bench --way stub
-//! --k 100000 --workers 1`).
+//! --k 100000 --workers 1`); `--way call` runs it through the runtime's `call`
+//! alone (no stub: the server receives `Call<u64, u64>` and replies `n + 1`),
+//! to tell the stub's share from the call's.
 //!
 //! The remote half starts the second node itself, as `remote_bench` does: it
 //! re-executes itself with `--child`, which starts node `b@127.0.0.1:0` (a free
@@ -42,9 +44,10 @@ use std::time::{Duration, Instant};
 use common::{fmt_num, serve_until_parent_leaves, ChildNode, Flags};
 use krarup::net::{Node, NodeConfig};
 use krarup::prelude::*;
+use krarup::Call;
 
 const USAGE: &str = "rpc_bench [--k K] [--reps R] [--calls N] [--warmup W] [--remote-reps R] [--workers W] \
-                     [--spin-us S] [--only local|remote] [--way hand|stub]";
+                     [--spin-us S] [--only local|remote] [--way hand|stub|call]";
 const COOKIE: &str = "bench";
 
 /// The increment server as an interface definition.
@@ -76,8 +79,9 @@ fn main() {
         let way = match way {
             "hand" => Way::Hand,
             "stub" => Way::Stub,
+            "call" => Way::Call,
             other => {
-                eprintln!("--way: expected hand or stub, got {other:?}");
+                eprintln!("--way: expected hand, stub or call, got {other:?}");
                 std::process::exit(2)
             }
         };
@@ -93,11 +97,12 @@ fn main() {
     }
 }
 
-/// Which of the two ways a round trip is made.
+/// Which way a round trip is made (`Call` only with `--way`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Way {
     Hand,
     Stub,
+    Call,
 }
 
 impl Way {
@@ -152,6 +157,28 @@ async fn w3a_stub(k: usize) -> Duration {
     elapsed
 }
 
+/// The increment server for the runtime's `call`.
+async fn call_server() {
+    loop {
+        let c: Call<u64, u64> = recv().await;
+        c.reply_to.reply(c.request + 1);
+    }
+}
+
+/// W3a through the runtime's `call` (the stub's timeout, no stub).
+async fn w3a_call(k: usize) -> Duration {
+    let server = spawn(call_server());
+    let t0 = Instant::now();
+    let mut n = 0u64;
+    for _ in 0..k {
+        n = call::<u64, u64>(server, n, krarup::rpc::DEFAULT_TIMEOUT).await.expect("call");
+    }
+    let elapsed = t0.elapsed();
+    assert_eq!(n, k as u64);
+    exit(server, ExitReason::Kill);
+    elapsed
+}
+
 fn local_runtime(workers: Option<usize>) -> Runtime {
     let mut builder = Runtime::builder();
     if let Some(workers) = workers {
@@ -166,6 +193,7 @@ fn local_alone(k: usize, way: Way, workers: Option<usize>) {
     let (name, t) = match way {
         Way::Hand => ("krarup", rt.block_on(w3a_hand(k))),
         Way::Stub => ("krarup-rpc", rt.block_on(w3a_stub(k))),
+        Way::Call => ("krarup call", rt.block_on(w3a_call(k))),
     };
     let ns = common::ns_per(t, k);
     println!("[{name}] W3a incr server, 1 client, k={k}: {ns:.1} ns/round trip ({t:?})");
@@ -180,6 +208,7 @@ fn local(k: usize, reps: usize, workers: Option<usize>) {
             match way {
                 Way::Hand => hand.push(common::ns_per(rt.block_on(w3a_hand(k)), k)),
                 Way::Stub => stub.push(common::ns_per(rt.block_on(w3a_stub(k)), k)),
+                Way::Call => unreachable!("not compared"),
             }
         }
     }
@@ -278,6 +307,7 @@ fn remote(calls: usize, warmup: usize, reps: usize, workers: usize, spin: Durati
             match way {
                 Way::Hand => hand.push(Timings::of(&rt.block_on(w4a_hand(b.clone(), calls, warmup)))),
                 Way::Stub => stub.push(Timings::of(&rt.block_on(w4a_stub(b.clone(), calls, warmup)))),
+                Way::Call => unreachable!("not compared"),
             }
         }
     }
