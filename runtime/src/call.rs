@@ -46,7 +46,10 @@
 //! `gen_server:call` also monitors the server for the call's duration.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -57,7 +60,7 @@ use crate::exit::ExitReason;
 use crate::link::{Processes, Table};
 use crate::monitor::{demonitor, forget, monitor, Down, MonitorRef};
 use crate::pid::Pid;
-use crate::receive::{self, Decode};
+use crate::receive::{self, CallDeadline, Decode, Scan};
 use crate::scheduler::worker::{with_current, with_worker};
 use crate::send::{deliver_unless, Message};
 use crate::slot::{Extras, Slot};
@@ -285,13 +288,13 @@ pub(crate) enum Outcome {
 }
 
 /// Steps 1 and 2 of the module docs for a server of the caller's runtime,
-/// over `processes`: the record, then the monitor `reference` (whose id is
-/// the call's tag) and the `request`, in one section of the server's lock.
-/// Whether the server was alive (if not, the record stays, for
-/// [`finish_local`] to remove).
-pub(crate) fn start_local(processes: &impl Processes, reference: MonitorRef, request: Envelope) -> bool {
+/// over `processes`: the record (in the caller's slot, `own`), then the
+/// monitor `reference` (whose id is the call's tag) and the `request`, in
+/// one section of the server's lock. Whether the server was alive (if not,
+/// the record stays, for [`finish_local`] to remove).
+pub(crate) fn start_local(processes: &impl Processes, own: &Slot, reference: MonitorRef, request: Envelope) -> bool {
     let (me, server, tag) = (reference.watcher(), reference.target(), reference.id());
-    processes.with_extras(me, |e| e.awaiting.push(Awaited { tag, server: Some(server) }));
+    own.with_extras(me.serial(), |e| e.awaiting.push(Awaited { tag, server: Some(server) }));
     processes.deliver_with(server, request, |e| e.monitors.push(reference))
 }
 
@@ -407,7 +410,8 @@ fn start_any<Q: Send + 'static, R: Send + 'static>(
     let reply_to = ReplyTo::<R> { to: me, tag, _reply: PhantomData };
     let (reference, watch) = if local {
         let reference = MonitorRef::new(tag, server, me);
-        let alive = start_local(&Table, reference, Envelope::new(Call { request, reply_to }));
+        let request = Envelope::new(Call { request, reply_to });
+        let alive = with_current("call", |_, _, own| start_local(&Table, own, reference, request));
         (reference, if alive { Watch::Local } else { Watch::NotRunning })
     } else {
         Table.with_extras(me, |e| e.awaiting.push(Awaited { tag, server: None }));
@@ -420,7 +424,8 @@ fn start_any<Q: Send + 'static, R: Send + 'static>(
 
 impl<R: Send + 'static> PendingCall<R> {
     /// Waits at most `timeout` for the reply (steps 3 and 4 of the module
-    /// docs).
+    /// docs). The timeout counts from the first time the reply is not there
+    /// yet when the returned future is polled.
     ///
     /// # Errors
     /// [`CallError`]: timeout, server not running, server exited meanwhile,
@@ -428,42 +433,8 @@ impl<R: Send + 'static> PendingCall<R> {
     ///
     /// # Panics
     /// If awaited outside the process that started the call.
-    pub async fn wait(mut self, timeout: Duration) -> Result<R, CallError> {
-        if self.watch == Watch::NotRunning {
-            self.finish(Outcome::Failed);
-            return Err(CallError::NoProc);
-        }
-        let (tag, reference, decode) = (self.tag, self.reference, self.decode);
-        let matcher = |env: &mut Envelope| {
-            // The common cases first: both are one type check.
-            if let Some(reply) = env.peek::<Reply<R>>() {
-                return (reply.tag == tag).then_some(0);
-            }
-            if let Some(down) = env.peek::<Down>() {
-                return (down.reference == reference).then_some(1);
-            }
-            let ours = env.peek::<RemoteMessage>().is_some_and(|m| m.guard() == Some(tag));
-            match decode.map(|d| d(env)) {
-                // Our reply, but not an `R`: the call fails; someone else's: dropped.
-                Some(Materialized::Garbage) => Some(if ours { 2 } else { receive::DISCARD }),
-                Some(Materialized::Decoded) if env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag) => Some(0),
-                _ => None,
-            }
-        };
-        let expected = &[std::any::type_name::<Reply<R>>, std::any::type_name::<Down>];
-        let (result, outcome) = match receive::receive_with(matcher, expected, Some(timeout)).await {
-            Some((0, env)) => {
-                (Ok(env.downcast::<Reply<R>>().unwrap_or_else(|_| unreachable!("matched")).value), Outcome::Replied)
-            }
-            Some((2, _)) => (Err(CallError::Undecodable), Outcome::Failed),
-            Some((_, env)) => {
-                let down = env.downcast::<Down>().unwrap_or_else(|_| unreachable!("matched"));
-                (Err(CallError::from_down(down.reason)), Outcome::Down)
-            }
-            None => (Err(CallError::Timeout), Outcome::Failed),
-        };
-        self.finish(outcome);
-        result
+    pub fn wait(self, timeout: Duration) -> CallWait<R> {
+        CallWait { call: self, scan: Scan::default(), deadline: CallDeadline::new(timeout) }
     }
 
     /// Step 4 of the module docs.
@@ -504,6 +475,64 @@ impl<R: Send + 'static> PendingCall<R> {
                 }
             }
         }
+    }
+}
+
+/// The future of [`PendingCall::wait`]: the reply, or why none came.
+#[must_use = "futures do nothing unless awaited"]
+pub struct CallWait<R: Send + 'static> {
+    call: PendingCall<R>,
+    scan: Scan,
+    deadline: CallDeadline,
+}
+
+impl<R: Send + 'static> fmt::Debug for CallWait<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallWait").field("call", &self.call).finish_non_exhaustive()
+    }
+}
+
+impl<R: Send + 'static> Future for CallWait<R> {
+    type Output = Result<R, CallError>;
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let CallWait { call, scan, deadline } = self.get_mut();
+        if call.watch == Watch::NotRunning {
+            call.finish(Outcome::Failed);
+            return Poll::Ready(Err(CallError::NoProc));
+        }
+        let (tag, reference, decode) = (call.tag, call.reference, call.decode);
+        let matcher = |env: &mut Envelope| {
+            // The common cases first: both are one type check.
+            if let Some(reply) = env.peek::<Reply<R>>() {
+                return (reply.tag == tag).then_some(0);
+            }
+            if let Some(down) = env.peek::<Down>() {
+                return (down.reference == reference).then_some(1);
+            }
+            let ours = env.peek::<RemoteMessage>().is_some_and(|m| m.guard() == Some(tag));
+            match decode.map(|d| d(env)) {
+                // Our reply, but not an `R`: the call fails; someone else's: dropped.
+                Some(Materialized::Garbage) => Some(if ours { 2 } else { receive::DISCARD }),
+                Some(Materialized::Decoded) if env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag) => Some(0),
+                _ => None,
+            }
+        };
+        let expected = || vec![std::any::type_name::<Reply<R>>(), std::any::type_name::<Down>()];
+        let Poll::Ready(got) = receive::poll_call(scan, deadline, matcher, expected) else { return Poll::Pending };
+        let (result, outcome) = match got {
+            Some((0, env)) => {
+                (Ok(env.downcast::<Reply<R>>().unwrap_or_else(|_| unreachable!("matched")).value), Outcome::Replied)
+            }
+            Some((2, _)) => (Err(CallError::Undecodable), Outcome::Failed),
+            Some((_, env)) => {
+                let down = env.downcast::<Down>().unwrap_or_else(|_| unreachable!("matched"));
+                (Err(CallError::from_down(down.reason)), Outcome::Down)
+            }
+            None => (Err(CallError::Timeout), Outcome::Failed),
+        };
+        call.finish(outcome);
+        Poll::Ready(result)
     }
 }
 

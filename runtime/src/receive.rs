@@ -45,6 +45,7 @@ use crate::scheduler::worker::{with_current, with_worker, Current, Worker};
 use crate::send::Message;
 use crate::slot::Slot;
 use crate::timer::wheel::TimerKey;
+use crate::timer::Clock;
 
 /// What the receives of one poll did, for the after-poll decision.
 ///
@@ -378,13 +379,29 @@ pub(crate) struct LocalTimer {
     node: u32,
     worker: usize,
     key: TimerKey,
+    /// When it fires.
+    tick: u64,
 }
 
 impl LocalTimer {
     /// Arms a wake-up of the current process at `at`.
     pub(crate) fn arm(worker: &Worker, current: Current, at: Instant) -> LocalTimer {
         let when = worker.shared.clock.ticks_at(at);
-        LocalTimer { node: worker.shared.node, worker: worker.index, key: worker.arm_wake(when, current) }
+        LocalTimer { node: worker.shared.node, worker: worker.index, key: worker.arm_wake(when, current), tick: when }
+    }
+
+    /// Whether it is a timer of `worker`.
+    fn is_on(&self, worker: &Worker) -> bool {
+        self.node == worker.shared.node && self.worker == worker.index
+    }
+
+    /// Leaves the timer armed for `current`'s next call (`timer/linger.rs`)
+    /// if it is on `worker`; else drops it.
+    fn linger(self, worker: &Worker, current: Current) {
+        if self.is_on(worker) {
+            worker.linger_wake(current, self.tick, self.key);
+            std::mem::forget(self);
+        }
     }
 }
 
@@ -395,6 +412,56 @@ impl Drop for LocalTimer {
                 w.disarm(self.key);
             }
         });
+    }
+}
+
+/// The deadline of a call's receive (`call.rs`): `timeout` from the first
+/// time the receive has to wait (a reply already there costs no clock
+/// reading). Its timer is adopted from the process's earlier call if that
+/// one's still fits, and is left armed for the next call when the reply
+/// comes first (see `timer/linger.rs`): a process making call after call
+/// arms a timer about once per timeout, not once per call.
+#[derive(Debug)]
+pub(crate) struct CallDeadline {
+    timeout: Duration,
+    /// Set at the first miss: the deadline, as a time since the runtime
+    /// clock's epoch, or None for one too far to represent (never).
+    at: Option<Option<Duration>>,
+    timer: Option<LocalTimer>,
+}
+
+impl CallDeadline {
+    pub(crate) fn new(timeout: Duration) -> CallDeadline {
+        CallDeadline { timeout, at: None, timer: None }
+    }
+
+    /// After a miss: whether the deadline has passed; if not, makes sure a
+    /// timer wakes the process by then.
+    #[inline]
+    fn has_passed(&mut self, worker: &Worker, current: Current) -> bool {
+        let now = worker.shared.clock.since(Instant::now());
+        let timeout = self.timeout;
+        let Some(at) = *self.at.get_or_insert_with(|| now.checked_add(timeout)) else { return false };
+        if now >= at {
+            return true;
+        }
+        let (now_tick, _) = Clock::ticks_around(now);
+        if self.timer.as_ref().is_some_and(|t| t.tick > now_tick) {
+            // Pending: a timer never fires before its tick.
+            return false;
+        }
+        // None yet, or one that fired (or will at once) before the deadline.
+        let (tick, key) = worker.wake_by(current, now_tick, Clock::ticks_around(at).1);
+        self.timer = Some(LocalTimer { node: worker.shared.node, worker: worker.index, key, tick });
+        false
+    }
+
+    /// The receive matched: its timer lingers for the next call.
+    #[inline]
+    fn matched(&mut self, worker: &Worker, current: Current) {
+        if let Some(timer) = self.timer.take() {
+            timer.linger(worker, current);
+        }
     }
 }
 
@@ -499,6 +566,45 @@ fn timed_out(worker: &Worker, current: Current, slot: &Slot, expected: impl FnOn
 
 fn unwrap_as<T: Send + 'static>(env: Envelope) -> T {
     env.downcast::<T>().unwrap_or_else(|_| unreachable!("matched by type"))
+}
+
+/// One poll of a call's receive (`call.rs`): the first message `matcher`
+/// accepts, as (clause, message), or None once `deadline` has passed. The
+/// matcher must run no user code (it cannot start a receive).
+///
+/// # Panics
+/// Outside a krarup process, or from inside a `receive!` guard.
+#[inline]
+pub(crate) fn poll_call<M>(
+    scan: &mut Scan,
+    deadline: &mut CallDeadline,
+    matcher: M,
+    expected: impl FnOnce() -> Vec<&'static str>,
+) -> Poll<Option<(u32, Envelope)>>
+where
+    M: FnMut(&mut Envelope) -> Option<u32>,
+{
+    with_current("call", |worker, current, slot| {
+        if !worker.consume_budget() {
+            worker.book().yields(worker, current, slot);
+            return Poll::Pending;
+        }
+        refuse_inside_guard(worker);
+        scan.claim(current);
+        // SAFETY: `with_current` gives us the slot of the process we are
+        // polling; the matcher runs no user code, so it cannot receive.
+        if let Some(hit) = unsafe { self::scan(slot, scan, worker.book(), matcher) } {
+            deadline.matched(worker, current);
+            return Poll::Ready(Some(hit));
+        }
+        if !deadline.has_passed(worker, current) {
+            worker.book().note_pending();
+            return Poll::Pending;
+        }
+        deadline.timer = None;
+        timed_out(worker, current, slot, expected);
+        Poll::Ready(None)
+    })
 }
 
 /// The future of [`recv`] and [`recv_local`]: the next message of type `T`.

@@ -101,3 +101,31 @@ fn a_call_to_a_dead_server_fails_at_once_and_leaves_nothing() {
         assert_eq!(mailbox_len(self_pid()), Some(0), "a Down or a reply was left behind");
     });
 }
+
+/// A call's timer outlives a call that got its reply, for the next call to adopt
+/// (`timer/linger.rs`): the next call still times out at its own deadline, whether that is
+/// earlier than the lingering timer (which it then cannot use) or later (which wakes it early).
+#[test]
+fn a_call_times_out_at_its_own_deadline_after_earlier_calls() {
+    let rt = runtime(1);
+    rt.block_on(async {
+        let server = spawn(server());
+        let short = Duration::from_millis(30);
+        // A long call's timer lingers (due in 10 s): a short call cannot use it.
+        assert_eq!(call::<u64, u64>(server, 1, TIMEOUT).await, Ok(2));
+        let started = std::time::Instant::now();
+        assert_eq!(call::<u64, u64>(server, 0, short).await, Err(CallError::Timeout));
+        let took = started.elapsed();
+        assert!(took >= short && took < TIMEOUT / 2, "a 30 ms call timed out after {took:?}");
+        // A short call's timer lingers: a longer call adopts it, is woken early, and waits on.
+        assert_eq!(call::<u64, u64>(server, 1, short).await, Ok(2));
+        let longer = Duration::from_millis(150);
+        let started = std::time::Instant::now();
+        assert_eq!(call::<u64, u64>(server, 0, longer).await, Err(CallError::Timeout));
+        let took = started.elapsed();
+        assert!(took >= longer && took < TIMEOUT / 2, "a 150 ms call timed out after {took:?}");
+        server.send(Release);
+        assert_eq!(call::<u64, u64>(server, 1, TIMEOUT).await, Ok(2));
+        assert_eq!(mailbox_len(self_pid()), Some(0), "late replies were turned away");
+    });
+}

@@ -103,7 +103,7 @@ fn loom_call_reply_racing_timeout() {
     loom::model(|| {
         let world = Arc::new(World::new(&[false, false]));
         let reference = reference(TAG, world.pid(1), world.pid(0));
-        assert!(start_local(&*world, reference, Envelope::new(CallRequest(TAG))), "S is alive at setup");
+        assert!(start_local(&*world, world.slot(0), reference, Envelope::new(CallRequest(TAG))), "S is alive at setup");
         let caller = spawn_with(&world, move |w| {
             let mut outcome = None;
             w.run_with(0, |w| {
@@ -141,7 +141,7 @@ fn loom_call_server_exit_racing_finish() {
     loom::model(|| {
         let world = Arc::new(World::new(&[false, false]));
         let reference = reference(TAG, world.pid(1), world.pid(0));
-        assert!(start_local(&*world, reference, Envelope::new(CallRequest(TAG))), "S is alive at setup");
+        assert!(start_local(&*world, world.slot(0), reference, Envelope::new(CallRequest(TAG))), "S is alive at setup");
         let caller = spawn_with(&world, move |w| {
             let mut outcome = None;
             w.run_with(0, |w| {
@@ -186,7 +186,7 @@ fn loom_call_start_racing_exit() {
         let caller = spawn_with(&world, move |w| {
             let mut result = None;
             w.run_with(0, |w| {
-                let alive = start_local(w, reference, Envelope::new(CallRequest(TAG)));
+                let alive = start_local(w, w.slot(0), reference, Envelope::new(CallRequest(TAG)));
                 let outcome = if alive {
                     receive_and_finish(w, reference)
                 } else {

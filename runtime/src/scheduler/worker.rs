@@ -38,6 +38,7 @@ use crate::slot::{serial_of, AfterPoll, Delivery, Extras, Slot, Wake, EXITING};
 use crate::sync::deque::{Steal, Worker as LocalQueue};
 use crate::sync::global::Arc;
 use crate::task::TaskRef;
+use crate::timer::linger::Lingering;
 use crate::timer::wheel::{TimerKey, Wheel};
 use crate::timer::TimerEntry;
 use crate::waker;
@@ -148,6 +149,8 @@ pub(crate) struct Worker {
     /// Processes polled (published to `WorkerStats::polls` now and then).
     polls: Cell<u64>,
     wheel: RefCell<Wheel<TimerEntry>>,
+    /// Call timers left armed for the process's next call (`timer/linger.rs`).
+    lingering: Lingering,
     expired: RefCell<Vec<TimerEntry>>,
     free: RefCell<Vec<u32>>,
     rng: Cell<u32>,
@@ -174,6 +177,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: LocalQueue<u32>) {
         book: PollBook::default(),
         polls: Cell::new(0),
         wheel: RefCell::new(Wheel::new(now)),
+        lingering: Lingering::new(),
         expired: RefCell::new(Vec::new()),
         free: RefCell::new(Vec::new()),
         rng: Cell::new(0x9e37_79b9 ^ (index as u32 + 1)),
@@ -632,6 +636,24 @@ impl Worker {
     /// Schedules a timer that wakes the current process at `when` (ticks).
     pub(crate) fn arm_wake(&self, when: u64, current: Current) -> TimerKey {
         self.wheel.borrow_mut().insert(when, TimerEntry::Wake { index: current.index, serial: current.serial })
+    }
+
+    /// Schedules a wake-up of the current process at `when` (ticks): a
+    /// lingering timer of its earlier call if one fits (see
+    /// `timer/linger.rs`), else a new one. Its tick and key.
+    pub(crate) fn wake_by(&self, current: Current, now: u64, when: u64) -> (u64, TimerKey) {
+        match self.lingering.adopt(current, now, when) {
+            Some(adopted) => adopted,
+            None => (when, self.arm_wake(when, current)),
+        }
+    }
+
+    /// Leaves the wake-up timer `key` (at `tick`) of `current` armed for its
+    /// next call (see `timer/linger.rs`).
+    pub(crate) fn linger_wake(&self, current: Current, tick: u64, key: TimerKey) {
+        if let Some(evicted) = self.lingering.keep(current, tick, key) {
+            self.disarm(evicted);
+        }
     }
 
     /// Schedules a `send_after` timer in this worker's wheel.

@@ -16,7 +16,13 @@
 //! wheel; a future that is dropped or completes on another worker (its
 //! process was stolen) leaves the entry to fire harmlessly: a stale wake
 //! finds the process busy or dead, or polls it once for nothing.
+//!
+//! A call's deadline timer is not removed when the reply comes first: it
+//! lingers for the process's next call, whose later deadline it can serve
+//! (`linger.rs`), so a process making call after call arms about one timer
+//! per timeout rather than one per call.
 
+pub(crate) mod linger;
 pub(crate) mod send_after;
 pub(crate) mod sleep;
 pub(crate) mod wheel;
@@ -54,6 +60,21 @@ impl Clock {
     #[inline]
     pub(crate) fn now_ticks(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// How long after the epoch `at` is (zero if before).
+    #[inline]
+    pub(crate) fn since(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.epoch)
+    }
+
+    /// The tick a time `since` the epoch falls in (rounded down: the
+    /// clock's reading then) and the first tick at or after it (rounded
+    /// up: a timer for it never fires early). In 64-bit arithmetic.
+    #[inline]
+    pub(crate) fn ticks_around(since: Duration) -> (u64, u64) {
+        let floor = since.as_secs().saturating_mul(1000).saturating_add(u64::from(since.subsec_millis()));
+        (floor, floor.saturating_add(u64::from(!since.subsec_nanos().is_multiple_of(1_000_000))))
     }
 
     /// The first tick at or after `at` (rounded up, so never early).
