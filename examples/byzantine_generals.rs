@@ -63,6 +63,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::rng::SplitMix;
 use krarup::net::{Node, NodeConfig};
 use krarup::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -261,28 +262,6 @@ fn majority(values: impl Iterator<Item = Value>) -> Value {
         Value::Attack
     } else {
         Value::Retreat
-    }
-}
-
-/// SplitMix64 (Steele, Lea and Flood, 2014): a tiny seeded generator, the
-/// same on every machine. Not for cryptography.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn new(seed: u64) -> SplitMix {
-        SplitMix(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 

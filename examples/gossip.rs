@@ -33,7 +33,7 @@
 //! cargo run --release --example gossip -- [both] [--n 200] [--k 2] [--seed 1]
 //! ```
 //!
-//! Randomness comes from a seeded SplitMix64 generator per process (a
+//! Randomness comes from a seeded SplitMix generator per process (a
 //! statistics tool, not for cryptography), so a run can be repeated.
 //!
 //! Self-check (exit code 1 if it fails): at the end no process is still
@@ -48,6 +48,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::rng::SplitMix;
 use krarup::net::{Node, NodeConfig};
 use krarup::pg;
 use krarup::prelude::*;
@@ -63,27 +64,6 @@ const GROUP: &str = "gossip";
 
 /// The bound on every wait: a lost message ends the run with an error, not a hang.
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-// ANCHOR: rng
-/// SplitMix64 (Steele, Lea and Flood 2014): a tiny, well-mixed, seedable
-/// generator; enough for choosing peers and flipping coins.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (n > 0), by multiply-and-shift.
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
-    }
-}
-// ANCHOR_END: rng
 
 // ANCHOR: messages
 /// From the coordinator to every gossiper (by `pg::broadcast`) or to one.
@@ -157,7 +137,7 @@ enum Report {
 /// One gossiper's state.
 struct Gossiper {
     me: Pid,
-    rng: SplitMix64,
+    rng: SplitMix,
     k: u64,
     /// The round in which it first heard the rumour (0 for the seed).
     first_heard_in: Option<u32>,
@@ -213,7 +193,7 @@ impl Gossiper {
 async fn gossiper(index: u64, seed: u64, k: u64) {
     let me = self_pid();
     pg::join(GROUP, me).await.expect("a process joins its own node's group");
-    let rng = SplitMix64(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ index);
+    let rng = SplitMix(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ index);
     let mut g = Gossiper { me, rng, k, first_heard_in: None, spreading: false, counts: Counts::default() };
     loop {
         receive! {

@@ -70,6 +70,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::rng::SplitMix;
 use krarup::net::{Node, NodeConfig};
 use krarup::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -420,20 +421,6 @@ async fn client(number: u32, requests: u64, seed: u64, places: Vec<Place>, timeo
         }
     }
     report
-}
-
-/// SplitMix64 (Steele, Lea and Flood, 2014): a tiny seeded generator, the
-/// same on every machine. Not for cryptography.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    }
 }
 
 struct Options {

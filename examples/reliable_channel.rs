@@ -54,6 +54,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use common::rng::SplitMix;
 use krarup::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -138,29 +139,6 @@ struct Sending {
     rto: Duration,
     max_rto: Duration,
     give_up: u32,
-}
-
-/// SplitMix64 (Steele, Lea and Flood, 2014): a tiny seeded generator, the
-/// same on every machine. Not for cryptography.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// True with probability `p`.
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 // ANCHOR: channel

@@ -23,7 +23,7 @@
 //! supervisor, and a chaos monkey crashes them: after a random pause it
 //! picks a worker and a way to crash it (a panic, an error, a kill, or a
 //! normal exit — a permanent worker is restarted even then), from a
-//! seeded xorshift generator, so a seed replays the same run. After each
+//! seeded SplitMix64 generator, so a seed replays the same run. After each
 //! crash it asks the supervisor for its children and checks that exactly
 //! the workers the strategy names were restarted. It stops after
 //! `--crashes` crashes or when the supervisor gives up, and exits with 0 if
@@ -45,6 +45,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::rng::SplitMix;
 use krarup::prelude::*;
 use krarup::supervisor::{self, ChildSpec, Strategy, SupervisorRef, SupervisorSpec};
 use krarup::{exit, is_alive, trap_exit, Exit};
@@ -82,24 +83,6 @@ async fn worker(name: &'static str) -> ExitReason {
     }
 }
 // ANCHOR_END: worker
-
-/// Marsaglia's xorshift64: small, seeded, the same on every machine.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> XorShift {
-        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x % n
-    }
-}
 
 struct Options {
     strategy: Strategy,
@@ -152,7 +135,7 @@ async fn chaos(opts: Options) -> bool {
     let started: Vec<_> = WORKERS.iter().zip(&pids).map(|(n, p)| format!("{n} {}", p.unwrap())).collect();
     println!("{}  supervisor {} started {}", stamp(), sup.pid(), started.join(", "));
 
-    let mut rng = XorShift::new(opts.seed);
+    let mut rng = SplitMix::new(opts.seed);
     let mut ok = true;
     let mut crash_times = Vec::new();
     let limit = opts.max_restarts as usize + 1;

@@ -4,6 +4,8 @@
 //! tokio).
 #![allow(dead_code)]
 
+pub mod rng;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
