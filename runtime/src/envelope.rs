@@ -7,9 +7,12 @@
 //! anything larger is boxed and the payload holds the box pointer.
 //!
 //! Invariant: `payload` holds a valid value of the type `vtable` describes
-//! (inline or boxed, as that type's `INLINE` says), or `vtable` is
-//! [`EMPTY`] and the payload holds nothing. Every constructor and every
-//! method keeps it; `Drop` relies on it.
+//! (inline or boxed, as that type's `INLINE` says); or `vtable` is
+//! [`EMPTY`] and the payload holds nothing; or `vtable` is a type's
+//! `VACANT` and the payload holds that type's box, whose value was moved
+//! out (so that a `receive!` guard that rejects a boxed message puts it
+//! back without freeing and allocating the box again). Every constructor
+//! and every method keeps it; `Drop` relies on it.
 
 use std::any::TypeId;
 use std::fmt;
@@ -37,6 +40,10 @@ trait Erased: Sized + Send + 'static {
         type_name: std::any::type_name::<Self>,
         drop: drop_payload::<Self>,
     };
+    /// The vtable of an envelope that keeps this type's box after its value
+    /// was taken out: it holds no message, and dropping it frees the box.
+    const VACANT: &'static MsgVTable =
+        &MsgVTable { type_id: TypeId::of::<Taken>(), type_name: || "<taken>", drop: free_box::<Self> };
 }
 
 impl<T: Send + 'static> Erased for T {}
@@ -63,6 +70,15 @@ unsafe fn drop_payload<T: Erased>(payload: *mut Payload) {
 /// # Safety
 /// Always safe: there is nothing to drop.
 unsafe fn drop_nothing(_: *mut Payload) {}
+
+/// # Safety
+/// The payload's first word must be a pointer obtained from
+/// `Box::<T>::into_raw`, not yet reclaimed, whose `T` was moved out.
+unsafe fn free_box<T>(payload: *mut Payload) {
+    // SAFETY: as the caller guarantees; `MaybeUninit<T>` has `T`'s layout and
+    // drops nothing, so only the allocation is freed.
+    unsafe { drop(Box::from_raw(payload.cast::<*mut MaybeUninit<T>>().read())) }
+}
 
 /// A message of some `Send + 'static` type, with its type erased.
 pub struct Envelope {
@@ -104,26 +120,51 @@ impl Envelope {
         (self.vtable.type_name)()
     }
 
-    /// Moves the value out if it is a `T`; the envelope is then empty.
+    /// Moves the value out if it is a `T`; the envelope is then empty (a
+    /// boxed value's box stays, for [`put`](Envelope::put) to reuse).
     #[inline]
     pub(crate) fn take<T: Send + 'static>(&mut self) -> Option<T> {
         if !self.is::<T>() {
             return None;
         }
-        // SAFETY: `is` checked that the payload holds a T (invariant), and we
-        // mark the envelope empty right after, so the value is moved exactly once.
-        let value = unsafe { self.read_unchecked::<T>() };
-        self.vtable = &EMPTY;
+        let value = if T::INLINE {
+            // SAFETY: `is` checked that an inline T lives at the payload's
+            // start; the envelope is marked empty right after, so the value
+            // is moved exactly once.
+            unsafe { self.payload.as_ptr().cast::<T>().read() }
+        } else {
+            // SAFETY: `is` checked that the first word is a live Box<T>
+            // pointer; the envelope is marked vacant right after (it keeps
+            // the box, not the value), so the value is moved exactly once.
+            unsafe { self.payload.as_ptr().cast::<*const T>().read().read() }
+        };
+        self.vtable = if T::INLINE { &EMPTY } else { T::VACANT };
         Some(value)
     }
 
-    /// Puts a value back into an emptied envelope (after a failed match).
+    /// Whether the envelope holds no message.
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.vtable.type_id == TypeId::of::<Taken>()
+    }
+
+    /// Puts a value back into an emptied envelope (after a failed match);
+    /// into the box it was taken from, if it is a `T` taken by
+    /// [`take`](Envelope::take).
     ///
     /// # Panics
     /// If the envelope is not empty (a bug in the caller).
     #[inline]
     pub(crate) fn put<T: Send + 'static>(&mut self, value: T) {
-        assert!(ptr::eq(self.vtable, &EMPTY), "Envelope::put into a full envelope");
+        if !T::INLINE && ptr::eq(self.vtable, T::VACANT) {
+            // SAFETY: a T's VACANT vtable: the first word is that T's box,
+            // its value moved out; writing one in makes it hold a T again.
+            unsafe { self.payload.as_ptr().cast::<*mut T>().read().write(value) };
+            self.vtable = T::VTABLE;
+            return;
+        }
+        assert!(self.is_empty(), "Envelope::put into a full envelope");
+        // Drops what the empty envelope kept (another type's box).
         *self = Envelope::new(value);
     }
 
@@ -145,28 +186,21 @@ impl Envelope {
 
     /// Unwraps the value if it is a `T`, or gives the envelope back.
     #[inline]
-    pub(crate) fn downcast<T: Send + 'static>(mut self) -> Result<T, Envelope> {
-        match self.take::<T>() {
-            Some(value) => {
-                mem::forget(self);
-                Ok(value)
-            }
-            None => Err(self),
+    pub(crate) fn downcast<T: Send + 'static>(self) -> Result<T, Envelope> {
+        if !self.is::<T>() {
+            return Err(self);
         }
-    }
-
-    /// # Safety
-    /// The payload must hold a `T` (check with [`Envelope::is`]); afterwards
-    /// it must be treated as empty.
-    #[inline]
-    unsafe fn read_unchecked<T: Send + 'static>(&mut self) -> T {
-        if T::INLINE {
-            // SAFETY: the caller guarantees an inline T at the payload's start.
-            unsafe { self.payload.as_ptr().cast::<T>().read() }
+        // The value is moved out below: the envelope must not drop it.
+        let this = mem::ManuallyDrop::new(self);
+        Ok(if T::INLINE {
+            // SAFETY: `is` checked that an inline T lives at the payload's
+            // start; the envelope is forgotten, so it is moved exactly once.
+            unsafe { this.payload.as_ptr().cast::<T>().read() }
         } else {
-            // SAFETY: the caller guarantees the first word is a live Box<T> pointer.
-            unsafe { *Box::from_raw(self.payload.as_ptr().cast::<*mut T>().read()) }
-        }
+            // SAFETY: `is` checked that the first word is a live Box<T>
+            // pointer; the envelope is forgotten, so the box is reclaimed once.
+            unsafe { *Box::from_raw(this.payload.as_ptr().cast::<*mut T>().read()) }
+        })
     }
 }
 
@@ -241,6 +275,32 @@ mod tests {
         assert_eq!(env.type_name(), "<taken>");
         env.put(s);
         assert_eq!(env.downcast::<String>().unwrap(), "hello");
+    }
+
+    #[test]
+    fn a_boxed_value_taken_and_put_back_keeps_its_box() {
+        let mut env = Envelope::new([7u64; 8]);
+        // SAFETY: a boxed value: the first payload word is its box pointer.
+        let box_of = |env: &Envelope| unsafe { env.payload.as_ptr().cast::<usize>().read() };
+        let before = box_of(&env);
+        let value = env.take::<[u64; 8]>().unwrap();
+        assert_eq!(env.type_name(), "<taken>");
+        assert!(env.peek::<[u64; 8]>().is_none(), "an emptied envelope holds no message");
+        env.put(value);
+        assert_eq!(box_of(&env), before, "put back into the same box");
+        assert_eq!(env.downcast::<[u64; 8]>().unwrap(), [7; 8]);
+    }
+
+    #[test]
+    fn an_emptied_box_gives_way_to_a_value_of_another_type() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let mut env = Envelope::new((CountsDrops(count.clone()), [0u64; 8]));
+        let value = env.take::<(CountsDrops, [u64; 8])>().unwrap();
+        env.put(String::from("other"));
+        assert_eq!(count.load(Ordering::SeqCst), 0, "the taken value is not dropped with its box");
+        drop(value);
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        assert_eq!(env.downcast::<String>().unwrap(), "other");
     }
 
     #[test]
