@@ -4,7 +4,10 @@
 //! type name, drop) and a three-word payload. A value that fits the payload
 //! (size ≤ 24 bytes, alignment ≤ 8) is stored inline, so the common
 //! messages — integers, Pids, small tuples and enums — cost no allocation;
-//! anything larger is boxed and the payload holds the box pointer.
+//! anything larger is boxed and the payload holds the box pointer. A box of
+//! up to 128 bytes comes from, and goes back to, a small per-thread cache
+//! of freed blocks (`pool`): a call's request, say, is boxed on one side
+//! and freed on the other once per call.
 //!
 //! Invariant: `payload` holds a valid value of the type `vtable` describes
 //! (inline or boxed, as that type's `INLINE` says); or `vtable` is
@@ -61,9 +64,13 @@ unsafe fn drop_payload<T: Erased>(payload: *mut Payload) {
         // SAFETY: the caller guarantees an inline T lives at the payload's start.
         unsafe { ptr::drop_in_place(payload.cast::<T>()) }
     } else {
-        // SAFETY: the caller guarantees the first payload word is a pointer
-        // obtained from `Box::<T>::into_raw`, not yet reclaimed.
-        unsafe { drop(Box::from_raw(payload.cast::<*mut T>().read())) }
+        // SAFETY: the caller guarantees the first word of the payload is a
+        // box from `pool::boxed::<T>`, not yet reclaimed, holding a T.
+        unsafe {
+            let boxed = payload.cast::<*mut T>().read();
+            ptr::drop_in_place(boxed);
+            pool::free(boxed);
+        }
     }
 }
 
@@ -72,12 +79,11 @@ unsafe fn drop_payload<T: Erased>(payload: *mut Payload) {
 unsafe fn drop_nothing(_: *mut Payload) {}
 
 /// # Safety
-/// The payload's first word must be a pointer obtained from
-/// `Box::<T>::into_raw`, not yet reclaimed, whose `T` was moved out.
+/// The payload's first word must be a box from `pool::boxed::<T>`, not yet
+/// reclaimed, whose `T` was moved out.
 unsafe fn free_box<T>(payload: *mut Payload) {
-    // SAFETY: as the caller guarantees; `MaybeUninit<T>` has `T`'s layout and
-    // drops nothing, so only the allocation is freed.
-    unsafe { drop(Box::from_raw(payload.cast::<*mut MaybeUninit<T>>().read())) }
+    // SAFETY: as the caller guarantees; only the allocation is freed.
+    unsafe { pool::free(payload.cast::<*mut T>().read()) }
 }
 
 /// A message of some `Send + 'static` type, with its type erased.
@@ -95,7 +101,7 @@ impl Envelope {
             // SAFETY: INLINE means T's size and alignment fit the payload.
             unsafe { payload.as_mut_ptr().cast::<T>().write(value) }
         } else {
-            let boxed = Box::into_raw(Box::new(value));
+            let boxed = pool::boxed(value);
             // SAFETY: a pointer fits the first word of the payload.
             unsafe { payload.as_mut_ptr().cast::<*mut T>().write(boxed) }
         }
@@ -197,10 +203,193 @@ impl Envelope {
             // start; the envelope is forgotten, so it is moved exactly once.
             unsafe { this.payload.as_ptr().cast::<T>().read() }
         } else {
-            // SAFETY: `is` checked that the first word is a live Box<T>
-            // pointer; the envelope is forgotten, so the box is reclaimed once.
-            unsafe { *Box::from_raw(this.payload.as_ptr().cast::<*mut T>().read()) }
+            // SAFETY: `is` checked that the first word is a live box of a T
+            // (from `pool::boxed`); the envelope is forgotten, so the value is
+            // moved and the box reclaimed once.
+            unsafe {
+                let boxed = this.payload.as_ptr().cast::<*mut T>().read();
+                let value = boxed.read();
+                pool::free(boxed);
+                value
+            }
         })
+    }
+}
+
+/// The boxes of boxed messages: a block of up to `LARGEST` bytes comes from
+/// a per-thread cache of freed blocks, by size class, before the global
+/// allocator; a larger (or over-aligned) value goes to the allocator
+/// directly.
+///
+/// Invariants: every block of a class has that class's layout (its size
+/// rounded up to a multiple of 16, alignment 16), whichever thread
+/// allocated it, so any thread may keep and reuse any freed block of the
+/// class; a value's box is freed with the layout it was allocated with,
+/// which the value's type alone decides (`boxed` and `free` agree). A
+/// thread keeps at most `KEEP` blocks per class (more go back to the
+/// allocator) and frees them when it exits. The cache is a linked list
+/// through the free blocks' first word. Under loom there is no cache.
+mod pool {
+    use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
+    #[cfg(not(loom))]
+    use std::cell::Cell;
+    use std::ptr;
+
+    /// Bytes per size class.
+    const STEP: usize = 16;
+    /// The largest block cached.
+    const LARGEST: usize = 128;
+    #[cfg(not(loom))]
+    const CLASSES: usize = LARGEST / STEP;
+    /// Blocks a thread keeps per class.
+    #[cfg(not(loom))]
+    const KEEP: u32 = 32;
+
+    /// The class of blocks a `T` is boxed in, if it is cached.
+    #[inline(always)]
+    fn class_of<T>() -> Option<usize> {
+        let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
+        (size > 0 && size <= LARGEST && align <= STEP).then(|| (size - 1) / STEP)
+    }
+
+    /// The layout of every block of `class`.
+    #[inline(always)]
+    fn class_layout(class: usize) -> Layout {
+        // SAFETY: the size is a non-zero multiple of 16, at most LARGEST, and
+        // the alignment a power of two: a valid layout.
+        unsafe { Layout::from_size_align_unchecked((class + 1) * STEP, STEP) }
+    }
+
+    /// One thread's free blocks: a list per class.
+    #[cfg(not(loom))]
+    struct Cache {
+        heads: [Cell<*mut u8>; CLASSES],
+        counts: [Cell<u32>; CLASSES],
+    }
+
+    #[cfg(not(loom))]
+    impl Drop for Cache {
+        fn drop(&mut self) {
+            for (class, head) in self.heads.iter().enumerate() {
+                let mut block = head.replace(ptr::null_mut());
+                while !block.is_null() {
+                    // SAFETY: a cached block is a free block of `class` whose
+                    // first word holds the next one (see `keep`).
+                    unsafe {
+                        let next = block.cast::<*mut u8>().read();
+                        dealloc(block, class_layout(class));
+                        block = next;
+                    }
+                }
+            }
+        }
+    }
+
+    #[cfg(not(loom))]
+    thread_local! {
+        static CACHE: Cache = const {
+            Cache {
+                heads: [const { Cell::new(ptr::null_mut()) }; CLASSES],
+                counts: [const { Cell::new(0) }; CLASSES],
+            }
+        };
+    }
+
+    /// A cached free block of `class`, or null if this thread has none.
+    #[inline(always)]
+    fn take_cached(class: usize) -> *mut u8 {
+        #[cfg(not(loom))]
+        {
+            CACHE
+                .try_with(|cache| {
+                    let block = cache.heads[class].get();
+                    if !block.is_null() {
+                        // SAFETY: a cached block's first word is the next one.
+                        cache.heads[class].set(unsafe { block.cast::<*mut u8>().read() });
+                        cache.counts[class].set(cache.counts[class].get() - 1);
+                    }
+                    block
+                })
+                .unwrap_or(ptr::null_mut())
+        }
+        #[cfg(loom)]
+        {
+            let _ = class;
+            ptr::null_mut()
+        }
+    }
+
+    /// Keeps the free block `block` of `class`; false if the cache is full
+    /// (or gone: the thread is exiting).
+    #[inline(always)]
+    fn keep(class: usize, block: *mut u8) -> bool {
+        #[cfg(not(loom))]
+        {
+            CACHE
+                .try_with(|cache| {
+                    let count = cache.counts[class].get();
+                    if count >= KEEP {
+                        return false;
+                    }
+                    // SAFETY: the block is free, at least 16 bytes and aligned
+                    // to 16: its first word can hold the next one.
+                    unsafe { block.cast::<*mut u8>().write(cache.heads[class].get()) };
+                    cache.heads[class].set(block);
+                    cache.counts[class].set(count + 1);
+                    true
+                })
+                .unwrap_or(false)
+        }
+        #[cfg(loom)]
+        {
+            let _ = (class, block);
+            false
+        }
+    }
+
+    /// Boxes `value` (see the module docs). Never returns null.
+    #[inline]
+    pub(super) fn boxed<T>(value: T) -> *mut T {
+        let layout = match class_of::<T>() {
+            Some(class) => {
+                let block = take_cached(class);
+                if !block.is_null() {
+                    let boxed = block.cast::<T>();
+                    // SAFETY: a free block of T's class: large and aligned enough.
+                    unsafe { boxed.write(value) };
+                    return boxed;
+                }
+                class_layout(class)
+            }
+            None => Layout::new::<T>(),
+        };
+        // SAFETY: a non-zero size: T is not zero-sized (those are inline).
+        let block = unsafe { alloc(layout) };
+        if block.is_null() {
+            handle_alloc_error(layout);
+        }
+        let boxed = block.cast::<T>();
+        // SAFETY: just allocated, with a layout that fits a T.
+        unsafe { boxed.write(value) };
+        boxed
+    }
+
+    /// Frees a box from [`boxed`] whose value was dropped or moved out.
+    ///
+    /// # Safety
+    /// `boxed` came from `boxed::<T>`, is not freed yet, and holds no value.
+    #[inline]
+    pub(super) unsafe fn free<T>(boxed: *mut T) {
+        match class_of::<T>() {
+            Some(class) => {
+                if !keep(class, boxed.cast()) {
+                    // SAFETY: allocated with the class's layout (see `boxed`).
+                    unsafe { dealloc(boxed.cast(), class_layout(class)) }
+                }
+            }
+            // SAFETY: allocated with T's own layout (see `boxed`).
+            None => unsafe { dealloc(boxed.cast(), Layout::new::<T>()) },
+        }
     }
 }
 
@@ -301,6 +490,20 @@ mod tests {
         drop(value);
         assert_eq!(count.load(Ordering::SeqCst), 1);
         assert_eq!(env.downcast::<String>().unwrap(), "other");
+    }
+
+    #[test]
+    fn boxes_freed_on_another_thread_or_past_the_cache_are_reclaimed() {
+        let sent: Vec<Envelope> = (0..100u64).map(|i| Envelope::new([i; 8])).collect();
+        // Freed by a thread that keeps some (its cache is full after 32) and
+        // frees what it kept when it exits.
+        std::thread::spawn(move || drop(sent)).join().unwrap();
+        let again: Vec<Envelope> = (0..100u64).map(|i| Envelope::new([i; 8])).collect();
+        for (i, env) in (0..100u64).zip(again) {
+            assert_eq!(env.downcast::<[u64; 8]>().unwrap(), [i; 8]);
+        }
+        // Larger than any class: the allocator's own.
+        assert_eq!(Envelope::new([9u64; 64]).downcast::<[u64; 64]>().unwrap(), [9; 64]);
     }
 
     #[test]
