@@ -13,9 +13,10 @@
 //! - **Stub** (`impl=krarup-rpc`): `client.inc(n).await` on the `IncrClient`
 //!   that `#[krarup::service]` generates from the trait [`Incr`], served by
 //!   `IncrServer::serve`. Each call goes through the runtime's `call`: a fresh
-//!   reply tag, a monitor of the server, a request id, a deadline (the default
-//!   5 s timeout), and a demonitor once the reply is in; the server keeps the
-//!   reply for a retried request.
+//!   reply tag, a monitor of the server (added with the request), a deadline
+//!   (the default 5 s timeout), and the monitor removed once the reply is in.
+//!   `inc` is not idempotent, so it is never retried: it carries no request
+//!   id and the server keeps no copy of its reply.
 //!
 //! The two alternate (the hand-written one first in the 1st, 3rd, ...
 //! repetition, the stub first in the others) so that both see the same
