@@ -534,15 +534,20 @@ fn poll_receive<H>(
     expected: impl FnOnce() -> Vec<&'static str>,
 ) -> Poll<Option<H>> {
     with_current(what, |worker, current, slot| {
-        if !worker.consume_budget() {
-            worker.book().yields(worker, current, slot);
-            return Poll::Pending;
-        }
+        refuse_inside_guard(worker);
         scan.claim(current);
-        let hit = attempt(worker, slot, scan);
-        if let Some(hit) = hit {
-            *deadline = Deadline::Never;
-            return Poll::Ready(Some(hit));
+        // Nothing arrived since this receive last looked (the commonest case
+        // of a first poll): only the deadline can end it.
+        // SAFETY: `with_current` gives us the slot of the process we are polling.
+        if unsafe { has_unscanned(slot, scan) } {
+            if !worker.consume_budget() {
+                worker.book().yields(worker, current, slot);
+                return Poll::Pending;
+            }
+            if let Some(hit) = attempt(worker, slot, scan) {
+                *deadline = Deadline::Never;
+                return Poll::Ready(Some(hit));
+            }
         }
         if !deadline.has_passed(worker, current) {
             worker.book().note_pending();
@@ -585,17 +590,21 @@ where
     M: FnMut(&mut Envelope) -> Option<u32>,
 {
     with_current("call", |worker, current, slot| {
-        if !worker.consume_budget() {
-            worker.book().yields(worker, current, slot);
-            return Poll::Pending;
-        }
         refuse_inside_guard(worker);
         scan.claim(current);
-        // SAFETY: `with_current` gives us the slot of the process we are
-        // polling; the matcher runs no user code, so it cannot receive.
-        if let Some(hit) = unsafe { self::scan(slot, scan, worker.book(), matcher) } {
-            deadline.matched(worker, current);
-            return Poll::Ready(Some(hit));
+        // Nothing arrived since the last look (the first poll, as a rule:
+        // the server has not run yet): only the deadline can end the wait.
+        // SAFETY: `with_current` gives us the slot of the process we are polling.
+        if unsafe { has_unscanned(slot, scan) } {
+            if !worker.consume_budget() {
+                worker.book().yields(worker, current, slot);
+                return Poll::Pending;
+            }
+            // SAFETY: as above; the matcher runs no user code, so it cannot receive.
+            if let Some(hit) = unsafe { self::scan(slot, scan, worker.book(), matcher) } {
+                deadline.matched(worker, current);
+                return Poll::Ready(Some(hit));
+            }
         }
         if !deadline.has_passed(worker, current) {
             worker.book().note_pending();
