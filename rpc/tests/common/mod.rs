@@ -21,18 +21,22 @@
 #![allow(dead_code)]
 
 /// The network node tests' proxy, shared by path (it uses this module's `Side`, `COOKIE` and
-/// `TIMEOUT`, which have the same shape as theirs).
+/// `TIMEOUT`).
 #[path = "../../../net/tests/common/proxy.rs"]
 pub mod proxy;
 
+/// Two nodes in one process, shared with the network node's tests by path.
+#[path = "../../../net/tests/common/nodes.rs"]
+pub mod nodes;
+
+pub use nodes::*;
+
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use krarup_net::{Node, NodeConfig};
-use krarup_runtime::{exit, monitor, receive, recv_timeout, Down, ExitReason, Mailbox, Message, Pid, Runtime};
+use krarup_runtime::{exit, monitor, receive, recv_timeout, Down, ExitReason, Mailbox, Pid, Runtime};
 use serde::{Deserialize, Serialize};
 
 /// The bound on every wait: long enough for a noisy two-core machine, short enough that a lost
@@ -289,14 +293,6 @@ impl<T> Running<T> {
     }
 }
 
-/// On a plain thread: the next `T` in `mailbox`, or a panic after [`TIMEOUT`].
-pub fn expect_msg<T: Message>(mailbox: &mut Mailbox) -> T {
-    match mailbox.blocking_recv_timeout::<T>(TIMEOUT) {
-        Some(msg) => msg,
-        None => panic!("no {} arrived at the mailbox within {TIMEOUT:?}", std::any::type_name::<T>()),
-    }
-}
-
 /// Kills `pid`, a process of `rt` (an exit signal needs a sending process).
 pub fn kill(rt: &Runtime, pid: Pid) {
     rt.block_on(async move { exit(pid, ExitReason::Kill) });
@@ -325,63 +321,4 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "{what}: not within {TIMEOUT:?}");
         std::thread::sleep(Duration::from_millis(1));
     }
-}
-
-static NAMES: AtomicU64 = AtomicU64::new(0);
-
-/// A name no other call uses.
-pub fn unique_name(prefix: &str) -> String {
-    format!("{prefix}-{}", NAMES.fetch_add(1, Ordering::Relaxed))
-}
-
-// ---- two nodes in one process ----
-
-/// One node: a runtime and the network node it was made.
-pub struct Side {
-    pub rt: Runtime,
-    pub node: Node,
-}
-
-impl Side {
-    /// A node called `short@127.0.0.1:0` (a port the OS picks), with a one-worker runtime.
-    pub fn start(short: &str) -> Side {
-        Side::with(NodeConfig::new(format!("{short}@127.0.0.1:0"), COOKIE))
-    }
-
-    /// A node started with `config`, with a one-worker runtime.
-    pub fn with(config: NodeConfig) -> Side {
-        let rt = Runtime::builder().workers(1).build().expect("runtime starts");
-        let node = Node::start(&rt, config).expect("node starts");
-        Side { rt, node }
-    }
-
-    /// The node's name (with its real port).
-    pub fn name(&self) -> &str {
-        self.node.name()
-    }
-}
-
-/// Two connected nodes, `a` (the clients' node, by convention) and `b` (the servers').
-pub fn pair() -> (Side, Side) {
-    let a = Side::start("a");
-    let b = Side::start("b");
-    a.node.connect(b.name()).expect("a connects to b");
-    (a, b)
-}
-
-/// A Pid travelling inside a message.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Introduced(pub Pid);
-
-/// `pid`, a process of `of`, as node `at` sees it: `of` sends it inside a message to a
-/// registered mailbox on `at`, so what comes back is a remote Pid that routes over the network.
-pub fn remote_pid(pid: Pid, of: &Side, at: &Side) -> Pid {
-    let mut mailbox = at.rt.mailbox();
-    let name = unique_name("introduce");
-    at.rt.register(&name, mailbox.pid()).expect("a fresh name registers");
-    of.rt.send_named_at(&name, at.name(), Introduced(pid));
-    let Introduced(remote) = expect_msg(&mut mailbox);
-    at.rt.unregister(&name).expect("registered above");
-    assert_ne!(remote.node(), at.rt.node(), "a Pid of another node is not a local Pid");
-    remote
 }
