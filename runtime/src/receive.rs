@@ -45,7 +45,7 @@ use crate::scheduler::worker::{with_current, with_worker, Current, Worker};
 use crate::send::Message;
 use crate::slot::Slot;
 use crate::timer::wheel::TimerKey;
-use crate::timer::Clock;
+use crate::timer::NANOS_PER_TICK;
 
 /// What the receives of one poll did, for the after-poll decision.
 ///
@@ -421,37 +421,55 @@ impl Drop for LocalTimer {
 /// one's still fits, and is left armed for the next call when the reply
 /// comes first (see `timer/linger.rs`): a process making call after call
 /// arms a timer about once per timeout, not once per call.
+///
+/// Times are nanoseconds since the runtime clock's epoch
+/// ([`Clock::now_nanos`](crate::timer::Clock::now_nanos)): the deadline is decided by comparing two
+/// readings of that clock, so it never passes early; the timer only wakes
+/// the process to look, and whether it is still pending is asked of the
+/// wheel (a timer that fired, or one on another worker after the process
+/// moved, is replaced).
 #[derive(Debug)]
 pub(crate) struct CallDeadline {
-    timeout: Duration,
-    /// Set at the first miss: the deadline, as a time since the runtime
-    /// clock's epoch, or None for one too far to represent (never).
-    at: Option<Option<Duration>>,
+    /// The timeout, in nanoseconds (saturated: about 584 years).
+    timeout: u64,
+    /// From the first miss on: the deadline, or [`NEVER`] for one beyond
+    /// the clock's range; [`UNSET`] before.
+    at: u64,
     timer: Option<LocalTimer>,
 }
 
+/// [`CallDeadline::at`] before the first miss (a deadline is never 0: it is
+/// at least 1 ns after the epoch).
+const UNSET: u64 = 0;
+/// [`CallDeadline::at`] for a deadline that never comes.
+const NEVER: u64 = u64::MAX;
+
 impl CallDeadline {
     pub(crate) fn new(timeout: Duration) -> CallDeadline {
-        CallDeadline { timeout, at: None, timer: None }
+        CallDeadline { timeout: u64::try_from(timeout.as_nanos()).unwrap_or(NEVER), at: UNSET, timer: None }
     }
 
     /// After a miss: whether the deadline has passed; if not, makes sure a
     /// timer wakes the process by then.
     #[inline]
     fn has_passed(&mut self, worker: &Worker, current: Current) -> bool {
-        let now = worker.shared.clock.since(Instant::now());
-        let timeout = self.timeout;
-        let Some(at) = *self.at.get_or_insert_with(|| now.checked_add(timeout)) else { return false };
+        let now = worker.shared.clock.now_nanos();
+        if self.at == UNSET {
+            self.at = now.saturating_add(self.timeout).max(1);
+        }
+        let at = self.at;
+        if at == NEVER {
+            return false;
+        }
         if now >= at {
             return true;
         }
-        let (now_tick, _) = Clock::ticks_around(now);
-        if self.timer.as_ref().is_some_and(|t| t.tick > now_tick) {
-            // Pending: a timer never fires before its tick.
+        if self.timer.as_ref().is_some_and(|t| t.is_on(worker) && worker.is_armed(t.key)) {
+            // Pending: it wakes the process by the deadline.
             return false;
         }
-        // None yet, or one that fired (or will at once) before the deadline.
-        let (tick, key) = worker.wake_by(current, now_tick, Clock::ticks_around(at).1);
+        // None yet, one that fired before the deadline, or one on another worker.
+        let (tick, key) = worker.wake_by(current, now / NANOS_PER_TICK, at.div_ceil(NANOS_PER_TICK));
         self.timer = Some(LocalTimer { node: worker.shared.node, worker: worker.index, key, tick });
         false
     }

@@ -639,13 +639,19 @@ impl Worker {
     }
 
     /// Schedules a wake-up of the current process at `when` (ticks): a
-    /// lingering timer of its earlier call if one fits (see
-    /// `timer/linger.rs`), else a new one. Its tick and key.
+    /// lingering timer of its earlier call if one fits and is still pending
+    /// in the wheel (see `timer/linger.rs`), else a new one. Its tick and key.
     pub(crate) fn wake_by(&self, current: Current, now: u64, when: u64) -> (u64, TimerKey) {
         match self.lingering.adopt(current, now, when) {
-            Some(adopted) => adopted,
-            None => (when, self.arm_wake(when, current)),
+            Some((tick, key)) if self.is_armed(key) => (tick, key),
+            _ => (when, self.arm_wake(when, current)),
         }
+    }
+
+    /// Whether the timer `key` of this worker's wheel is still pending.
+    #[inline]
+    pub(crate) fn is_armed(&self, key: TimerKey) -> bool {
+        self.wheel.borrow().contains(key)
     }
 
     /// Leaves the wake-up timer `key` (at `tick`) of `current` armed for its

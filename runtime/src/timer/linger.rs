@@ -20,7 +20,9 @@
 //!   process once for nothing (a poll that finds nothing new), or nobody if
 //!   that incarnation has exited (the wake's serial check).
 //! - Only a timer still pending is adopted: its tick is later than the
-//!   adopter's clock reading, and a timer never fires before its tick.
+//!   adopter's clock reading, and the wheel still holds it (`Worker::wake_by`
+//!   asks: the call's deadline is read from another clock frame than the
+//!   wheel's, see `timer/mod.rs`, so the tick alone does not prove it).
 
 use std::cell::Cell;
 

@@ -45,36 +45,65 @@ pub(crate) enum TimerEntry {
     Waker(Waker),
 }
 
+/// Nanoseconds in a tick.
+pub(crate) const NANOS_PER_TICK: u64 = 1_000_000;
+
 /// Milliseconds since the runtime started: the wheels' time unit.
+///
+/// A call's deadline (`receive::CallDeadline`) is kept in nanoseconds since
+/// the epoch ([`Clock::now_nanos`]): one clock reading and a subtraction,
+/// where `Instant` arithmetic costs a hundred instructions more per call. On
+/// Linux that reading is `CLOCK_MONOTONIC`, the clock `Instant` reads there
+/// too, but nothing relies on the two frames agreeing to the nanosecond: a
+/// deadline is decided by comparing two readings of the same frame (so it is
+/// never early), and a call's receive asks the wheel whether its timer is
+/// still pending instead of trusting the timer's tick.
 #[derive(Debug)]
 pub(crate) struct Clock {
     epoch: Instant,
+    /// The epoch, in nanoseconds of the monotonic clock.
+    #[cfg(target_os = "linux")]
+    epoch_nanos: u64,
+}
+
+/// The monotonic clock, in nanoseconds.
+#[cfg(target_os = "linux")]
+#[inline]
+fn monotonic_nanos() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec to write to, and CLOCK_MONOTONIC
+    // exists on every Linux (the call cannot fail with these arguments).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
 }
 
 impl Clock {
     pub(crate) fn new() -> Clock {
-        Clock { epoch: Instant::now() }
+        Clock {
+            epoch: Instant::now(),
+            #[cfg(target_os = "linux")]
+            epoch_nanos: monotonic_nanos(),
+        }
+    }
+
+    /// Nanoseconds since the epoch (for call deadlines: see above).
+    #[cfg(target_os = "linux")]
+    #[inline]
+    pub(crate) fn now_nanos(&self) -> u64 {
+        monotonic_nanos().saturating_sub(self.epoch_nanos)
+    }
+
+    /// Nanoseconds since the epoch (for call deadlines: see above).
+    #[cfg(not(target_os = "linux"))]
+    #[inline]
+    pub(crate) fn now_nanos(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// The current tick (rounded down).
     #[inline]
     pub(crate) fn now_ticks(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
-    }
-
-    /// How long after the epoch `at` is (zero if before).
-    #[inline]
-    pub(crate) fn since(&self, at: Instant) -> Duration {
-        at.saturating_duration_since(self.epoch)
-    }
-
-    /// The tick a time `since` the epoch falls in (rounded down: the
-    /// clock's reading then) and the first tick at or after it (rounded
-    /// up: a timer for it never fires early). In 64-bit arithmetic.
-    #[inline]
-    pub(crate) fn ticks_around(since: Duration) -> (u64, u64) {
-        let floor = since.as_secs().saturating_mul(1000).saturating_add(u64::from(since.subsec_millis()));
-        (floor, floor.saturating_add(u64::from(!since.subsec_nanos().is_multiple_of(1_000_000))))
     }
 
     /// The first tick at or after `at` (rounded up, so never early).

@@ -238,6 +238,13 @@ impl<T> Wheel<T> {
         self.len
     }
 
+    /// Whether `key`'s entry is still pending (has neither expired nor been
+    /// removed).
+    #[inline]
+    pub(crate) fn contains(&self, key: TimerKey) -> bool {
+        matches!(self.entries.get(key.index as usize), Some(Entry::Pending { generation, .. }) if *generation == key.generation)
+    }
+
     /// Whether no entry is pending.
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
@@ -358,6 +365,22 @@ impl<T> fmt::Debug for Wheel<T> {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn an_entry_is_contained_until_it_expires_or_is_removed() {
+        let mut wheel = Wheel::new(0);
+        let (fires, removed) = (wheel.insert(5, 'a'), wheel.insert(9, 'b'));
+        assert!(wheel.contains(fires) && wheel.contains(removed));
+        assert_eq!(wheel.remove(removed), Some('b'));
+        assert!(!wheel.contains(removed));
+        let mut out = Vec::new();
+        wheel.poll(5, &mut out);
+        assert_eq!(out, vec!['a']);
+        assert!(!wheel.contains(fires));
+        // The slab entry is reused: the old key still does not name it.
+        let reused = wheel.insert(7, 'c');
+        assert!(wheel.contains(reused) && !wheel.contains(fires) && !wheel.contains(removed));
+    }
 
     /// Marsaglia's xorshift64: deterministic, good enough to pick test cases.
     struct XorShift(u64);
