@@ -191,7 +191,7 @@ impl CallError {
 /// [`CallError`]: timeout, server not running, server exited meanwhile.
 ///
 /// # Panics
-/// If called outside a krarup process.
+/// If polled outside a krarup process (nothing is sent before the first poll).
 ///
 /// # Examples
 ///
@@ -213,8 +213,8 @@ impl CallError {
 /// });
 /// assert_eq!(answer, Ok(42));
 /// ```
-pub async fn call<Q: Message, R: Message>(server: Pid, request: Q, timeout: Duration) -> Result<R, CallError> {
-    call_any(server, request, timeout, |to, call: Call<Q, R>| to.send(call), Some(materialize::<Reply<R>>)).await
+pub fn call<Q: Message, R: Message>(server: Pid, request: Q, timeout: Duration) -> Calling<Q, R> {
+    Calling::new(server, request, timeout, |to, call| to.send(call), Some(materialize::<Reply<R>>))
 }
 
 /// [`call`] with a request and reply that need not be serializable (the
@@ -224,13 +224,9 @@ pub async fn call<Q: Message, R: Message>(server: Pid, request: Q, timeout: Dura
 /// As [`call`].
 ///
 /// # Panics
-/// If called outside a krarup process.
-pub async fn call_local<Q: Send + 'static, R: Send + 'static>(
-    server: Pid,
-    request: Q,
-    timeout: Duration,
-) -> Result<R, CallError> {
-    call_any(server, request, timeout, |to, call: Call<Q, R>| to.send_local(call), None).await
+/// If polled outside a krarup process (nothing is sent before the first poll).
+pub fn call_local<Q: Send + 'static, R: Send + 'static>(server: Pid, request: Q, timeout: Duration) -> Calling<Q, R> {
+    Calling::new(server, request, timeout, |to, call| to.send_local(call), None)
 }
 
 /// A call the process awaits a reply to: an entry of its extras'
@@ -344,7 +340,6 @@ pub(crate) unsafe fn finish_local(
 /// awaited abandons it: its reply, if one comes, is turned away.
 #[must_use = "a started call is awaited with `wait`; dropping it abandons the call"]
 pub struct PendingCall<R: Send + 'static> {
-    me: Pid,
     tag: u64,
     reference: MonitorRef,
     watch: Watch,
@@ -419,7 +414,7 @@ fn start_any<Q: Send + 'static, R: Send + 'static>(
         send(server, Call { request, reply_to });
         (reference, Watch::General)
     };
-    PendingCall { me, tag, reference, watch, decode, done: false, _reply: PhantomData }
+    PendingCall { tag, reference, watch, decode, done: false, _reply: PhantomData }
 }
 
 impl<R: Send + 'static> PendingCall<R> {
@@ -440,7 +435,7 @@ impl<R: Send + 'static> PendingCall<R> {
     /// Step 4 of the module docs.
     fn finish(&mut self, outcome: Outcome) {
         self.done = true;
-        let (me, tag, reference) = (self.me, self.tag, self.reference);
+        let (me, tag, reference) = (self.reference.watcher(), self.tag, self.reference);
         let is_reply = |env: &Envelope| {
             env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag)
                 || env.peek::<RemoteMessage>().is_some_and(|m| m.guard() == Some(tag))
@@ -547,14 +542,71 @@ impl<R: Send + 'static> Drop for PendingCall<R> {
     }
 }
 
-/// The protocol of the module docs: [`start_any`], then
-/// [`PendingCall::wait`].
-async fn call_any<Q: Send + 'static, R: Send + 'static>(
-    server: Pid,
-    request: Q,
-    timeout: Duration,
-    send: impl FnOnce(Pid, Call<Q, R>),
-    decode: Option<Decode>,
-) -> Result<R, CallError> {
-    start_any(server, request, send, decode).wait(timeout).await
+/// The future of [`call`] and [`call_local`]: nothing happens until it is
+/// first polled, which starts the call ([`call_start`]) and then waits for
+/// it ([`PendingCall::wait`]). Written by hand rather than as an `async fn`
+/// so that it is one small state (the request, then the wait) that moving
+/// costs a few stores, not a copy of nested futures.
+#[must_use = "futures do nothing unless awaited"]
+pub struct Calling<Q, R: Send + 'static> {
+    state: CallingState<Q, R>,
+}
+
+/// The states of a [`Calling`].
+enum CallingState<Q, R: Send + 'static> {
+    /// Not polled yet: what [`start_any`] needs.
+    Start { server: Pid, request: Q, timeout: Duration, send: fn(Pid, Call<Q, R>), decode: Option<Decode> },
+    /// Started.
+    Waiting(CallWait<R>),
+    /// The result was returned.
+    Done,
+}
+
+impl<Q: Send + 'static, R: Send + 'static> Calling<Q, R> {
+    fn new(
+        server: Pid,
+        request: Q,
+        timeout: Duration,
+        send: fn(Pid, Call<Q, R>),
+        decode: Option<Decode>,
+    ) -> Calling<Q, R> {
+        Calling { state: CallingState::Start { server, request, timeout, send, decode } }
+    }
+}
+
+impl<Q, R: Send + 'static> fmt::Debug for Calling<Q, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.state {
+            CallingState::Start { server, .. } => {
+                f.debug_struct("Calling").field("server", server).finish_non_exhaustive()
+            }
+            CallingState::Waiting(wait) => f.debug_tuple("Calling").field(wait).finish(),
+            CallingState::Done => f.write_str("Calling(done)"),
+        }
+    }
+}
+
+// The request is moved out at the first poll, never pinned.
+impl<Q, R: Send + 'static> Unpin for Calling<Q, R> {}
+
+impl<Q: Send + 'static, R: Send + 'static> Future for Calling<Q, R> {
+    type Output = Result<R, CallError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let state = &mut self.get_mut().state;
+        if let CallingState::Start { .. } = state {
+            let CallingState::Start { server, request, timeout, send, decode } =
+                std::mem::replace(state, CallingState::Done)
+            else {
+                unreachable!("just matched")
+            };
+            *state = CallingState::Waiting(start_any(server, request, send, decode).wait(timeout));
+        }
+        let CallingState::Waiting(wait) = state else {
+            panic!("krarup: a call's future was polled after it completed")
+        };
+        let result = std::task::ready!(Pin::new(wait).poll(cx));
+        *state = CallingState::Done;
+        Poll::Ready(result)
+    }
 }

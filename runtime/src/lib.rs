@@ -89,7 +89,7 @@ mod waker;
 
 pub use crate::any::{try_recv_any, AnyMessage};
 pub use crate::blocking::{spawn_blocking, BlockingTask};
-pub use crate::call::{call, call_local, call_start, Call, CallError, CallWait, PendingCall, ReplyTo};
+pub use crate::call::{call, call_local, call_start, Call, CallError, CallWait, Calling, PendingCall, ReplyTo};
 pub use crate::error::{RegisterError, SendError, UnregisterError};
 pub use crate::exit::{ExitReason, IntoExitReason};
 pub use crate::external::{Mailbox, MailboxRecv, MailboxRecvTimeout};

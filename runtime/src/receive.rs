@@ -130,7 +130,7 @@ pub(crate) struct Scan {
     /// `NO_OWNER`).
     owner: u64,
     /// Messages at the front of the inner queue known not to match.
-    pub(crate) pos: usize,
+    pub(crate) pos: u32,
     /// The inner queue's epoch when `pos` was saved.
     pub(crate) epoch: u32,
 }
@@ -179,9 +179,9 @@ where
                 scan.pos = 0;
                 scan.epoch = inner.epoch();
             }
-            while let Some(env) = inner.get_mut(scan.pos) {
+            while let Some(env) = inner.get_mut(scan.pos as usize) {
                 if let Some(clause) = matcher(env) {
-                    let env = inner.remove(scan.pos).expect("scanned position is in range");
+                    let env = inner.remove(scan.pos as usize).expect("scanned position is in range");
                     if clause == DISCARD {
                         drop(env);
                         scan.epoch = inner.epoch();
@@ -207,7 +207,7 @@ where
 #[inline(always)]
 unsafe fn has_unscanned(slot: &Slot, scan: &Scan) -> bool {
     // SAFETY: as the caller guarantees.
-    slot.has_new_messages() || unsafe { slot.inner_len_owned() } > scan.pos || slot_epoch_moved(slot, scan)
+    slot.has_new_messages() || unsafe { slot.inner_len_owned() } > scan.pos as usize || slot_epoch_moved(slot, scan)
 }
 
 /// Whether the inner queue lost messages since `scan` saved its position
@@ -377,7 +377,7 @@ impl Deadline {
 #[derive(Debug)]
 pub(crate) struct LocalTimer {
     node: u32,
-    worker: usize,
+    worker: u32,
     key: TimerKey,
     /// When it fires.
     tick: u64,
@@ -387,12 +387,17 @@ impl LocalTimer {
     /// Arms a wake-up of the current process at `at`.
     pub(crate) fn arm(worker: &Worker, current: Current, at: Instant) -> LocalTimer {
         let when = worker.shared.clock.ticks_at(at);
-        LocalTimer { node: worker.shared.node, worker: worker.index, key: worker.arm_wake(when, current), tick: when }
+        LocalTimer {
+            node: worker.shared.node,
+            worker: worker.index as u32,
+            key: worker.arm_wake(when, current),
+            tick: when,
+        }
     }
 
     /// Whether it is a timer of `worker`.
     fn is_on(&self, worker: &Worker) -> bool {
-        self.node == worker.shared.node && self.worker == worker.index
+        self.node == worker.shared.node && self.worker as usize == worker.index
     }
 
     /// Leaves the timer armed for `current`'s next call (`timer/linger.rs`)
@@ -408,7 +413,7 @@ impl LocalTimer {
 impl Drop for LocalTimer {
     fn drop(&mut self) {
         with_worker(|w| {
-            if let Some(w) = w.filter(|w| w.shared.node == self.node && w.index == self.worker) {
+            if let Some(w) = w.filter(|w| w.shared.node == self.node && w.index == self.worker as usize) {
                 w.disarm(self.key);
             }
         });
@@ -470,7 +475,7 @@ impl CallDeadline {
         }
         // None yet, one that fired before the deadline, or one on another worker.
         let (tick, key) = worker.wake_by(current, now / NANOS_PER_TICK, at.div_ceil(NANOS_PER_TICK));
-        self.timer = Some(LocalTimer { node: worker.shared.node, worker: worker.index, key, tick });
+        self.timer = Some(LocalTimer { node: worker.shared.node, worker: worker.index as u32, key, tick });
         false
     }
 
