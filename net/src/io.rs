@@ -609,14 +609,15 @@ impl Reactor {
         conn.deadline = None;
         self.link(id).up = Some(key);
         self.link(id).awaiting_theirs = None;
+        // From here on `nodes()` lists the peer, so a watcher told below finds it there.
         self.registry.by_id(id).outbox.go_up();
-        // Only now: a `connect` that returns Ok finds the peer in `nodes()`.
+        // Now that sends to the peer go out: who watches nodes hears of it (see the runtime's
+        // `dist::monitor_nodes`). Before the waiters are answered, so that a `connect` that
+        // returns Ok finds the peer in the list `monitor_nodes` returns too.
+        self.local.node_up(peer.name.as_str());
         for waiter in self.link(id).waiters.drain(..) {
             let _ = waiter.send(Ok(()));
         }
-        // Now that sends to the peer go out: who watches nodes hears of it (see the runtime's
-        // `dist::monitor_nodes`).
-        self.local.node_up(peer.name.as_str());
         tracing::info!(peer = %peer.name, creation = peer.creation, "connected");
     }
 
