@@ -69,6 +69,7 @@ mod link;
 mod macros;
 mod monitor;
 mod node;
+mod one_of;
 pub mod pg;
 mod pid;
 mod process;
@@ -111,6 +112,7 @@ pub use crate::timer::sleep::{sleep, sleep_until, Sleep};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::envelope::Envelope;
+    pub use crate::one_of::{recv_one_of, OneOf, RecvOneOf};
     pub use crate::receive::{receive_with, ReceiveFuture};
 
     /// Moves the value out if the message is a `T` (any message for `AnyMessage`).

@@ -281,6 +281,76 @@ pub(crate) unsafe fn scan_type<T: Send + 'static>(
     }
 }
 
+/// [`scan_type`] for a set of types: `is_wanted` says which of them a
+/// message is (its clause), by type alone (it runs under the slot lock);
+/// `remote` decodes a message from another node as the type of a clause
+/// if it carries the tag of one: that clause, [`DISCARD`] for bytes that do
+/// not decode, None for any other message.
+///
+/// # Safety
+/// The caller owns the process whose slot this is.
+#[inline]
+pub(crate) unsafe fn scan_types(
+    slot: &Slot,
+    scan: &mut Scan,
+    book: &PollBook,
+    is_wanted: impl Fn(&Envelope) -> Option<u32>,
+    mut remote: impl FnMut(&mut Envelope) -> Option<u32>,
+) -> Option<(u32, Envelope)> {
+    let mut matcher = |env: &mut Envelope| is_wanted(env).or_else(|| remote(env));
+    loop {
+        // SAFETY: the caller owns the process; the matcher runs no user code.
+        if let Some(hit) = unsafe { scan_inner(slot, scan, &mut matcher) } {
+            return Some(hit);
+        }
+        // SAFETY: as above, and every inner message was just rejected.
+        if let Some(env) = unsafe { slot.pop_front_if(|env| is_wanted(env).is_some()) } {
+            return is_wanted(&env).map(|clause| (clause, env));
+        }
+        // SAFETY: as above.
+        if !unsafe { slot.drain() } {
+            return None;
+        }
+        book.note_drained();
+    }
+}
+
+/// One poll of a receive by a set of types (see [`scan_types`]), without a
+/// deadline: the clause and the message.
+///
+/// # Panics
+/// Outside a krarup process, or from inside a `receive!` guard.
+#[inline]
+pub(crate) fn poll_types(
+    what: &'static str,
+    scan: &mut Scan,
+    is_wanted: impl Fn(&Envelope) -> Option<u32>,
+    remote: impl FnMut(&mut Envelope) -> Option<u32>,
+) -> Poll<(u32, Envelope)> {
+    // As `Recv::poll`.
+    with_current(what, |worker, current, slot| {
+        scan.claim(current);
+        // SAFETY: `with_current` gives us the slot of the process we are polling.
+        if unsafe { !has_unscanned(slot, scan) } {
+            worker.book().note_pending();
+            return Poll::Pending;
+        }
+        if !worker.consume_budget() {
+            worker.book().yields(worker, current, slot);
+            return Poll::Pending;
+        }
+        refuse_inside_guard(worker);
+        // SAFETY: as above.
+        match unsafe { scan_types(slot, scan, worker.book(), is_wanted, remote) } {
+            Some(hit) => Poll::Ready(hit),
+            None => {
+                worker.book().note_pending();
+                Poll::Pending
+            }
+        }
+    })
+}
+
 /// Removes the first message `is_it` accepts from the mailbox (the inner
 /// queue, then the outer one) without waiting; if there is none, runs
 /// `otherwise` on the extras while still holding the lock, so that no
@@ -592,7 +662,7 @@ fn timed_out(worker: &Worker, current: Current, slot: &Slot, expected: impl FnOn
     }
 }
 
-fn unwrap_as<T: Send + 'static>(env: Envelope) -> T {
+pub(crate) fn unwrap_as<T: Send + 'static>(env: Envelope) -> T {
     env.downcast::<T>().unwrap_or_else(|_| unreachable!("matched by type"))
 }
 
