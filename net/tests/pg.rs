@@ -234,3 +234,78 @@ fn members_of_a_node_whose_scope_exits_disappear_from_the_others() {
     assert!(matches!(refused, Err(pg::PgError::Scope(_))), "{refused:?}");
     on_b.send(Stop);
 }
+
+/// The groups [`churn`] changes.
+const CHURNED: [&str; 3] = ["g0", "g1", "g2"];
+
+/// SplitMix64, for the test's seeded choices.
+struct SplitMix(u64);
+
+impl SplitMix {
+    /// A number in `0..n`.
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) % n as u64) as usize
+    }
+}
+
+/// `ops` changes on `side`'s node, each from a process of its runtime: a process of `pool`
+/// joins or leaves a group of [`CHURNED`], or is killed and replaced in the pool by a new one.
+fn churn(side: &Side, pool: &mut [Pid], rng: &mut SplitMix, ops: usize) {
+    for _ in 0..ops {
+        let at = rng.below(pool.len());
+        let (pid, group) = (pool[at], CHURNED[rng.below(CHURNED.len())]);
+        match rng.below(10) {
+            0..=4 => join(&side.rt, group, pid),
+            // Not a member (any more) is a possible answer here.
+            5..=8 => side.rt.block_on(async move {
+                let _ = pg::leave(group, pid).await;
+            }),
+            _ => {
+                side.rt.block_on(async move { krarup_runtime::exit(pid, krarup_runtime::ExitReason::Kill) });
+                pool[at] = idle_on(side);
+            }
+        }
+    }
+}
+
+/// Whether `viewer` counts, in each group of [`CHURNED`], as many members of other nodes as
+/// `owner` has members of its own (Pids are not the same values on both nodes: compared by count).
+fn sees_all_of(viewer: &pg::Scope, owner: &pg::Scope) -> bool {
+    CHURNED.iter().all(|g| viewer.members(g).len() - viewer.local_members(g).len() == owner.local_members(g).len())
+}
+
+#[test]
+fn views_converge_after_joins_leaves_deaths_and_lost_connections() {
+    let (b, proxy) = common::proxy::behind_proxy("b");
+    let a = Side::start("a");
+    a.node.connect(b.name()).expect("a connects to b through the proxy");
+    let (scope_a, scope_b) = (pg::start(&a.rt).unwrap(), pg::start(&b.rt).unwrap());
+    let mut pool_a: Vec<Pid> = (0..8).map(|_| idle_on(&a)).collect();
+    let mut pool_b: Vec<Pid> = (0..8).map(|_| idle_on(&b)).collect();
+    let mut rng = SplitMix(7);
+    let mut cuts = 0;
+    // Changes on both nodes while the connection is cut, made again (by `connect`, or by a
+    // scope's next message to the other), and cut again.
+    for round in 0..30 {
+        churn(&a, &mut pool_a, &mut rng, 10);
+        churn(&b, &mut pool_b, &mut rng, 10);
+        match round % 3 {
+            0 => cuts += proxy.cut(),
+            1 => {
+                let _ = a.node.connect(b.name());
+            }
+            _ => {}
+        }
+    }
+    assert!(cuts > 0, "no connection was up to be cut");
+    a.node.connect(b.name()).expect("a connects to b again");
+    wait_until("a's view of b's members is b's", || sees_all_of(&scope_a, &scope_b));
+    wait_until("b's view of a's members is a's", || sees_all_of(&scope_b, &scope_a));
+    for pid in pool_a.into_iter().chain(pool_b) {
+        pid.send(Stop);
+    }
+}
