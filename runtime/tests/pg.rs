@@ -225,3 +225,24 @@ fn start_reports_a_taken_name_and_the_scope_still_serves_this_node() {
     squatter.send(Quit);
     member.send(Quit);
 }
+
+#[test]
+fn a_scope_that_exits_leaves_no_stale_members_behind() {
+    let rt = runtime(2);
+    let scope = pg::start(&rt).unwrap();
+    let server = scope.pid();
+    rt.block_on(async move {
+        let member = spawn(idle());
+        pg::join("g", member).await.unwrap();
+        exit(server, ExitReason::Kill);
+        assert_eq!(exit_reason(server).await, ExitReason::Killed);
+        // Nobody keeps the table up to date any more: it must not go on listing members that
+        // may have died since (as other nodes drop a dead scope's members).
+        member.send(Quit);
+        assert_eq!(exit_reason(member).await, ExitReason::Normal);
+        eventually("the dead scope's members dropped", || pg::members("g").is_empty()).await;
+        assert!(pg::which_groups().is_empty());
+        assert_eq!(pg::join("g", self_pid()).await.map_err(|e| matches!(e, PgError::Scope(_))), Err(true));
+    });
+    assert!(scope.members("g").is_empty(), "read through the handle too");
+}

@@ -48,7 +48,9 @@
 //!
 //! The scope is not restarted: if it exits (it is killed; it does not
 //! fail by itself), [`join`] and [`leave`] on that runtime return
-//! [`PgError::Scope`] from then on, and other nodes drop its members.
+//! [`PgError::Scope`] from then on, the reads find no members on this
+//! node (rather than the members as they were when it died), and other
+//! nodes drop its members.
 //!
 //! The scope starts on first use: the first `pg` call in a process of a
 //! runtime starts that runtime's scope. Why lazily: a runtime whose

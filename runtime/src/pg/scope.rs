@@ -36,6 +36,10 @@
 //! a new connection arrives, so a stale peer is dropped before it is
 //! rediscovered.
 //!
+//! When the server ends (it is killed; it does not fail by itself) it
+//! empties the table: no member is listed from then on, rather than the
+//! members as they were when it died.
+//!
 //! Every message from another node is checked: a scope Pid of this node
 //! (a forgery from a local process) is ignored, and members that are not
 //! processes of the sending scope's node are left out.
@@ -104,8 +108,23 @@ struct Server {
     peers: HashMap<Pid, Peer>,
 }
 
-/// The scope server's body: serves until its runtime shuts down.
+/// Empties the table when the server ends (it is killed, or its runtime
+/// shuts down), however it ends: nobody keeps the table up to date from
+/// then on, so it must not go on listing members that may have died since.
+/// Other nodes drop the members of a scope that has exited in the same way
+/// (step 5).
+struct ClearOnExit(Arc<Members>);
+
+impl Drop for ClearOnExit {
+    fn drop(&mut self) {
+        self.0.edit(|e| e.clear());
+    }
+}
+
+/// The scope server's body: serves until it is killed or its runtime shuts
+/// down; the table is emptied then ([`ClearOnExit`]).
 pub(crate) async fn serve(members: Arc<Members>) {
+    let _clear = ClearOnExit(members.clone());
     let me = crate::send::self_pid();
     let mut server = Server { me, members, local: HashMap::new(), peers: HashMap::new() };
     for node in crate::dist::monitor_nodes() {

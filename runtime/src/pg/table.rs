@@ -4,11 +4,12 @@
 //!
 //! Invariant: only the scope's server process writes the table, and it
 //! writes each change — one join, one leave, a peer's whole
-//! synchronisation, a peer's departure — under one lock, so a reader on any
-//! thread sees every change whole or not at all. A group with no member is
-//! not in the table (so [`Members::which_groups`] lists only groups that
-//! have members). Reads copy out what they return and hold the lock only
-//! for that.
+//! synchronisation, a peer's departure, and at the server's end the
+//! emptying of the whole table — under one lock, so a reader on any thread
+//! sees every change whole or not at all. A group with no member is not in
+//! the table (so [`Members::which_groups`] lists only groups that have
+//! members). Reads copy out what they return and hold the lock only for
+//! that.
 
 use std::collections::BTreeMap;
 
@@ -60,6 +61,11 @@ impl Edit<'_> {
             Side::Remote => &mut entry.remote,
         };
         list.extend_from_slice(pids);
+    }
+
+    /// Removes every group: the scope has exited (see `scope.rs`).
+    pub(crate) fn clear(&mut self) {
+        self.groups.clear();
     }
 
     /// Removes one membership of each of `pids` from `group` (a Pid that is
