@@ -309,3 +309,30 @@ fn views_converge_after_joins_leaves_deaths_and_lost_connections() {
         pid.send(Stop);
     }
 }
+
+#[test]
+fn a_node_that_restarts_under_its_name_replaces_its_old_members_with_its_new_ones() {
+    // The first incarnation of b is named after the proxy and listens behind it; the second
+    // takes the same name (a new creation) and dials a itself while the first is still
+    // connected, as a node that restarted before its old connection was noticed lost.
+    let (b, _proxy) = common::proxy::behind_proxy("b");
+    let a = Side::start("a");
+    a.node.connect(b.name()).expect("a connects to b through the proxy");
+    let scope_a = pg::start(&a.rt).unwrap();
+    let old = idle_on(&b);
+    join(&b.rt, "g", old);
+    let old_at_a = remote_pid(old, &b, &a);
+    wait_until("the first b's member on a", || scope_a.members("g") == vec![old_at_a]);
+
+    let b2 = Side::with(krarup_net::NodeConfig::new(b.name(), common::COOKIE).listen("127.0.0.1:0"));
+    assert_ne!(b2.node.creation(), b.node.creation());
+    pg::start(&b2.rt).unwrap();
+    let new = idle_on(&b2);
+    join(&b2.rt, "g", new);
+    b2.node.connect(a.name()).expect("the second b connects to a");
+    let new_at_a = remote_pid(new, &b2, &a);
+    assert_ne!(new_at_a, old_at_a, "Pids of two incarnations differ");
+    wait_until("only the second b's member on a", || scope_a.members("g") == vec![new_at_a]);
+    old.send(Stop);
+    new.send(Stop);
+}
