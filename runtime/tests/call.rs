@@ -129,3 +129,21 @@ fn a_call_times_out_at_its_own_deadline_after_earlier_calls() {
         assert_eq!(mailbox_len(self_pid()), Some(0), "late replies were turned away");
     });
 }
+
+/// `call` returns a future (`Calling`) that does nothing until it is polled, as an `async fn`
+/// would: a call made but never awaited sends nothing and leaves nothing behind.
+#[test]
+fn a_call_sends_nothing_until_it_is_polled() {
+    let rt = runtime(1);
+    rt.block_on(async {
+        let server = spawn(server());
+        let never = call::<u64, u64>(server, 7, TIMEOUT);
+        krarup_runtime::yield_now().await;
+        assert_eq!(mailbox_len(server), Some(0), "sent before the first poll");
+        drop(never);
+        assert_eq!(monitored_by(server), Some(vec![]), "a monitor of a call never polled");
+        let later = call::<u64, u64>(server, 7, TIMEOUT);
+        assert_eq!(later.await, Ok(8));
+        assert_eq!(mailbox_len(self_pid()), Some(0));
+    });
+}
