@@ -7,9 +7,9 @@ mod util;
 use std::time::{Duration, Instant};
 
 use krarup_runtime::pg::{self, PgError, StartError};
-use krarup_runtime::{exit, recv_timeout, self_pid, spawn, ExitReason, Pid};
+use krarup_runtime::{exit, monitor, recv_timeout, self_pid, spawn, spawn_monitor, ExitReason, Pid};
 use serde::{Deserialize, Serialize};
-use util::{exit_reason, recv_bounded, runtime, TIMEOUT};
+use util::{down_of, recv_bounded, runtime, TIMEOUT};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Quit;
@@ -111,12 +111,15 @@ fn a_member_that_exits_is_removed_from_every_group() {
         pg::join("a", doomed).await.unwrap();
         pg::join("b", doomed).await.unwrap();
         pg::join("a", survivor).await.unwrap();
+        // Monitored before the exit is caused, so the Down says how it ended (not NoProc).
+        let watch = monitor(doomed);
         exit(doomed, ExitReason::Kill);
-        assert_eq!(exit_reason(doomed).await, ExitReason::Killed);
+        assert_eq!(down_of(watch).await.reason, ExitReason::Killed);
         eventually("the dead member removed", || pg::members("a") == vec![survivor]).await;
         eventually("its other group gone", || pg::which_groups() == vec!["a".to_owned()]).await;
+        let watch = monitor(survivor);
         survivor.send(Quit);
-        assert_eq!(exit_reason(survivor).await, ExitReason::Normal);
+        assert_eq!(down_of(watch).await.reason, ExitReason::Normal);
         eventually("the last member removed at its normal exit", || pg::which_groups().is_empty()).await;
     });
 }
@@ -125,8 +128,8 @@ fn a_member_that_exits_is_removed_from_every_group() {
 fn a_dead_process_that_joins_is_removed_at_once() {
     let rt = runtime(2);
     rt.block_on(async {
-        let dead = spawn(async {});
-        assert_eq!(exit_reason(dead).await, ExitReason::Normal);
+        let (dead, watch) = spawn_monitor(async {});
+        assert_eq!(down_of(watch).await.reason, ExitReason::Normal);
         pg::join("g", dead).await.unwrap();
         eventually("the dead joiner removed", || pg::members("g").is_empty()).await;
     });
@@ -234,12 +237,14 @@ fn a_scope_that_exits_leaves_no_stale_members_behind() {
     rt.block_on(async move {
         let member = spawn(idle());
         pg::join("g", member).await.unwrap();
+        let watch = monitor(server);
         exit(server, ExitReason::Kill);
-        assert_eq!(exit_reason(server).await, ExitReason::Killed);
+        assert_eq!(down_of(watch).await.reason, ExitReason::Killed);
         // Nobody keeps the table up to date any more: it must not go on listing members that
         // may have died since (as other nodes drop a dead scope's members).
+        let watch = monitor(member);
         member.send(Quit);
-        assert_eq!(exit_reason(member).await, ExitReason::Normal);
+        assert_eq!(down_of(watch).await.reason, ExitReason::Normal);
         eventually("the dead scope's members dropped", || pg::members("g").is_empty()).await;
         assert!(pg::which_groups().is_empty());
         assert_eq!(pg::join("g", self_pid()).await.map_err(|e| matches!(e, PgError::Scope(_))), Err(true));
