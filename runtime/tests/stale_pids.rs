@@ -6,9 +6,9 @@ mod util;
 
 use std::collections::{HashMap, HashSet};
 
-use krarup_runtime::{is_alive, mailbox_len, receive, self_pid, spawn, try_recv, yield_now, Pid};
+use krarup_runtime::{is_alive, mailbox_len, monitor, receive, self_pid, spawn, try_recv, yield_now, Pid};
 use serde::{Deserialize, Serialize};
-use util::{exit_reason, expect_msg, recv_bounded, runtime, TIMEOUT};
+use util::{down_of, exit_reason, expect_msg, recv_bounded, runtime, TIMEOUT};
 
 /// Sent to the stale Pid: must never be received.
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,8 +42,11 @@ async fn find_reused_slot(report: Pid) -> (Pid, Pid) {
         if let Some(&old) = dead.get(&pid.index()) {
             return (old, pid);
         }
+        // Monitored before it is told to quit: monitoring a process that has already exited
+        // gives NoProc, not how it ended.
+        let watch = monitor(pid);
         pid.send(Quit);
-        assert!(exit_reason(pid).await.is_normal());
+        assert!(down_of(watch).await.reason.is_normal());
         dead.insert(pid.index(), pid);
     }
     panic!("no slot was reused in 10,000 spawns");
