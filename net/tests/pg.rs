@@ -334,9 +334,17 @@ fn a_node_that_restarts_under_its_name_replaces_its_old_members_with_its_new_one
     let new = idle_on(&b2);
     join(&b2.rt, "g", new);
     b2.node.connect(a.name()).expect("the second b connects to a");
+    // The first incarnation is gone for good from here, as the old self of a node that
+    // restarted is: left running, it would connect again to send what it still had for a, and
+    // replace the second's connection in turn (they have the same name).
+    b.node.shutdown();
     let new_at_a = remote_pid(new, &b2, &a);
     assert_ne!(new_at_a, old_at_a, "Pids of two incarnations differ");
-    wait_until("only the second b's member on a", || scope_a.members("g") == vec![new_at_a]);
+    // Connect again if the first incarnation did so before it was shut down.
+    wait_until("only the second b's member on a", || {
+        let _ = b2.node.connect(a.name());
+        scope_a.members("g") == vec![new_at_a]
+    });
     old.send(Stop);
     new.send(Stop);
 }
