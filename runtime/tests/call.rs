@@ -138,8 +138,11 @@ fn a_call_sends_nothing_until_it_is_polled() {
     rt.block_on(async {
         let server = spawn(server());
         let never = call::<u64, u64>(server, 7, TIMEOUT);
-        krarup_runtime::yield_now().await;
+        // One worker, and this process has not yielded: the server has not run, so a request sent
+        // eagerly would still be in its mailbox, and an eager monitor still on it.
         assert_eq!(mailbox_len(server), Some(0), "sent before the first poll");
+        assert_eq!(monitored_by(server), Some(vec![]), "monitored before the first poll");
+        krarup_runtime::yield_now().await;
         drop(never);
         assert_eq!(monitored_by(server), Some(vec![]), "a monitor of a call never polled");
         let later = call::<u64, u64>(server, 7, TIMEOUT);

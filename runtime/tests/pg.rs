@@ -125,7 +125,7 @@ fn a_member_that_exits_is_removed_from_every_group() {
 }
 
 #[test]
-fn a_dead_process_that_joins_is_removed_at_once() {
+fn a_process_that_is_already_dead_when_it_joins_is_removed() {
     let rt = runtime(2);
     rt.block_on(async {
         let (dead, watch) = spawn_monitor(async {});

@@ -194,7 +194,9 @@ fn current(what: &str) -> Scope {
 ///
 /// # Errors
 /// [`StartError::NameTaken`] if another process holds the name `"pg"`:
-/// the scope serves this node, but other nodes cannot find it.
+/// the scope serves this node and still finds the other nodes' scopes
+/// itself (its own discover messages), but discovery started by another
+/// node reaches the process holding the name, not this scope.
 ///
 /// # Examples
 ///
