@@ -327,7 +327,23 @@ pub(crate) fn poll_types(
     is_wanted: impl Fn(&Envelope) -> Option<u32>,
     remote: impl FnMut(&mut Envelope) -> Option<u32>,
 ) -> Poll<(u32, Envelope)> {
-    // As `Recv::poll`.
+    let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
+        // SAFETY: `poll_now` passes the slot of the process being polled.
+        unsafe { scan_types(slot, scan, worker.book(), is_wanted, remote) }
+    };
+    poll_now(what, scan, attempt)
+}
+
+/// One poll of a receive without a deadline in the current process, with
+/// the commonest case first: nothing new since this receive last looked.
+/// Then it takes a unit of budget (or yields) and runs `attempt` over the
+/// mailbox.
+#[inline(always)]
+fn poll_now<H>(
+    what: &'static str,
+    scan: &mut Scan,
+    attempt: impl FnOnce(&Worker, &Slot, &mut Scan) -> Option<H>,
+) -> Poll<H> {
     with_current(what, |worker, current, slot| {
         scan.claim(current);
         // SAFETY: `with_current` gives us the slot of the process we are polling.
@@ -340,8 +356,7 @@ pub(crate) fn poll_types(
             return Poll::Pending;
         }
         refuse_inside_guard(worker);
-        // SAFETY: as above.
-        match unsafe { scan_types(slot, scan, worker.book(), is_wanted, remote) } {
+        match attempt(worker, slot, scan) {
             Some(hit) => Poll::Ready(hit),
             None => {
                 worker.book().note_pending();
@@ -523,9 +538,9 @@ impl CallDeadline {
     pub(crate) fn new(timeout: Duration) -> CallDeadline {
         CallDeadline { timeout: u64::try_from(timeout.as_nanos()).unwrap_or(NEVER), at: UNSET, timer: None }
     }
+}
 
-    /// After a miss: whether the deadline has passed; if not, makes sure a
-    /// timer wakes the process by then.
+impl Wait for CallDeadline {
     #[inline]
     fn has_passed(&mut self, worker: &Worker, current: Current) -> bool {
         let now = worker.shared.clock.now_nanos();
@@ -555,6 +570,11 @@ impl CallDeadline {
         if let Some(timer) = self.timer.take() {
             timer.linger(worker, current);
         }
+    }
+
+    #[inline]
+    fn expired(&mut self) {
+        self.timer = None;
     }
 }
 
@@ -594,9 +614,30 @@ fn nested_receive() -> ! {
     panic!("krarup: a receive was started from inside a receive! guard")
 }
 
-impl Deadline {
-    /// After a miss: whether the deadline has passed; arms the timer the
-    /// first time the receive has to wait.
+/// What a receive with a deadline asks of it ([`Deadline`] for `receive!`
+/// and `recv_timeout`, [`CallDeadline`] for a call's wait).
+trait Wait {
+    /// After a miss: whether the deadline has passed; if not, makes sure a
+    /// timer wakes the process by then.
+    fn has_passed(&mut self, worker: &Worker, current: Current) -> bool;
+    /// The receive matched.
+    fn matched(&mut self, worker: &Worker, current: Current);
+    /// The receive timed out.
+    fn expired(&mut self);
+}
+
+impl Wait for Deadline {
+    #[inline]
+    fn matched(&mut self, _: &Worker, _: Current) {
+        *self = Deadline::Never;
+    }
+
+    #[inline]
+    fn expired(&mut self) {
+        *self = Deadline::Never;
+    }
+
+    /// Arms the timer the first time the receive has to wait.
     #[inline]
     fn has_passed(&mut self, worker: &Worker, current: Current) -> bool {
         match self {
@@ -622,7 +663,7 @@ impl Deadline {
 fn poll_receive<H>(
     what: &'static str,
     scan: &mut Scan,
-    deadline: &mut Deadline,
+    deadline: &mut impl Wait,
     attempt: impl FnOnce(&Worker, &Slot, &mut Scan) -> Option<H>,
     expected: impl FnOnce() -> Vec<&'static str>,
 ) -> Poll<Option<H>> {
@@ -638,7 +679,7 @@ fn poll_receive<H>(
                 return Poll::Pending;
             }
             if let Some(hit) = attempt(worker, slot, scan) {
-                *deadline = Deadline::Never;
+                deadline.matched(worker, current);
                 return Poll::Ready(Some(hit));
             }
         }
@@ -646,7 +687,7 @@ fn poll_receive<H>(
             worker.book().note_pending();
             return Poll::Pending;
         }
-        *deadline = Deadline::Never;
+        deadline.expired();
         timed_out(worker, current, slot, expected);
         Poll::Ready(None)
     })
@@ -682,31 +723,12 @@ pub(crate) fn poll_call<M>(
 where
     M: FnMut(&mut Envelope) -> Option<u32>,
 {
-    with_current("call", |worker, current, slot| {
-        refuse_inside_guard(worker);
-        scan.claim(current);
-        // Nothing arrived since the last look (the first poll, as a rule:
-        // the server has not run yet): only the deadline can end the wait.
-        // SAFETY: `with_current` gives us the slot of the process we are polling.
-        if unsafe { has_unscanned(slot, scan) } {
-            if !worker.consume_budget() {
-                worker.book().yields(worker, current, slot);
-                return Poll::Pending;
-            }
-            // SAFETY: as above; the matcher runs no user code, so it cannot receive.
-            if let Some(hit) = unsafe { self::scan(slot, scan, worker.book(), matcher) } {
-                deadline.matched(worker, current);
-                return Poll::Ready(Some(hit));
-            }
-        }
-        if !deadline.has_passed(worker, current) {
-            worker.book().note_pending();
-            return Poll::Pending;
-        }
-        deadline.timer = None;
-        timed_out(worker, current, slot, expected);
-        Poll::Ready(None)
-    })
+    let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
+        // SAFETY: `poll_receive` passes the slot of the process being polled;
+        // the matcher runs no user code, so it cannot receive.
+        unsafe { self::scan(slot, scan, worker.book(), matcher) }
+    };
+    poll_receive("call", scan, deadline, attempt, expected)
 }
 
 /// The future of [`recv`] and [`recv_local`]: the next message of type `T`.
@@ -723,31 +745,12 @@ impl<T: Send + 'static> Future for Recv<T> {
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<T> {
-        // `poll_receive` without a deadline, with the commonest case first:
-        // nothing new since this receive last looked.
         let decode = self.decode;
-        let scan = &mut self.scan;
-        with_current("recv", |worker, current, slot| {
-            scan.claim(current);
-            // SAFETY: `with_current` gives us the slot of the process we are polling.
-            if unsafe { !has_unscanned(slot, scan) } {
-                worker.book().note_pending();
-                return Poll::Pending;
-            }
-            if !worker.consume_budget() {
-                worker.book().yields(worker, current, slot);
-                return Poll::Pending;
-            }
-            refuse_inside_guard(worker);
-            // SAFETY: as above.
-            match unsafe { scan_type::<T>(slot, scan, worker.book(), decode) } {
-                Some(env) => Poll::Ready(unwrap_as::<T>(env)),
-                None => {
-                    worker.book().note_pending();
-                    Poll::Pending
-                }
-            }
-        })
+        let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
+            // SAFETY: `poll_now` passes the slot of the process being polled.
+            unsafe { scan_type::<T>(slot, scan, worker.book(), decode) }
+        };
+        poll_now("recv", &mut self.scan, attempt).map(unwrap_as::<T>)
     }
 }
 
@@ -768,8 +771,7 @@ impl<T: Send + 'static> Future for RecvTimeout<T> {
         let this = self.get_mut();
         let decode = this.decode;
         let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
-            refuse_inside_guard(worker);
-            // SAFETY: `with_current` gives us the slot of the process we are polling.
+            // SAFETY: `poll_receive` passes the slot of the process being polled.
             unsafe { scan_type::<T>(slot, scan, worker.book(), decode) }
         };
         poll_receive("recv_timeout", &mut this.scan, &mut this.deadline, attempt, || vec![std::any::type_name::<T>()])
