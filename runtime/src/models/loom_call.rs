@@ -98,20 +98,30 @@ fn boom() -> ExitReason {
     ExitReason::Error("boom".into())
 }
 
+/// W (process 0) has started a call to S (process 1): the request and the
+/// call's monitor are on S.
+fn call_started() -> (Arc<World>, MonitorRef) {
+    let world = Arc::new(World::new(&[false, false]));
+    let reference = reference(TAG, world.pid(1), world.pid(0));
+    assert!(start_local(&*world, world.slot(0), reference, Envelope::new(CallRequest(TAG))), "S is alive at setup");
+    (world, reference)
+}
+
+/// W's side of the call: one poll that receives and finishes it.
+fn await_reply(world: &World, reference: MonitorRef) -> Outcome {
+    let mut outcome = None;
+    world.run_with(0, |w| {
+        outcome = Some(receive_and_finish(w, reference));
+        None
+    });
+    outcome.expect("W's first poll ran")
+}
+
 #[test]
 fn loom_call_reply_racing_timeout() {
     loom::model(|| {
-        let world = Arc::new(World::new(&[false, false]));
-        let reference = reference(TAG, world.pid(1), world.pid(0));
-        assert!(start_local(&*world, world.slot(0), reference, Envelope::new(CallRequest(TAG))), "S is alive at setup");
-        let caller = spawn_with(&world, move |w| {
-            let mut outcome = None;
-            w.run_with(0, |w| {
-                outcome = Some(receive_and_finish(w, reference));
-                None
-            });
-            outcome.expect("W's first poll ran")
-        });
+        let (world, reference) = call_started();
+        let caller = spawn_with(&world, move |w| await_reply(w, reference));
         let server = spawn_with(&world, |w| {
             let mut accepted = None;
             w.run_with(1, |w| {
@@ -139,17 +149,8 @@ fn loom_call_reply_racing_timeout() {
 #[test]
 fn loom_call_server_exit_racing_finish() {
     loom::model(|| {
-        let world = Arc::new(World::new(&[false, false]));
-        let reference = reference(TAG, world.pid(1), world.pid(0));
-        assert!(start_local(&*world, world.slot(0), reference, Envelope::new(CallRequest(TAG))), "S is alive at setup");
-        let caller = spawn_with(&world, move |w| {
-            let mut outcome = None;
-            w.run_with(0, |w| {
-                outcome = Some(receive_and_finish(w, reference));
-                None
-            });
-            outcome.expect("W's first poll ran")
-        });
+        let (world, reference) = call_started();
+        let caller = spawn_with(&world, move |w| await_reply(w, reference));
         let server = spawn_with(&world, |w| {
             w.run_with(1, |w| {
                 reply(w);
