@@ -5,39 +5,40 @@
 //!
 //! A call to a server of the caller's own runtime (the common case):
 //!
-//! 1. The caller picks a fresh tag and records the call among those it
-//!    awaits (an [`Awaited`] in its slot's extras, under its lock): the tag
-//!    and the server, which it is about to monitor.
+//! 1. The caller picks a fresh tag and records it as awaited, in its own
+//!    slot (`awaits.rs`: without a lock when it awaits no other call).
 //! 2. Under the server's lock, in one section: if the server is alive, the
-//!    call's monitor (whose id is the tag) joins its monitors and the
+//!    call's monitor (whose id is the tag) joins its `calls` and the
 //!    [`Call`] its mailbox; if not, the call fails at once with `NoProc`.
 //! 3. The server answers with [`ReplyTo::reply`], now or later, from any
 //!    process. The reply is delivered only if the caller still awaits the
 //!    tag — checked under the caller's lock, at delivery — and its delivery
-//!    ends the wait: the record is removed (a call takes one reply; another
-//!    one with the same tag is turned away).
+//!    ends the wait (a call takes one reply; another one with the same tag
+//!    is turned away).
 //! 4. The caller receives the reply, or the monitor's `Down` (the server
-//!    exited), or the deadline passes. Unless it received the `Down`, it
-//!    removes the monitor from the server's monitors (under the server's
-//!    lock); if it was no longer there, the server exited meanwhile and its
-//!    `Down` is in the caller's mailbox or on its way: it is taken out, or
-//!    recorded as suppressed, as `demonitor` does. If the call failed, the
-//!    caller stops awaiting the tag (under its lock: from then on a reply
-//!    with that tag is turned away) and takes out of its mailbox a reply
-//!    that arrived in between.
+//!    exited: its exit sends one for each of its `calls`, under the same
+//!    rule as a reply — accepted only while the call is awaited, ending the
+//!    wait), or the deadline passes. After a reply or the `Down` there is
+//!    nothing left to undo. Otherwise (a timeout, an abandoned call) the
+//!    caller stops awaiting the tag under its lock; if it was no longer
+//!    awaited, the reply or the `Down` was accepted in between, and the
+//!    caller takes it out of its mailbox.
 //!
-//! A successful call thus costs four lock sections besides the receives:
-//! the caller's (1), the server's (2), the caller's (3, the reply's
-//! delivery), the server's (4). The call's monitor is not in the caller's
-//! `watching` list (which would cost two more): a caller that exits
-//! mid-call removes the monitors of the calls it still awaits at its exit
-//! (`link::announce_exit`), and an abandoned [`PendingCall`] removes its
-//! own when dropped.
+//! A successful call thus takes two lock sections, as many as a
+//! hand-written request and reply: the server's (2) and the caller's (3).
+//! The call's monitor is not removed when the call ends: it stays among the
+//! server's `calls`, where it can do nothing but send a `Down` that is
+//! turned away, until the list is pruned (when it has doubled since the
+//! last pruning, step 2 drops the monitors whose callers no longer await
+//! them: amortized constant time per call) or the server exits. A caller
+//! that exits mid-call leaves nothing to clean up either: its awaited tags
+//! go with its incarnation.
 //!
 //! A call to a server elsewhere — another node, or another runtime of this
-//! OS process — records the tag alone in step 1, then monitors the server
+//! OS process — records the tag as in step 1, then monitors the server
 //! with [`monitor`] (which reports a lost node as `NoConnection`) and sends
-//! the `Call`; step 4 is [`demonitor`]. A reply from another node is checked
+//! the `Call`; step 4 is [`demonitor`] (unless the `Down` came) and, on
+//! failure, the same giving up. A reply from another node is checked
 //! against (and ends) the record when it arrives (`dist/remote.rs`).
 //!
 //! Erlang needed process aliases (OTP 24) for the same guarantee: that a
@@ -54,16 +55,17 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::awaits::ReplyOf;
 use crate::dist::{materialize, Materialized, RemoteMessage};
 use crate::envelope::Envelope;
 use crate::exit::ExitReason;
 use crate::link::{Processes, Table};
-use crate::monitor::{demonitor, forget, monitor, Down, MonitorRef};
+use crate::monitor::{demonitor, monitor, Down, MonitorRef};
 use crate::pid::Pid;
 use crate::receive::{self, CallDeadline, Decode, Scan};
 use crate::scheduler::worker::{with_current, with_worker};
-use crate::send::{deliver_unless, Message};
-use crate::slot::{Extras, Slot};
+use crate::send::{deliver_unless, deliver_unless_or, with_runtime_of, Message};
+use crate::slot::Slot;
 use crate::sync::Ordering;
 
 /// Where the reply to one call goes. Serializable, so a server can keep it
@@ -94,10 +96,14 @@ impl<R: Message> ReplyTo<R> {
     /// Sends the reply. It reaches the caller only if the caller is still
     /// waiting for it; after a timeout it is dropped. Works across nodes.
     pub fn reply(self, value: R) {
-        let reply = Reply { tag: self.tag, value };
-        if !crate::dist::send_remote(self.to, crate::dist::tag_of::<Reply<R>>, Some(self.tag), &reply) {
-            self.send(reply.value);
-        }
+        let (to, tag) = (self.to, self.tag);
+        deliver_unless_or(to, Envelope::new(Reply { tag, value }), ReplyOf(tag), |env| {
+            // Another node, or another runtime of this OS process.
+            let reply = env.downcast::<Reply<R>>().unwrap_or_else(|_| unreachable!("sent as a reply"));
+            if !crate::dist::send_remote(to, crate::dist::tag_of::<Reply<R>>, Some(tag), &reply) {
+                deliver_unless(to, Envelope::new(reply), ReplyOf(tag));
+            }
+        });
     }
 }
 
@@ -111,8 +117,7 @@ impl<R: Send + 'static> ReplyTo<R> {
     /// Step 3 of the module docs, to a caller in this OS process.
     fn send(self, value: R) {
         let tag = self.tag;
-        let env = Envelope::new(Reply { tag, value });
-        deliver_unless(self.to, env, |extras| !stop_awaiting(extras, tag));
+        deliver_unless(self.to, Envelope::new(Reply { tag, value }), ReplyOf(tag));
     }
 }
 
@@ -229,38 +234,6 @@ pub fn call_local<Q: Send + 'static, R: Send + 'static>(server: Pid, request: Q,
     Calling::new(server, request, timeout, |to, call| to.send_local(call), None)
 }
 
-/// A call the process awaits a reply to: an entry of its extras'
-/// `awaiting` (step 1 of the module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Awaited {
-    /// The call's tag (for a server of the caller's runtime, also the id of
-    /// the call's monitor).
-    pub(crate) tag: u64,
-    /// The server, when the call's monitor is recorded here rather than in
-    /// `watching` (a server of the caller's runtime: step 2).
-    pub(crate) server: Option<Pid>,
-}
-
-impl Awaited {
-    /// The monitor of the call, if it is recorded here, held by `watcher`.
-    pub(crate) fn monitor(&self, watcher: Pid) -> Option<MonitorRef> {
-        self.server.map(|server| MonitorRef::new(self.tag, server, watcher))
-    }
-}
-
-/// Under the caller's lock: ends the wait for the call `tag`; whether it
-/// was awaited (a reply to it is then accepted: step 3).
-#[inline]
-pub(crate) fn stop_awaiting(extras: &mut Extras, tag: u64) -> bool {
-    match extras.awaiting.iter().position(|a| a.tag == tag) {
-        Some(at) => {
-            extras.awaiting.swap_remove(at);
-            true
-        }
-        None => false,
-    }
-}
-
 /// How a [`PendingCall`] watches its server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Watch {
@@ -283,54 +256,63 @@ pub(crate) enum Outcome {
     Failed,
 }
 
+/// The length of a server's `calls` at which it is first pruned.
+const PRUNE_FIRST: usize = 32;
+
 /// Steps 1 and 2 of the module docs for a server of the caller's runtime,
 /// over `processes`: the record (in the caller's slot, `own`), then the
 /// monitor `reference` (whose id is the call's tag) and the `request`, in
-/// one section of the server's lock. Whether the server was alive (if not,
-/// the record stays, for [`finish_local`] to remove).
+/// one section of the server's lock. Whether the server was alive.
+///
+/// A caller that calls one server again and again, alone, replaces its
+/// previous call's monitor (if it is the last one) instead of adding one.
 pub(crate) fn start_local(processes: &impl Processes, own: &Slot, reference: MonitorRef, request: Envelope) -> bool {
-    let (me, server, tag) = (reference.watcher(), reference.target(), reference.id());
-    own.with_extras(me.serial(), |e| e.awaiting.push(Awaited { tag, server: Some(server) }));
-    processes.deliver_with(server, request, |e| e.monitors.push(reference))
+    let (me, server) = (reference.watcher(), reference.target());
+    let only_call = own.await_reply(me.serial(), reference.id());
+    processes.deliver_with(server, request, |e| {
+        if let Some(last) = e.calls.last_mut().filter(|last| only_call && last.watcher() == me) {
+            // The caller's previous call to this server has ended, since
+            // this is the one call it awaits: its monitor is reused.
+            *last = reference;
+            return;
+        }
+        if e.calls.len() >= e.prune_calls_at {
+            processes.retain_awaited(&mut e.calls);
+            e.prune_calls_at = (2 * e.calls.len()).max(PRUNE_FIRST);
+        }
+        e.calls.push(reference);
+    })
 }
 
-/// Step 4 of the module docs for a call started by [`start_local`] whose
-/// wait ended with `outcome`. `own` is the caller's slot if the caller is
-/// running (else it is exiting: its mailbox goes with it, and only the
-/// server's side and the record are cleaned up); `is_reply` recognises the
-/// call's reply.
+/// Step 4 of the module docs for a call whose wait ended without its reply
+/// or `Down` (a timeout, an abandoned call, a server that was not
+/// running): the caller `own` gives up the call `tag`; `is_ours` recognises
+/// the call's reply and `Down`, one of which may have been accepted in
+/// between and is taken out of the mailbox.
 ///
 /// # Safety
-/// If `own` is given, the caller of this function owns that process, the
-/// call's caller (`BUSY`).
-pub(crate) unsafe fn finish_local(
-    processes: &impl Processes,
-    own: Option<&Slot>,
-    reference: MonitorRef,
-    outcome: Outcome,
-    is_reply: impl Fn(&Envelope) -> bool,
-) {
-    if outcome != Outcome::Down {
-        let removed = processes.with_extras(reference.target(), |e| forget(&mut e.monitors, reference));
-        if removed != Some(true) {
-            if let Some(own) = own {
-                // The server exited: its Down is here (take it out) or on its
-                // way (turn it away on arrival), as `demonitor` does.
-                let is_down = |env: &Envelope| env.peek::<Down>().is_some_and(|d| d.reference == reference);
-                // SAFETY: the caller owns the process whose slot is `own`.
-                unsafe { receive::remove_first_or(own, is_down, |extras| extras.suppressed.push(reference)) };
-            }
-        }
+/// The caller of this function owns the process whose slot is `own` (`BUSY`).
+pub(crate) unsafe fn give_up(own: &Slot, serial: u32, tag: u64, is_ours: impl Fn(&Envelope) -> bool) {
+    if !own.stop_awaiting(serial, tag) {
+        // SAFETY: the caller owns the process whose slot is `own`.
+        while unsafe { receive::remove_first_or(own, &is_ours, |_| {}) }.is_some() {}
     }
-    if outcome != Outcome::Replied {
-        // From here on a reply with this tag is turned away; take out one
-        // that came in between.
-        let tag = reference.id();
-        processes.with_extras(reference.watcher(), |e| stop_awaiting(e, tag));
-        if let Some(own) = own {
-            // SAFETY: as above.
-            while unsafe { receive::remove_first_or(own, &is_reply, |_| {}) }.is_some() {}
-        }
+}
+
+/// Whether `caller` awaits the reply to its call `tag` (under its lock).
+pub(crate) fn awaits(caller: Pid, tag: u64) -> bool {
+    with_runtime_of(caller, |shared| {
+        shared.table.get(caller.index()).is_some_and(|s| s.awaits_exactly(caller.serial(), tag))
+    })
+    .unwrap_or(false)
+}
+
+/// Exit path: the monitors of the calls made to `dead` fire, each `Down`
+/// accepted only by a caller that still awaits its call (step 4).
+pub(crate) fn fire_calls(processes: &impl Processes, dead: Pid, reason: &ExitReason, calls: Vec<MonitorRef>) {
+    for reference in calls {
+        let down = Envelope::new(Down { reference, pid: dead, reason: reason.clone() });
+        processes.deliver_unless(reference.watcher(), down, ReplyOf(reference.id()));
     }
 }
 
@@ -409,7 +391,7 @@ fn start_any<Q: Send + 'static, R: Send + 'static>(
         let alive = with_current("call", |_, _, own| start_local(&Table, own, reference, request));
         (reference, if alive { Watch::Local } else { Watch::NotRunning })
     } else {
-        Table.with_extras(me, |e| e.awaiting.push(Awaited { tag, server: None }));
+        with_current("call", |_, _, own| own.await_reply(me.serial(), tag));
         let reference = monitor(server);
         send(server, Call { request, reply_to });
         (reference, Watch::General)
@@ -436,39 +418,38 @@ impl<R: Send + 'static> PendingCall<R> {
     fn finish(&mut self, outcome: Outcome) {
         self.done = true;
         let (me, tag, reference) = (self.reference.watcher(), self.tag, self.reference);
-        let is_reply = |env: &Envelope| {
-            env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag)
-                || env.peek::<RemoteMessage>().is_some_and(|m| m.guard() == Some(tag))
-        };
+        let local = self.watch != Watch::General;
+        if local && outcome != Outcome::Failed {
+            // The delivery of the reply or of the Down ended the wait; the
+            // monitor stays on the server, harmless.
+            return;
+        }
         let in_caller = with_worker(|w| {
             w.and_then(|w| w.current().map(|c| Pid::from_parts(w.shared.node, c.index, c.serial))) == Some(me)
         });
-        match self.watch {
-            Watch::Local | Watch::NotRunning => {
-                // No monitor was added for a server that was not running.
-                let outcome = if self.watch == Watch::NotRunning { Outcome::Down } else { outcome };
-                if in_caller {
-                    // SAFETY: `own` is the slot of the process being polled on
-                    // this worker (BUSY): the caller.
-                    with_current("call", |_, _, own| unsafe {
-                        finish_local(&Table, Some(own), reference, outcome, is_reply)
-                    });
-                } else {
-                    // SAFETY: no slot is given.
-                    unsafe { finish_local(&Table, None, reference, outcome, is_reply) };
-                }
+        if !in_caller {
+            // Abandoned outside its process (the process itself is ending,
+            // or the call was handed elsewhere): stop awaiting it if the
+            // process lives on; what is in its mailbox stays there. A
+            // general monitor goes with the watcher's `watching` list at its
+            // exit (`link::announce_exit`).
+            if outcome != Outcome::Replied {
+                with_runtime_of(me, |shared| shared.table.get(me.index()).map(|s| s.stop_awaiting(me.serial(), tag)));
             }
-            Watch::General => {
-                if in_caller && outcome != Outcome::Down {
-                    demonitor(reference);
-                }
-                if outcome != Outcome::Replied {
-                    Table.with_extras(me, |e| stop_awaiting(e, tag));
-                    if in_caller {
-                        while receive::remove_first(is_reply).is_some() {}
-                    }
-                }
-            }
+            return;
+        }
+        if !local && outcome != Outcome::Down {
+            demonitor(reference);
+        }
+        if outcome != Outcome::Replied {
+            let is_ours = |env: &Envelope| {
+                env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag)
+                    || env.peek::<RemoteMessage>().is_some_and(|m| m.guard() == Some(tag))
+                    || (local && env.peek::<Down>().is_some_and(|d| d.reference == reference))
+            };
+            // SAFETY: `own` is the slot of the process being polled on this
+            // worker (BUSY): the caller.
+            with_current("call", |_, _, own| unsafe { give_up(own, me.serial(), tag, is_ours) });
         }
     }
 }
@@ -608,5 +589,40 @@ impl<Q: Send + 'static, R: Send + 'static> Future for Calling<Q, R> {
         let result = std::task::ready!(Pin::new(wait).poll(cx));
         *state = CallingState::Done;
         Poll::Ready(result)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::{recv, recv_timeout, self_pid, spawn, Runtime};
+
+    async fn increment() {
+        loop {
+            let c: Call<u64, u64> = recv().await;
+            c.reply_to.reply(c.request + 1);
+        }
+    }
+
+    /// The monitors of ended calls stay on the server only until the next
+    /// pruning: many callers, one call each, leave a short list behind.
+    #[test]
+    fn the_monitors_of_ended_calls_are_pruned() {
+        let rt = Runtime::builder().workers(2).build().expect("a runtime");
+        let kept = rt.block_on(async {
+            let server = spawn(increment());
+            let me = self_pid();
+            for n in 0..1_000u64 {
+                // A new caller each time: its monitor cannot replace another's.
+                spawn(async move { me.send(call::<u64, u64>(server, n, Duration::from_secs(5)).await.ok()) });
+                assert_eq!(recv_timeout::<Option<u64>>(Duration::from_secs(5)).await, Some(Some(n + 1)));
+            }
+            // One caller again and again: it replaces its own monitor.
+            for n in 0..1_000u64 {
+                assert_eq!(call::<u64, u64>(server, n, Duration::from_secs(5)).await, Ok(n + 1));
+            }
+            crate::link::with_extras_of(server, |e| e.calls.len()).expect("the server is alive")
+        });
+        assert!(kept <= PRUNE_FIRST + 1, "{kept} call monitors left on the server after 2,000 calls");
     }
 }

@@ -57,6 +57,7 @@
 #![deny(missing_docs)]
 
 mod any;
+mod awaits;
 mod blocking;
 mod call;
 pub mod dist;

@@ -53,11 +53,14 @@ pub(crate) trait Processes {
     fn signal(&self, to: Pid, from: Pid, reason: &ExitReason, via: Via);
     /// Delivers `env` to `to` unless `refuse`, run under `to`'s lock, turns
     /// it away; whether it was turned away.
-    fn deliver_unless(&self, to: Pid, env: Envelope, refuse: impl FnOnce(&mut crate::slot::Extras) -> bool) -> bool;
+    fn deliver_unless(&self, to: Pid, env: Envelope, refuse: impl crate::awaits::Veto) -> bool;
     /// Delivers `env` to `to` if it is alive, running `setup` on its extras
     /// in the same lock section (see `Slot::deliver_with`); whether it was
     /// alive. `to` is a process of this OS process.
     fn deliver_with(&self, to: Pid, env: Envelope, setup: impl FnOnce(&mut crate::slot::Extras)) -> bool;
+    /// Without taking a lock: keeps the monitors of `calls` whose callers
+    /// are alive and may still await them (see `awaits.rs`).
+    fn retain_awaited(&self, calls: &mut Vec<crate::monitor::MonitorRef>);
     /// Whether `pid` is a process of another node (whose extras this side
     /// cannot reach: see `dist`).
     fn is_remote(&self, pid: Pid) -> bool {
@@ -73,6 +76,17 @@ pub(crate) trait Processes {
 /// The runtime's processes, wherever their runtime is.
 pub(crate) struct Table;
 
+/// A veto that notes whether it refused.
+struct Noting<'a, V>(V, &'a std::cell::Cell<bool>);
+
+impl<V: crate::awaits::Veto> crate::awaits::Veto for Noting<'_, V> {
+    fn refuses(self, awaits: &crate::awaits::Awaits, extras: Option<&mut crate::slot::Extras>) -> bool {
+        let refused = self.0.refuses(awaits, extras);
+        self.1.set(refused);
+        refused
+    }
+}
+
 impl Processes for Table {
     fn with_extras<R>(&self, pid: Pid, f: impl FnOnce(&mut crate::slot::Extras) -> R) -> Option<R> {
         with_extras_of(pid, f)
@@ -86,7 +100,7 @@ impl Processes for Table {
         }
     }
 
-    fn deliver_unless(&self, to: Pid, env: Envelope, refuse: impl FnOnce(&mut crate::slot::Extras) -> bool) -> bool {
+    fn deliver_unless(&self, to: Pid, env: Envelope, refuse: impl crate::awaits::Veto) -> bool {
         if crate::dist::is_remote(to) {
             // Only a `Down` goes to another node this way (`monitor::fire`);
             // the veto runs on the watcher's node when it arrives.
@@ -96,11 +110,21 @@ impl Processes for Table {
             return false;
         }
         let refused = std::cell::Cell::new(false);
-        crate::send::deliver_unless(to, env, |extras| {
-            refused.set(refuse(extras));
-            refused.get()
-        });
+        crate::send::deliver_unless(to, env, Noting(refuse, &refused));
         refused.get()
+    }
+
+    fn retain_awaited(&self, calls: &mut Vec<crate::monitor::MonitorRef>) {
+        // The callers of local calls are processes of the server's runtime.
+        let Some(first) = calls.first() else { return };
+        let kept = with_runtime_of(first.watcher(), |shared| {
+            calls.retain(|c| {
+                shared.table.get(c.watcher().index()).is_some_and(|s| s.may_await(c.watcher().serial(), c.id()))
+            })
+        });
+        if kept.is_none() {
+            calls.clear();
+        }
     }
 
     fn deliver_with(&self, to: Pid, env: Envelope, setup: impl FnOnce(&mut crate::slot::Extras)) -> bool {
@@ -148,8 +172,8 @@ pub(crate) fn fire_links(processes: &impl Processes, dead: Pid, reason: &ExitRea
 }
 
 /// Exit path: everything `dead`'s exit tells the others, in this order:
-/// its monitors (those of its calls included) leave their targets, its links are signalled, its monitors
-/// fire. So whoever is woken by the exit signal or the `Down` finds no
+/// its monitors leave their targets, its links are signalled, its monitors
+/// fire (those of the calls made to it too: see `call.rs`). So whoever is woken by the exit signal or the `Down` finds no
 /// monitor of the dead process left anywhere, and a process holding both a
 /// link and a monitor on it has the exit signal first. Returns the monitors
 /// whose `Down` was turned away (see [`crate::monitor::fire`]).
@@ -159,12 +183,11 @@ pub(crate) fn announce_exit(
     reason: &ExitReason,
     extras: &mut crate::slot::Extras,
 ) -> Vec<crate::monitor::MonitorRef> {
-    // The monitors of the calls it awaited replies to (see `call.rs`) go too.
-    let mut watching = std::mem::take(&mut extras.watching);
-    watching.extend(extras.awaiting.drain(..).filter_map(|call| call.monitor(dead)));
-    crate::monitor::unwatch(processes, watching);
+    crate::monitor::unwatch(processes, std::mem::take(&mut extras.watching));
     fire_links(processes, dead, reason, std::mem::take(&mut extras.links));
-    crate::monitor::fire(processes, dead, reason, std::mem::take(&mut extras.monitors))
+    let refused = crate::monitor::fire(processes, dead, reason, std::mem::take(&mut extras.monitors));
+    crate::call::fire_calls(processes, dead, reason, std::mem::take(&mut extras.calls));
+    refused
 }
 
 /// Runs `f` on the extras of process `pid`; None if it is not alive.

@@ -142,7 +142,7 @@ pub(crate) fn monitor_with(processes: &impl Processes, reference: MonitorRef) ->
     if !added {
         processes.with_extras(reference.watcher, |e| forget(&mut e.watching, reference));
         let down = Envelope::new(Down { reference, pid: reference.target, reason: ExitReason::NoProc });
-        processes.deliver_unless(reference.watcher, down, |_| false);
+        processes.deliver_unless(reference.watcher, down, crate::awaits::Accept);
     }
     added
 }
@@ -211,8 +211,20 @@ pub(crate) fn forget(list: &mut Vec<MonitorRef>, reference: MonitorRef) -> bool 
 /// The processes monitoring `pid` (Erlang's `process_info(Pid,
 /// monitored_by)`), one entry per monitor; None if `pid` is not alive.
 /// Works from any thread.
+///
+/// A process in the middle of a [`call`](crate::call) to `pid` is listed
+/// (the call monitors its server, as Erlang's `gen_server:call` does);
+/// the monitor of a call that ended is not, though `pid` may keep it a
+/// while: it can no longer fire (see `call.rs`).
 pub fn monitored_by(pid: Pid) -> Option<Vec<Pid>> {
-    with_extras_of(pid, |e| e.monitors.iter().map(|r| r.watcher).collect())
+    let (mut watchers, calls) = with_extras_of(pid, |e| {
+        let mut calls = e.calls.clone();
+        Table.retain_awaited(&mut calls);
+        (e.monitors.iter().map(|r| r.watcher).collect::<Vec<_>>(), calls)
+    })?;
+    // Outside the server's lock (a caller's is taken): the exact answer.
+    watchers.extend(calls.iter().filter(|r| crate::call::awaits(r.watcher, r.id)).map(|r| r.watcher));
+    Some(watchers)
 }
 
 /// Exit path of a watcher: removes the monitors it still held from their

@@ -389,18 +389,6 @@ pub(crate) unsafe fn remove_first_or(
     in_inner.or_else(|| slot.remove_outer_or(is_it, otherwise))
 }
 
-/// [`remove_first_or`] for the calling process.
-///
-/// # Panics
-/// Outside a krarup process, or from inside a `receive!` guard.
-pub(crate) fn remove_first(is_it: impl Fn(&Envelope) -> bool) -> Option<Envelope> {
-    with_current("remove_first", |worker, _, slot| {
-        refuse_inside_guard(worker);
-        // SAFETY: we are polling this process on this worker (BUSY).
-        unsafe { remove_first_or(slot, is_it, |_| {}) }
-    })
-}
-
 /// The distinct type names of the messages waiting in the inner queue.
 ///
 /// # Safety

@@ -32,7 +32,7 @@ use crate::pid::Pid;
 use crate::registry::Registry;
 use crate::scheduler::worker::{self, with_worker, WorkerStats};
 use crate::scheduler::Scheduler;
-use crate::slot::{Delivery, Extras, Remains, Slot, Wake, BUSY, EXTERNAL, LIVE, NAMED};
+use crate::slot::{Delivery, Remains, Slot, Wake, BUSY, EXTERNAL, LIVE, NAMED};
 use crate::sync::deque::Worker as LocalQueue;
 use crate::sync::global::{Arc, Weak};
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
@@ -84,7 +84,7 @@ impl Shared {
 
     /// Delivers a message from a thread that is not one of our workers, with
     /// a veto run under the target's lock (see `Slot::deliver_unless`).
-    pub(crate) fn deliver_unless(&self, pid: Pid, env: Envelope, refuse: impl FnOnce(&mut Extras) -> bool) {
+    pub(crate) fn deliver_unless(&self, pid: Pid, env: Envelope, refuse: impl crate::awaits::Veto) {
         let Some(slot) = self.table.get(pid.index()) else {
             self.count_dropped();
             return;

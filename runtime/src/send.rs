@@ -61,7 +61,7 @@ pub fn send<M: Message>(to: Pid, msg: M) {
 #[cold]
 fn send_from_afar<M: Message>(to: Pid, env: Envelope) {
     let Some(remote) = crate::node::lookup_remote(to.node()) else {
-        return deliver_from_afar(to, env, |_| false);
+        return deliver_from_afar(to, env, crate::awaits::Accept);
     };
     let msg = env.downcast::<M>().unwrap_or_else(|_| unreachable!("sent as an M"));
     crate::dist::send_via(remote, to, crate::dist::tag_of::<M>(), None, &msg);
@@ -124,7 +124,7 @@ impl Pid {
 /// Routes an envelope to its target's runtime and mailbox.
 #[inline]
 pub(crate) fn deliver(to: Pid, env: Envelope) {
-    deliver_or(to, env, |env| deliver_from_afar(to, env, |_| false));
+    deliver_or(to, env, |env| deliver_from_afar(to, env, crate::awaits::Accept));
 }
 
 /// Delivers to a process of the calling worker's runtime, or hands the
@@ -137,8 +137,18 @@ fn deliver_or(to: Pid, env: Envelope, far: impl FnOnce(Envelope)) {
     });
 }
 
+/// [`deliver_unless`] to a process of the calling worker's runtime, or
+/// hands the envelope to `far`.
+#[inline(always)]
+pub(crate) fn deliver_unless_or(to: Pid, env: Envelope, refuse: impl crate::awaits::Veto, far: impl FnOnce(Envelope)) {
+    with_worker(|worker| match worker {
+        Some(w) if w.shared.node == to.node() => w.deliver_unless(to, env, refuse),
+        _ => far(env),
+    });
+}
+
 /// [`deliver`] with a veto run under the target's lock (see `Slot::deliver_unless`).
-pub(crate) fn deliver_unless(to: Pid, env: Envelope, refuse: impl FnOnce(&mut Extras) -> bool) {
+pub(crate) fn deliver_unless(to: Pid, env: Envelope, refuse: impl crate::awaits::Veto) {
     with_worker(|worker| match worker {
         Some(w) if w.shared.node == to.node() => w.deliver_unless(to, env, refuse),
         _ => deliver_from_afar(to, env, refuse),
@@ -174,7 +184,7 @@ fn deliver_with_from_afar(to: Pid, env: Envelope, setup: impl FnOnce(&mut Extras
 }
 
 #[cold]
-fn deliver_from_afar(to: Pid, env: Envelope, refuse: impl FnOnce(&mut Extras) -> bool) {
+fn deliver_from_afar(to: Pid, env: Envelope, refuse: impl crate::awaits::Veto) {
     match crate::node::lookup(to.node()) {
         Some(shared) => shared.deliver_unless(to, env, refuse),
         None => {

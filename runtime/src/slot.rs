@@ -73,6 +73,7 @@
 
 use std::task::Waker;
 
+use crate::awaits::{Awaits, Veto};
 use crate::envelope::Envelope;
 use crate::exit::ExitReason;
 use crate::monitor::MonitorRef;
@@ -158,9 +159,17 @@ pub(crate) struct Extras {
     pub(crate) links: Vec<Pid>,
     /// Why the process must exit, once an exit signal was accepted (`EXITING`).
     pub(crate) exit: Option<ExitReason>,
-    /// Calls this process awaits a reply to: a reply with another tag is
-    /// turned away, and an accepted one ends the wait (see `call.rs`).
-    pub(crate) awaiting: Vec<crate::call::Awaited>,
+    /// The tags of the calls this incarnation awaits beyond the one in its
+    /// slot's fast record (see `awaits.rs`).
+    pub(crate) awaiting: Vec<u64>,
+    /// The monitors of calls made to this incarnation by processes of its
+    /// runtime (see `call.rs`): fired at exit, each `Down` accepted only
+    /// if its caller still awaits that call. Never removed by the call's
+    /// end; pruned when the list doubles.
+    pub(crate) calls: Vec<MonitorRef>,
+    /// The length of `calls` at which it is next pruned (0: the first
+    /// threshold).
+    pub(crate) prune_calls_at: usize,
 }
 
 /// What a signal does, decided under the target's lock (see step 5).
@@ -211,6 +220,8 @@ pub(crate) struct Slot {
     outer: UnsafeCell<RingQueue<Envelope>>,
     /// Where a small future lives (see `task.rs`). Owned by the `BUSY` holder.
     storage: UnsafeCell<TaskStorage>,
+    /// The calls the incarnation awaits a reply to (see `awaits.rs`).
+    awaits: Awaits,
 }
 
 // SAFETY: every field is accessed under the protocol in the module docs:
@@ -232,6 +243,7 @@ impl Slot {
             task: UnsafeCell::new(None),
             storage: UnsafeCell::new(TaskStorage::uninit()),
             inner_len: AtomicU32::new(0),
+            awaits: Awaits::default(),
         }
     }
 
@@ -292,26 +304,28 @@ impl Slot {
     /// Step 1: delivers `env` to incarnation `serial`.
     #[inline]
     pub(crate) fn deliver(&self, serial: u32, env: Envelope) -> Delivery {
-        self.deliver_unless(serial, env, |_| false)
+        self.deliver_unless(serial, env, crate::awaits::Accept)
     }
 
-    /// Step 1 with a veto: `refuse` runs under the lock on the extras (if
-    /// allocated) and may turn the message away (a `Down` the process has
-    /// demonitored). It must not run user code.
+    /// The calls the incarnation awaits (see `awaits.rs`).
+    #[cfg(all(loom, test))]
+    pub(crate) fn awaits(&self) -> &Awaits {
+        &self.awaits
+    }
+
+    /// Step 1 with a veto: `refuse` runs under the lock on the awaited
+    /// calls and the extras (if allocated) and may turn the message away (a
+    /// `Down` the process has demonitored, a reply to a call it no longer
+    /// awaits).
     #[inline(always)]
-    pub(crate) fn deliver_unless(
-        &self,
-        serial: u32,
-        env: Envelope,
-        refuse: impl FnOnce(&mut Extras) -> bool,
-    ) -> Delivery {
+    pub(crate) fn deliver_unless(&self, serial: u32, env: Envelope, refuse: impl Veto) -> Delivery {
         let w = self.lock();
         if serial_of(w) != serial || w & LIVE == 0 {
             self.unlock(w & !LOCKED);
             return Delivery::Dead(env);
         }
         // SAFETY: LOCKED guards `extras`; a non-null pointer came from Box::into_raw.
-        let refused = self.extras.with_mut(|e| unsafe { !(*e).is_null() && refuse(&mut **e) });
+        let refused = self.extras.with_mut(|e| unsafe { refuse.refuses(&self.awaits, (*e).as_mut()) });
         if refused {
             self.unlock(w & !LOCKED);
             return Delivery::Refused(env);
@@ -574,6 +588,7 @@ impl Slot {
         let outer = self.outer.with_mut(|o| unsafe { (*o).take() });
         // SAFETY: as above.
         let extras = self.extras.with_mut(|e| unsafe { std::mem::replace(&mut *e, std::ptr::null_mut()) });
+        self.awaits.clear_locked();
         let next = if serial >= RETIRED_SERIAL - 1 { RETIRED_SERIAL } else { serial + 1 };
         self.unlock(with_serial(next));
         self.inner_len.store(0, Ordering::Relaxed);
@@ -609,6 +624,53 @@ impl Slot {
         });
         self.unlock(w & !LOCKED);
         Some(r)
+    }
+
+    /// The owner of incarnation `serial` starts awaiting the reply to call
+    /// `tag` (step 1 of `call.rs`): without the lock unless it awaits
+    /// another call already. Whether `tag` is the one call it awaits.
+    #[inline]
+    pub(crate) fn await_reply(&self, serial: u32, tag: u64) -> bool {
+        if self.awaits.try_record(tag) {
+            return true;
+        }
+        self.with_extras(serial, |e| self.awaits.record_locked(e, tag));
+        false
+    }
+
+    /// Under the lock: ends the wait of incarnation `serial` for call `tag`
+    /// (the caller gives up); whether it was still awaited — if not, its
+    /// reply or `Down` was accepted and is in the mailbox.
+    pub(crate) fn stop_awaiting(&self, serial: u32, tag: u64) -> bool {
+        let w = self.lock();
+        if serial_of(w) != serial || w & LIVE == 0 {
+            self.unlock(w & !LOCKED);
+            return false;
+        }
+        // SAFETY: LOCKED guards `extras`; a non-null pointer came from Box::into_raw.
+        let was = self.extras.with_mut(|e| unsafe { self.awaits.take_locked((*e).as_mut(), tag) });
+        self.unlock(w & !LOCKED);
+        was
+    }
+
+    /// Under the lock: whether incarnation `serial` is alive and awaits call `tag`.
+    pub(crate) fn awaits_exactly(&self, serial: u32, tag: u64) -> bool {
+        let w = self.lock();
+        if serial_of(w) != serial || w & LIVE == 0 {
+            self.unlock(w & !LOCKED);
+            return false;
+        }
+        // SAFETY: LOCKED guards `extras`; a non-null pointer came from Box::into_raw.
+        let awaits = self.extras.with(|e| unsafe { self.awaits.is_awaited_locked((*e).as_ref(), tag) });
+        self.unlock(w & !LOCKED);
+        awaits
+    }
+
+    /// Without the lock, from any thread: whether incarnation `serial` is
+    /// alive and may still await call `tag` (see [`Awaits::may_await`]).
+    #[inline]
+    pub(crate) fn may_await(&self, serial: u32, tag: u64) -> bool {
+        self.is_alive(serial) && self.awaits.may_await(tag)
     }
 
     /// Runs `f` on the extras of the live incarnation under the lock, with

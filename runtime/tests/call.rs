@@ -1,7 +1,10 @@
 //! The runtime's `call` (`call.rs`): what a call leaves behind — nothing.
-//! No monitor stays on the server (after a reply, a timeout, an abandoned
-//! deferred call, or a caller killed mid-call), and a call takes one reply:
-//! a second one with the same `ReplyTo` is turned away.
+//! No monitor that can still fire stays on the server (after a reply, a
+//! timeout, an abandoned deferred call, or a caller killed mid-call): the
+//! server's `monitored_by` no longer lists the caller, and the server's
+//! exit sends the caller nothing. A call takes one reply: a second one with
+//! the same `ReplyTo` is turned away. Several calls in flight from one
+//! caller each end with the server's exit.
 
 mod util;
 
@@ -148,5 +151,41 @@ fn a_call_sends_nothing_until_it_is_polled() {
         let later = call::<u64, u64>(server, 7, TIMEOUT);
         assert_eq!(later.await, Ok(8));
         assert_eq!(mailbox_len(self_pid()), Some(0));
+    });
+}
+
+#[test]
+fn a_server_exiting_after_its_calls_ended_sends_the_callers_nothing() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let server = spawn(server());
+        for n in 1..=50u64 {
+            assert_eq!(call::<u64, u64>(server, n, TIMEOUT).await, Ok(n + 1));
+        }
+        assert_eq!(call::<u64, u64>(server, 0, Duration::from_millis(10)).await, Err(CallError::Timeout));
+        let watch = monitor(server);
+        exit(server, ExitReason::Kill);
+        assert_eq!(down_of(watch).await.reason, ExitReason::Killed);
+        // Our own monitor's Down came after the call monitors fired (the exit
+        // fires them all before it returns): none of theirs reached us.
+        assert_eq!(mailbox_len(self_pid()), Some(0), "a call's Down reached a caller after the call ended");
+    });
+}
+
+#[test]
+fn calls_in_flight_together_each_end_with_the_servers_exit() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let server = spawn(server());
+        // Held (request 0) until the server dies; the second and third are
+        // recorded beside the first (`awaits.rs`).
+        let calls: Vec<_> = (0..3).map(|_| call_start::<u64, u64>(server, 0)).collect();
+        assert_eq!(call::<u64, u64>(server, 1, TIMEOUT).await, Ok(2), "the server took the three held calls");
+        assert_eq!(monitored_by(server).map(|m| m.len()), Some(3), "each call in flight monitors the server");
+        exit(server, ExitReason::Error("boom".into()));
+        for pending in calls {
+            assert_eq!(pending.wait(TIMEOUT).await, Err(CallError::Exited(ExitReason::Error("boom".into()))));
+        }
+        assert_eq!(mailbox_len(self_pid()), Some(0), "something of the calls was left behind");
     });
 }

@@ -137,7 +137,9 @@ pub(super) fn monitor_arrived(reference: MonitorRef) {
 /// forgets), so none arrives after `demonitor`.
 pub(crate) fn down_arrived(reference: MonitorRef, reason: ExitReason) {
     let down = Envelope::new(Down { reference, pid: reference.target(), reason });
-    crate::send::deliver_unless(reference.watcher(), down, |extras| !forget(&mut extras.watching, reference));
+    crate::send::deliver_unless(reference.watcher(), down, |extras: &mut crate::slot::Extras| {
+        !forget(&mut extras.watching, reference)
+    });
 }
 
 /// See [`super::LocalNode::node_down_then`]: `scanned` runs once what is

@@ -116,8 +116,8 @@ pub(super) fn deliver(shared: &Shared, to: Pid, tag: u64, view: View, guard: Opt
         _ => Envelope::new(RemoteMessage::new(tag, view, guard, payload)),
     };
     match guard {
-        None => shared.deliver_unless(to, env, |_| false),
-        Some(tag) => shared.deliver_unless(to, env, |extras| !crate::call::stop_awaiting(extras, tag)),
+        None => shared.deliver_unless(to, env, crate::awaits::Accept),
+        Some(tag) => shared.deliver_unless(to, env, crate::awaits::ReplyOf(tag)),
     }
 }
 

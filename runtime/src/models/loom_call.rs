@@ -1,46 +1,47 @@
 //! loom models of the call protocol (`call.rs`) for a server of the
-//! caller's runtime: the caller's record and the server's monitor and
-//! request in one lock section (`call::start_local`), the reply accepted
-//! only while the caller awaits it, which ends the wait
-//! (`call::stop_awaiting` as the delivery's veto, as `ReplyTo::send` does),
-//! and the end of the call (`call::finish_local`), racing the server's reply
-//! and its exit.
+//! caller's runtime: the caller's record without a lock and the server's
+//! monitor and request in one lock section (`call::start_local`), the reply
+//! and the monitor's `Down` each accepted only while the caller awaits the
+//! call, which ends the wait (`awaits::ReplyOf` as the delivery's veto, as
+//! `ReplyTo::reply` and `call::fire_calls` use it), and the caller giving up
+//! (`call::give_up`), racing the server's reply and its exit.
 //!
 //! They run over the [`World`] of `loom_link.rs`: W (process 0) calls S
 //! (process 1). The request and the reply are the model's own message types
 //! ([`CallRequest`], [`CallReply`]); W's receive is `remove_first_or` on its
 //! own slot (what a receive that finds the message does), and W's timeout
 //! is a receive that found nothing. Exits are the runtime's
-//! (`link::announce_exit`: the call monitors of an exiting caller leave
-//! their servers; the server's monitors fire).
+//! (`link::announce_exit`: S's monitors, those of the calls made to it
+//! included, fire).
 //!
 //! # What the models check
 //!
 //! - *Reply versus timeout* (`loom_call_reply_racing_timeout`): S replies
 //!   while W looks for the reply once and ends the call (`Replied` if it was
-//!   there, else a timeout). A reply W did not take in its receive is never
-//!   received afterwards nor left in its mailbox (turned away, or taken out
-//!   by `finish_local`); if W took it, S's delivery was accepted.
+//!   there, else a timeout and `give_up`). A reply W did not take in its
+//!   receive is never received afterwards nor left in its mailbox (turned
+//!   away, or taken out by `give_up`); if W took it, S's delivery was
+//!   accepted. The call's monitor, left on S, can no longer fire.
 //! - *Reply, then exit, versus the call's end*
 //!   (`loom_call_server_exit_racing_finish`): S replies and exits (`boom`)
-//!   while W takes the first of the reply and the monitor's `Down` (or
-//!   nothing) and ends the call. After `finish_local`, no reply and no `Down`
-//!   of the call is received or left; S's exit fired the call's monitor
-//!   exactly when `finish_local` did not remove it first, and then its
-//!   `Down` was W's outcome, taken out, or turned away (suppressed).
+//!   while W takes the first of the reply and the call's `Down` (or
+//!   nothing) and ends the call. W never takes the `Down` (the accepted
+//!   reply ended the wait; a W that gave up first accepts neither), and
+//!   after the call no reply and no `Down` of it is received or left.
 //! - *Call versus exit* (`loom_call_start_racing_exit`): W starts the call
 //!   while S's owner ends S. `start_local` says S was alive exactly when the
-//!   request reached S (left unreceived at its exit); if it was, S's exit
-//!   fired the call's monitor unless W's timeout removed it first, and W's
-//!   call ends with S's `Down` (received, or taken out, or turned away after
-//!   a timeout); if not, with `NoProc` at once. Nothing of the call is left
-//!   in W's mailbox.
+//!   request reached S (left unreceived at its exit) and exactly when S's
+//!   exit took the call's monitor; if it was, W's call ends with S's `Down`
+//!   (received, or taken out by `give_up` after a timeout); if not, with
+//!   `NoProc` at once. Nothing of the call is left in W's mailbox.
 //!
-//! Every model also checks that W's `awaiting` and `suppressed` lists end
-//! empty and that no monitor of the call is left on a live S.
+//! Every model also checks that W ends awaiting nothing (its slot's record
+//! and its extras' list) and that a call monitor left on a live S is one
+//! that can no longer fire.
 
 use super::loom_link::{reference, spawn_with, CallReply, CallRequest, Msg, World};
-use crate::call::{finish_local, start_local, stop_awaiting, Outcome};
+use crate::awaits::ReplyOf;
+use crate::call::{give_up, start_local};
 use crate::envelope::Envelope;
 use crate::exit::ExitReason;
 use crate::link::Processes;
@@ -50,6 +51,14 @@ use crate::sync::Arc;
 
 const TAG: u64 = 7;
 
+/// How W's wait for the call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Replied,
+    Down,
+    TimedOut,
+}
+
 fn is_reply(env: &Envelope) -> bool {
     env.peek::<CallReply>().is_some_and(|r| r.0 == TAG)
 }
@@ -58,26 +67,28 @@ fn is_down_of(reference: MonitorRef) -> impl Fn(&Envelope) -> bool {
     move |env: &Envelope| env.peek::<Down>().is_some_and(|d| d.reference == reference)
 }
 
-/// S's reply to W (as `ReplyTo::send`): whether it was accepted.
+/// S's reply to W (as `ReplyTo::reply`): whether it was accepted.
 fn reply(world: &World) -> bool {
-    !world.deliver_unless(world.pid(0), Envelope::new(CallReply(TAG)), |e| !stop_awaiting(e, TAG))
+    !world.deliver_unless(world.pid(0), Envelope::new(CallReply(TAG)), ReplyOf(TAG))
 }
 
-/// W, which the caller owns: one receive of the first message `wanted`
-/// accepts (None: a timeout), then the end of the call with the outcome.
+/// W, which the caller owns: one receive of the reply or the call's `Down`
+/// (None: a timeout), then the end of the call.
 fn receive_and_finish(world: &World, reference: MonitorRef) -> Outcome {
     let own = world.slot(0);
     let is_down = is_down_of(reference);
+    let is_ours = |env: &Envelope| is_reply(env) || is_down(env);
     // SAFETY: the caller owns W (BUSY).
-    let got = unsafe { remove_first_or(own, |env| is_reply(env) || is_down(env), |_| {}) };
-    let outcome = match got {
+    let got = unsafe { remove_first_or(own, is_ours, |_| {}) };
+    match got {
         Some(env) if is_reply(&env) => Outcome::Replied,
         Some(_) => Outcome::Down,
-        None => Outcome::Failed,
-    };
-    // SAFETY: as above; `own` is W's slot.
-    unsafe { finish_local(world, Some(own), reference, outcome, is_reply) };
-    outcome
+        None => {
+            // SAFETY: as above; `own` is W's slot.
+            unsafe { give_up(own, world.pid(0).serial(), TAG, is_ours) };
+            Outcome::TimedOut
+        }
+    }
 }
 
 /// W's messages after the models' threads are joined: received after its
@@ -88,10 +99,17 @@ fn after_the_call(world: &World) -> Vec<Msg> {
     msgs
 }
 
-/// W's extras end clean: no call awaited, no `Down` suppressed.
-fn check_caller_clean(world: &World) {
-    let left = world.extras(0);
-    assert!(left.awaiting.is_empty() && left.suppressed.is_empty(), "W's extras: {left:?}");
+/// W awaits nothing and suppressed nothing; S (if alive) keeps no call
+/// monitor that could still fire.
+fn check_clean(world: &World, s_alive: bool) {
+    let w = world.extras(0);
+    assert!(w.awaits_nothing && w.awaiting.is_empty() && w.suppressed.is_empty(), "W's extras: {w:?}");
+    if s_alive {
+        let s = world.extras(1);
+        let mut live = s.calls.clone();
+        world.retain_awaited(&mut live);
+        assert!(live.is_empty() && s.monitors.is_empty(), "a monitor on S can still fire: {s:?}");
+    }
 }
 
 fn boom() -> ExitReason {
@@ -139,9 +157,7 @@ fn loom_call_reply_racing_timeout() {
         }
         let late: Vec<Msg> = after_the_call(&world).into_iter().filter(|m| matches!(m, Msg::Reply(_))).collect();
         assert!(late.is_empty(), "{outcome:?}: a reply reached W after the call ended: {late:?}");
-        check_caller_clean(&world);
-        let s = world.extras(1);
-        assert!(!s.monitors.contains(&reference), "the call's monitor is left on S: {s:?}");
+        check_clean(&world, true);
         assert_eq!(world.state(1).received, vec![Msg::Request(CallRequest(TAG))], "S got the request once");
     });
 }
@@ -160,22 +176,17 @@ fn loom_call_server_exit_racing_finish() {
         let outcome = caller.join().unwrap();
         server.join().unwrap();
 
+        // S replied before exiting: the reply, accepted, ended the wait, or W
+        // had given up and accepted neither.
+        assert_ne!(outcome, Outcome::Down, "W took the Down of a call that was answered");
         let late: Vec<Msg> = after_the_call(&world)
             .into_iter()
             .filter(|m| matches!(m, Msg::Reply(_)) || matches!(m, Msg::Down(d) if d.reference == reference))
             .collect();
         assert!(late.is_empty(), "{outcome:?}: W got a message of the call after it ended: {late:?}");
         let s_ended = world.state(1).ended.expect("S ended");
-        let fired = s_ended.monitors.contains(&reference);
-        if outcome == Outcome::Down {
-            assert!(fired, "W received a Down that S's exit did not send");
-        }
-        // S replied before exiting: W finds the reply before any Down.
-        assert_ne!(outcome, Outcome::Down, "the Down overtook the reply");
-        if !fired {
-            assert!(s_ended.refused.is_empty(), "a Down was turned away, none was sent: {:?}", s_ended.refused);
-        }
-        check_caller_clean(&world);
+        assert!(s_ended.calls.contains(&reference), "S's exit did not take the call's monitor");
+        check_clean(&world, false);
     });
 }
 
@@ -191,9 +202,10 @@ fn loom_call_start_racing_exit() {
                 let outcome = if alive {
                     receive_and_finish(w, reference)
                 } else {
-                    // NoProc at once: no monitor was added (`PendingCall::finish`).
+                    // NoProc at once: nothing was delivered (`PendingCall::finish`).
+                    let is_ours = |env: &Envelope| is_reply(env) || is_down_of(reference)(env);
                     // SAFETY: we own W (BUSY).
-                    unsafe { finish_local(w, Some(w.slot(0)), reference, Outcome::Down, is_reply) };
+                    unsafe { give_up(w.slot(0), w.pid(0).serial(), TAG, is_ours) };
                     Outcome::Down
                 };
                 result = Some((alive, outcome));
@@ -206,13 +218,7 @@ fn loom_call_start_racing_exit() {
         server.join().unwrap();
 
         let s_ended = world.state(1).ended.expect("S ended");
-        let took = s_ended.monitors.contains(&reference);
-        // S's exit took the call's monitor only if S was alive at the call,
-        // and then unless W's timeout removed it first.
-        assert!(alive || !took, "S's exit took the monitor of a call that found S dead");
-        if alive && !took {
-            assert_eq!(outcome, Outcome::Failed, "the monitor left S without firing, yet W got {outcome:?}");
-        }
+        assert_eq!(alive, s_ended.calls.contains(&reference), "S's exit took the call's monitor iff S was alive");
         assert_eq!(
             alive,
             s_ended.left.contains(&Msg::Request(CallRequest(TAG))),
@@ -224,6 +230,6 @@ fn loom_call_start_racing_exit() {
             .filter(|m| matches!(m, Msg::Down(d) if d.reference == reference))
             .collect();
         assert!(late.is_empty(), "{outcome:?}: W got the call's Down after it ended: {late:?}");
-        check_caller_clean(&world);
+        check_clean(&world, false);
     });
 }

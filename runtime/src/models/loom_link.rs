@@ -142,6 +142,8 @@ pub(super) struct Ended {
     pub(super) links: Vec<Pid>,
     /// The monitors its exit took (and fired).
     pub(super) monitors: Vec<MonitorRef>,
+    /// The monitors of calls made to it that its exit took (and fired).
+    pub(super) calls: Vec<MonitorRef>,
     /// The monitors whose `Down` the watcher turned away (`Delivery::Refused`).
     pub(super) refused: Vec<MonitorRef>,
     /// The messages it never received (inner queue, then outer).
@@ -307,9 +309,9 @@ impl World {
             left.push(Msg::from_envelope(env));
         }
         let mut extras = remains.extras.map(|extras| *extras).unwrap_or_default();
-        let (links, monitors) = (extras.links.clone(), extras.monitors.clone());
+        let (links, monitors, calls) = (extras.links.clone(), extras.monitors.clone(), extras.calls.clone());
         let refused = crate::link::announce_exit(self, p.pid, &reason, &mut extras);
-        let ended = Ended { reason, links, monitors, refused, left };
+        let ended = Ended { reason, links, monitors, calls, refused, left };
         // SAFETY: the incarnation is dead: nobody can become its owner
         // again; we were the last, so its state is ours.
         p.state.with_mut(|state| unsafe { (*state).ended = Some(ended) });
@@ -359,7 +361,9 @@ impl World {
                 watching: e.watching.clone(),
                 suppressed: e.suppressed.clone(),
                 monitors: e.monitors.clone(),
+                calls: e.calls.clone(),
                 awaiting: e.awaiting.clone(),
+                awaits_nothing: p.slot.awaits().is_empty(),
             })
             .expect("the process is alive")
     }
@@ -373,6 +377,10 @@ impl World {
 }
 
 impl Processes for World {
+    fn retain_awaited(&self, calls: &mut Vec<MonitorRef>) {
+        calls.retain(|c| self.of(c.watcher()).slot.may_await(c.watcher().serial(), c.id()));
+    }
+
     fn with_extras<R>(&self, pid: Pid, f: impl FnOnce(&mut Extras) -> R) -> Option<R> {
         self.of(pid).slot.with_extras(pid.serial(), |extras| {
             let before = extras.links.clone();
@@ -417,7 +425,7 @@ impl Processes for World {
         }
     }
 
-    fn deliver_unless(&self, to: Pid, env: Envelope, refuse: impl FnOnce(&mut Extras) -> bool) -> bool {
+    fn deliver_unless(&self, to: Pid, env: Envelope, refuse: impl crate::awaits::Veto) -> bool {
         match self.of(to).slot.deliver_unless(to.serial(), env, refuse) {
             Delivery::Queued(Wake::Schedule) => {
                 self.run(to.index() as usize);
@@ -450,7 +458,10 @@ pub(super) struct Left {
     pub(super) watching: Vec<MonitorRef>,
     pub(super) suppressed: Vec<MonitorRef>,
     pub(super) monitors: Vec<MonitorRef>,
-    pub(super) awaiting: Vec<crate::call::Awaited>,
+    pub(super) calls: Vec<MonitorRef>,
+    pub(super) awaiting: Vec<u64>,
+    /// The slot's record of awaited calls is empty (`awaits.rs`).
+    pub(super) awaits_nothing: bool,
 }
 
 /// A monitor reference.

@@ -529,7 +529,7 @@ impl Worker {
 
     /// [`Worker::deliver`] with a veto (see `Slot::deliver_unless`).
     #[inline(always)]
-    pub(crate) fn deliver_unless(&self, pid: Pid, env: Envelope, refuse: impl FnOnce(&mut Extras) -> bool) {
+    pub(crate) fn deliver_unless(&self, pid: Pid, env: Envelope, refuse: impl crate::awaits::Veto) {
         match self.shared.table.get(pid.index()) {
             Some(slot) => self.after_delivery(pid.index(), slot.deliver_unless(pid.serial(), env, refuse)),
             None => self.shared.count_dropped(),
