@@ -415,15 +415,22 @@ impl<R: Send + 'static> PendingCall<R> {
     }
 
     /// Step 4 of the module docs.
+    #[inline]
     fn finish(&mut self, outcome: Outcome) {
         self.done = true;
-        let (me, tag, reference) = (self.reference.watcher(), self.tag, self.reference);
-        let local = self.watch != Watch::General;
-        if local && outcome != Outcome::Failed {
+        if self.watch != Watch::General && outcome != Outcome::Failed {
             // The delivery of the reply or of the Down ended the wait; the
             // monitor stays on the server, harmless.
             return;
         }
+        self.finish_otherwise(outcome);
+    }
+
+    /// Step 4 for a call elsewhere, or one that failed.
+    #[cold]
+    fn finish_otherwise(&mut self, outcome: Outcome) {
+        let (me, tag, reference) = (self.reference.watcher(), self.tag, self.reference);
+        let local = self.watch != Watch::General;
         let in_caller = with_worker(|w| {
             w.and_then(|w| w.current().map(|c| Pid::from_parts(w.shared.node, c.index, c.serial))) == Some(me)
         });
