@@ -27,6 +27,7 @@ use krarup_runtime::dist::tag_of;
 use krarup_runtime::{call_start, receive, self_pid, CallError, Down, ExitReason, Message, PendingCall, Pid};
 use parking_lot::Mutex;
 
+use crate::calling::Calling;
 use crate::wire::{Cast, Request, RequestId, Resolve, Resolved};
 
 /// The default time a call may take: Erlang's `gen_server:call` default.
@@ -125,26 +126,37 @@ impl Client {
         RequestId { client: self_pid(), seq: SEQ.fetch_add(1, Ordering::Relaxed) }
     }
 
-    /// The server's Pid: known, or found by name (for service `Q`).
-    async fn server<Q: Message>(&self) -> Result<Pid, CallError> {
-        if let Target::Pid(pid) = self.target {
-            return Ok(pid);
-        }
-        if let Some(pid) = *self.resolved.lock() {
-            return Ok(pid);
-        }
-        let Target::Named { name, node } = &self.target else { unreachable!("a Pid target is always resolved") };
-        let pid = match node {
+    /// The server's Pid if it is known without waiting: a Pid target, a name on this node (looked
+    /// up now), a remote name already resolved. `None`: a remote name to [`resolve`](Self::resolve).
+    pub(crate) fn known_server(&self) -> Option<Result<Pid, CallError>> {
+        match &self.target {
+            Target::Pid(pid) => Some(Ok(*pid)),
             // Looked up every time (never cached): a restarted server is found at once.
-            None => return krarup_runtime::whereis(name).ok_or(CallError::NoProc),
-            Some(node) => resolve::<Q>(name, node, self.timeout).await?,
+            Target::Named { name, node: None } => Some(krarup_runtime::whereis(name).ok_or(CallError::NoProc)),
+            Target::Named { node: Some(_), .. } => (*self.resolved.lock()).map(Ok),
+        }
+    }
+
+    /// A remote name's Pid, asked of its node (for service `Q`) and kept for the next calls.
+    pub(crate) async fn resolve<Q: Message>(&self) -> Result<Pid, CallError> {
+        let Target::Named { name, node: Some(node) } = &self.target else {
+            unreachable!("only a remote name is resolved")
         };
+        let pid = resolve::<Q>(name, node, self.timeout).await?;
         *self.resolved.lock() = Some(pid);
         Ok(pid)
     }
 
+    /// The server's Pid: known, or found by name (for service `Q`).
+    async fn server<Q: Message>(&self) -> Result<Pid, CallError> {
+        match self.known_server() {
+            Some(known) => known,
+            None => self.resolve::<Q>().await,
+        }
+    }
+
     /// After a server was found dead or unreachable: look its name up again next time.
-    fn forget(&self, error: &CallError) {
+    pub(crate) fn forget(&self, error: &CallError) {
         if matches!(self.target, Target::Named { .. })
             && matches!(error, CallError::NoProc | CallError::NoConnection | CallError::Exited(_))
         {
@@ -157,11 +169,21 @@ impl Client {
     /// # Errors
     /// As the runtime's `call`: timeout, no server, lost connection, the server exited during
     /// the call, an undecodable reply.
-    pub async fn call<Q: Message, R: Message>(&self, body: Q) -> Result<R, CallError> {
-        let server = self.server::<Q>().await.inspect_err(|e| self.forget(e))?;
-        // Never retried: no request id, no reply kept for it (see the module docs).
-        let pending = call_start::<Request<Q>, R>(server, Request { id: None, body });
-        pending.wait(self.timeout).await.inspect_err(|e| self.forget(e))
+    pub fn call<Q: Message, R: Message>(&self, body: Q) -> Calling<'_, Q, R> {
+        self.call_map(body, Ok)
+    }
+
+    /// [`Client::call`], the reply turned into the result by `map` (a stub's procedure result
+    /// out of its reply enum).
+    ///
+    /// # Errors
+    /// As [`Client::call`], and those of `map`.
+    pub fn call_map<Q: Message, R: Message, T>(
+        &self,
+        body: Q,
+        map: fn(R) -> Result<T, CallError>,
+    ) -> Calling<'_, Q, R, T> {
+        Calling::new(self, body, map)
     }
 
     /// [`Client::call`] for an idempotent procedure: `make` builds the request for each attempt;

@@ -205,10 +205,12 @@
 //! }
 //! ```
 
+mod calling;
 mod client;
 mod server;
 mod wire;
 
+pub use crate::calling::Calling;
 pub use crate::client::{Client, Deferred, Retry, Target, DEFAULT_TIMEOUT};
 pub use crate::server::{Incoming, ServerLoop, CLIENTS, PER_CLIENT};
 pub use crate::wire::{Cast, Request, RequestId, Resolve, Resolved};
