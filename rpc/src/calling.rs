@@ -102,7 +102,7 @@ impl<'a, Q: Message, R: Message, T> Calling<'a, Q, R, T> {
 /// The runtime's call of `server` with `body`.
 fn call<Q: Message, R: Message>(client: &Client, server: Pid, body: Q) -> krarup_runtime::Calling<Request<Q>, R> {
     // Never retried: no request id, no reply kept for it (see the client's module docs).
-    krarup_runtime::call(server, Request { id: None, body }, client.timeout())
+    krarup_runtime::call(server, Request { seq: None, body }, client.timeout())
 }
 
 impl<Q, R: Send + 'static, T> fmt::Debug for Calling<'_, Q, R, T> {

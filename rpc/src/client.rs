@@ -19,6 +19,7 @@
 //!   unreachable (a lookup there costs a round trip).
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +29,7 @@ use krarup_runtime::{call_start, receive, self_pid, CallError, Down, ExitReason,
 use parking_lot::Mutex;
 
 use crate::calling::Calling;
-use crate::wire::{Cast, Request, RequestId, Resolve, Resolved};
+use crate::wire::{Cast, Request, Resolve, Resolved};
 
 /// The default time a call may take: Erlang's `gen_server:call` default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -121,9 +122,10 @@ impl Client {
         self.timeout
     }
 
-    fn next_id(&self) -> RequestId {
+    /// A new request sequence number: with the calling process, a new request id.
+    fn next_seq(&self) -> NonZeroU64 {
         // Relaxed: only uniqueness matters, which the atomic add gives.
-        RequestId { client: self_pid(), seq: SEQ.fetch_add(1, Ordering::Relaxed) }
+        NonZeroU64::new(SEQ.fetch_add(1, Ordering::Relaxed)).expect("the sequence starts at 1 and never wraps")
     }
 
     /// The server's Pid if it is known without waiting: a Pid target, a name on this node (looked
@@ -193,13 +195,13 @@ impl Client {
     /// As [`Client::call`]; the last attempt's error.
     pub async fn call_idempotent<Q: Message, R: Message>(&self, make: impl Fn() -> Q) -> Result<R, CallError> {
         let retry = self.retry.unwrap_or(Retry { attempts: 1, ..Retry::default() });
-        let id = (retry.attempts > 1).then(|| self.next_id());
+        let seq = (retry.attempts > 1).then(|| self.next_seq());
         let mut pause = retry.initial;
         let mut attempt = 1;
         loop {
             let result = match self.server::<Q>().await {
                 Ok(server) => {
-                    krarup_runtime::call::<Request<Q>, R>(server, Request { id, body: make() }, self.timeout).await
+                    krarup_runtime::call::<Request<Q>, R>(server, Request { seq, body: make() }, self.timeout).await
                 }
                 Err(e) => Err(e),
             };
@@ -231,7 +233,7 @@ impl Client {
         map: fn(R) -> Result<T, CallError>,
     ) -> Result<Deferred<R, T>, CallError> {
         let server = self.server::<Q>().await.inspect_err(|e| self.forget(e))?;
-        let pending = call_start::<Request<Q>, R>(server, Request { id: None, body });
+        let pending = call_start::<Request<Q>, R>(server, Request { seq: None, body });
         Ok(Deferred { pending, timeout: self.timeout, map, client: self.clone() })
     }
 
