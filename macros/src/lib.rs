@@ -268,10 +268,10 @@ fn expand(krate: &Path, mut service: ItemTrait) -> syn::Result<TokenStream2> {
                 }
             }
         } else {
-            // Not an `async fn`: the runtime's call under a future written by hand, one level
-            // of polling instead of three (and, as with an `async fn`, nothing before it is polled).
+            // Not an `async fn`: the runtime's call under a future written by hand, one level of
+            // polling instead of three; as with an `async fn`, nothing happens before it is polled.
             quote! {
-                #vis fn #name(&self, #(#params),*) -> #krate::Calling<'_, #request, #reply, #ret> {
+                #vis fn #name(&self, #(#params),*) -> impl ::core::future::Future<Output = ::core::result::Result<#ret, #krate::CallError>> + '_ {
                     self.inner.call_map(#request::#variant(#(#names),*), Self::#unpack)
                 }
             }

@@ -2,9 +2,11 @@
 //! wait for its reply, turn the reply into the procedure's result.
 //!
 //! Written by hand rather than as nested `async fn`s so that the common case — a server whose
-//! Pid is known at once (a Pid target, a name on this node, a resolved remote name) — costs one
-//! small state and one level of polling: the request, then the runtime's `CallWait`. Only a
-//! remote name not resolved yet goes through a boxed `async` resolution first.
+//! Pid is known at once (a Pid target, a name on this node, a resolved remote name) — is the
+//! runtime's own call future under one match, and the reply is unpacked by a function the
+//! compiler can inline (the stub's `map`, a type parameter rather than a function pointer). A
+//! Pid target's call is built with the future; a name is looked up (on this node) or resolved
+//! (on another, through a boxed `async` resolution, the first time) when it is first polled.
 //!
 //! Invariants (those of [`Client::call`]): nothing happens before the first poll (as with an
 //! `async fn`: the name is looked up and the request sent then, from the polling process); an
@@ -23,11 +25,12 @@ use crate::wire::Request;
 /// A name on another node being resolved to a Pid.
 type Resolving<'a> = Pin<Box<dyn Future<Output = Result<Pid, CallError>> + Send + 'a>>;
 
-/// The future of [`Client::call`]: the reply `R`, mapped to `T` (the procedure's result).
+/// The future of [`Client::call`] and [`Client::call_map`]: the reply `R`, turned by `M` into
+/// the result (a stub's procedure result out of its reply enum).
 #[must_use = "futures do nothing unless awaited"]
-pub struct Calling<'a, Q, R: Send + 'static, T = R> {
+pub struct Calling<'a, Q, R: Send + 'static, M = fn(R) -> Result<R, CallError>> {
     client: &'a Client,
-    map: fn(R) -> Result<T, CallError>,
+    map: M,
     state: State<'a, Q, R>,
 }
 
@@ -43,8 +46,8 @@ enum State<'a, Q, R: Send + 'static> {
     Failed,
 }
 
-impl<'a, Q: Message, R: Message, T> Calling<'a, Q, R, T> {
-    pub(crate) fn new(client: &'a Client, body: Q, map: fn(R) -> Result<T, CallError>) -> Self {
+impl<'a, Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>> Calling<'a, Q, R, M> {
+    pub(crate) fn new(client: &'a Client, body: Q, map: M) -> Self {
         let state = match client.target() {
             Target::Pid(server) => State::Call(call(client, *server, body)),
             Target::Named { .. } => State::Find(body),
@@ -105,7 +108,7 @@ fn call<Q: Message, R: Message>(client: &Client, server: Pid, body: Q) -> krarup
     krarup_runtime::call(server, Request { seq: None, body }, client.timeout())
 }
 
-impl<Q, R: Send + 'static, T> fmt::Debug for Calling<'_, Q, R, T> {
+impl<Q, R: Send + 'static, M> fmt::Debug for Calling<'_, Q, R, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = f.debug_struct("Calling");
         out.field("client", self.client);
@@ -120,11 +123,12 @@ impl<Q, R: Send + 'static, T> fmt::Debug for Calling<'_, Q, R, T> {
 }
 
 // The request is moved out when it is sent, never pinned; the rest is `Unpin`.
-impl<Q, R: Send + 'static, T> Unpin for Calling<'_, Q, R, T> {}
+impl<Q, R: Send + 'static, M> Unpin for Calling<'_, Q, R, M> {}
 
-impl<Q: Message, R: Message, T> Future for Calling<'_, Q, R, T> {
+impl<Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>> Future for Calling<'_, Q, R, M> {
     type Output = Result<T, CallError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         match this.state {

@@ -180,11 +180,11 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::call`], and those of `map`.
-    pub fn call_map<Q: Message, R: Message, T>(
+    pub fn call_map<Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>>(
         &self,
         body: Q,
-        map: fn(R) -> Result<T, CallError>,
-    ) -> Calling<'_, Q, R, T> {
+        map: M,
+    ) -> Calling<'_, Q, R, M> {
         Calling::new(self, body, map)
     }
 

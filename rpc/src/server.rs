@@ -80,6 +80,7 @@ impl<Q: Message, R: Message + Clone> ServerLoop<Q, R> {
 
     /// Sends the reply to call `id` and, if the call may be retried (it has an id), keeps it for
     /// a retry.
+    #[inline]
     pub fn reply(&mut self, id: Option<RequestId>, reply_to: ReplyTo<R>, value: R) {
         if let Some(id) = id {
             self.remember(id, value.clone());
