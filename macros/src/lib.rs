@@ -257,19 +257,32 @@ fn expand(krate: &Path, mut service: ItemTrait) -> syn::Result<TokenStream2> {
                 let reply: #reply = self.inner.call_idempotent(move || #request::#variant(#(::core::clone::Clone::clone(&#names)),*)).await?;
             }
         } else {
-            quote! { let reply: #reply = self.inner.call(#request::#variant(#(#names),*)).await?; }
+            quote! {}
         };
         let names2 = names.clone();
+        let method = if p.idempotent {
+            quote! {
+                #vis async fn #name(&self, #(#params),*) -> ::core::result::Result<#ret, #krate::CallError> {
+                    #body
+                    Self::#unpack(reply)
+                }
+            }
+        } else {
+            // Not an `async fn`: the runtime's call under a future written by hand, one level of
+            // polling instead of three; as with an `async fn`, nothing happens before it is polled.
+            quote! {
+                #vis fn #name(&self, #(#params),*) -> impl ::core::future::Future<Output = ::core::result::Result<#ret, #krate::CallError>> + '_ {
+                    self.inner.call_map(#request::#variant(#(#names),*), Self::#unpack)
+                }
+            }
+        };
         quote! {
             #(#docs)*
             ///
             /// # Errors
             /// [`CallError`](#krate::CallError) if no reply comes: timeout, no server, lost
             /// connection, the server exited during the call, an undecodable reply.
-            #vis async fn #name(&self, #(#params),*) -> ::core::result::Result<#ret, #krate::CallError> {
-                #body
-                Self::#unpack(reply)
-            }
+            #method
 
             #[doc = concat!("Starts a [`", stringify!(#name), "`](Self::", stringify!(#name), ") call now; await its result later with `wait` (a deferred call).")]
             ///

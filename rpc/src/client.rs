@@ -19,6 +19,7 @@
 //!   unreachable (a lookup there costs a round trip).
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,8 @@ use krarup_runtime::dist::tag_of;
 use krarup_runtime::{call_start, receive, self_pid, CallError, Down, ExitReason, Message, PendingCall, Pid};
 use parking_lot::Mutex;
 
-use crate::wire::{Cast, Request, RequestId, Resolve, Resolved};
+use crate::calling::Calling;
+use crate::wire::{Cast, Request, Resolve, Resolved};
 
 /// The default time a call may take: Erlang's `gen_server:call` default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -120,31 +122,43 @@ impl Client {
         self.timeout
     }
 
-    fn next_id(&self) -> RequestId {
+    /// A new request sequence number: with the calling process, a new request id.
+    fn next_seq(&self) -> NonZeroU64 {
         // Relaxed: only uniqueness matters, which the atomic add gives.
-        RequestId { client: self_pid(), seq: SEQ.fetch_add(1, Ordering::Relaxed) }
+        NonZeroU64::new(SEQ.fetch_add(1, Ordering::Relaxed)).expect("the sequence starts at 1 and never wraps")
     }
 
-    /// The server's Pid: known, or found by name (for service `Q`).
-    async fn server<Q: Message>(&self) -> Result<Pid, CallError> {
-        if let Target::Pid(pid) = self.target {
-            return Ok(pid);
-        }
-        if let Some(pid) = *self.resolved.lock() {
-            return Ok(pid);
-        }
-        let Target::Named { name, node } = &self.target else { unreachable!("a Pid target is always resolved") };
-        let pid = match node {
+    /// The server's Pid if it is known without waiting: a Pid target, a name on this node (looked
+    /// up now), a remote name already resolved. `None`: a remote name to [`resolve`](Self::resolve).
+    pub(crate) fn known_server(&self) -> Option<Result<Pid, CallError>> {
+        match &self.target {
+            Target::Pid(pid) => Some(Ok(*pid)),
             // Looked up every time (never cached): a restarted server is found at once.
-            None => return krarup_runtime::whereis(name).ok_or(CallError::NoProc),
-            Some(node) => resolve::<Q>(name, node, self.timeout).await?,
+            Target::Named { name, node: None } => Some(krarup_runtime::whereis(name).ok_or(CallError::NoProc)),
+            Target::Named { node: Some(_), .. } => (*self.resolved.lock()).map(Ok),
+        }
+    }
+
+    /// A remote name's Pid, asked of its node (for service `Q`) and kept for the next calls.
+    pub(crate) async fn resolve<Q: Message>(&self) -> Result<Pid, CallError> {
+        let Target::Named { name, node: Some(node) } = &self.target else {
+            unreachable!("only a remote name is resolved")
         };
+        let pid = resolve::<Q>(name, node, self.timeout).await?;
         *self.resolved.lock() = Some(pid);
         Ok(pid)
     }
 
+    /// The server's Pid: known, or found by name (for service `Q`).
+    async fn server<Q: Message>(&self) -> Result<Pid, CallError> {
+        match self.known_server() {
+            Some(known) => known,
+            None => self.resolve::<Q>().await,
+        }
+    }
+
     /// After a server was found dead or unreachable: look its name up again next time.
-    fn forget(&self, error: &CallError) {
+    pub(crate) fn forget(&self, error: &CallError) {
         if matches!(self.target, Target::Named { .. })
             && matches!(error, CallError::NoProc | CallError::NoConnection | CallError::Exited(_))
         {
@@ -157,11 +171,21 @@ impl Client {
     /// # Errors
     /// As the runtime's `call`: timeout, no server, lost connection, the server exited during
     /// the call, an undecodable reply.
-    pub async fn call<Q: Message, R: Message>(&self, body: Q) -> Result<R, CallError> {
-        let server = self.server::<Q>().await.inspect_err(|e| self.forget(e))?;
-        // Never retried: no request id, no reply kept for it (see the module docs).
-        let pending = call_start::<Request<Q>, R>(server, Request { id: None, body });
-        pending.wait(self.timeout).await.inspect_err(|e| self.forget(e))
+    pub fn call<Q: Message, R: Message>(&self, body: Q) -> Calling<'_, Q, R> {
+        self.call_map(body, Ok)
+    }
+
+    /// [`Client::call`], the reply turned into the result by `map` (a stub's procedure result
+    /// out of its reply enum).
+    ///
+    /// # Errors
+    /// As [`Client::call`], and those of `map`.
+    pub fn call_map<Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>>(
+        &self,
+        body: Q,
+        map: M,
+    ) -> Calling<'_, Q, R, M> {
+        Calling::new(self, body, map)
     }
 
     /// [`Client::call`] for an idempotent procedure: `make` builds the request for each attempt;
@@ -171,13 +195,13 @@ impl Client {
     /// As [`Client::call`]; the last attempt's error.
     pub async fn call_idempotent<Q: Message, R: Message>(&self, make: impl Fn() -> Q) -> Result<R, CallError> {
         let retry = self.retry.unwrap_or(Retry { attempts: 1, ..Retry::default() });
-        let id = (retry.attempts > 1).then(|| self.next_id());
+        let seq = (retry.attempts > 1).then(|| self.next_seq());
         let mut pause = retry.initial;
         let mut attempt = 1;
         loop {
             let result = match self.server::<Q>().await {
                 Ok(server) => {
-                    krarup_runtime::call::<Request<Q>, R>(server, Request { id, body: make() }, self.timeout).await
+                    krarup_runtime::call::<Request<Q>, R>(server, Request { seq, body: make() }, self.timeout).await
                 }
                 Err(e) => Err(e),
             };
@@ -209,7 +233,7 @@ impl Client {
         map: fn(R) -> Result<T, CallError>,
     ) -> Result<Deferred<R, T>, CallError> {
         let server = self.server::<Q>().await.inspect_err(|e| self.forget(e))?;
-        let pending = call_start::<Request<Q>, R>(server, Request { id: None, body });
+        let pending = call_start::<Request<Q>, R>(server, Request { seq: None, body });
         Ok(Deferred { pending, timeout: self.timeout, map, client: self.clone() })
     }
 

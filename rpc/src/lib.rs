@@ -4,7 +4,8 @@
 //!
 //! - the trait itself, which the server's state implements (methods may be `async`);
 //! - a **client stub**, `{Trait}Client`: a typed handle around a [`Pid`](krarup_runtime::Pid) or a
-//!   registered name (on this node or another), with one `async` method per procedure returning
+//!   registered name (on this node or another), with one method per procedure whose future
+//!   (awaited like an `async fn`'s: nothing is sent before it is polled) gives
 //!   `Result<T, CallError>`, a `start_{method}` per procedure for a deferred call (start now,
 //!   [`wait`](Deferred::wait) later, several in flight), and a plain method per one-way procedure;
 //! - a **server stub**, `{Trait}Server::serve(state)`: the dispatch loop, a future to spawn as a
@@ -205,10 +206,12 @@
 //! }
 //! ```
 
+mod calling;
 mod client;
 mod server;
 mod wire;
 
+pub use crate::calling::Calling;
 pub use crate::client::{Client, Deferred, Retry, Target, DEFAULT_TIMEOUT};
 pub use crate::server::{Incoming, ServerLoop, CLIENTS, PER_CLIENT};
 pub use crate::wire::{Cast, Request, RequestId, Resolve, Resolved};

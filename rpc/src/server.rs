@@ -59,7 +59,8 @@ impl<Q: Message, R: Message + Clone> ServerLoop<Q, R> {
             // `receive!` with these three clauses, at the cost of a receive by type.
             match recv_one_of::<Call<Request<Q>, R>, Cast<Q>, Resolve>().await {
                 OneOf::A(call) => {
-                    let Call { request: Request { id, body }, reply_to } = call;
+                    let id = call.request.id(call.reply_to.caller());
+                    let Call { request: Request { body, .. }, reply_to } = call;
                     match id.and_then(|id| self.cached(id)) {
                         Some(reply) => reply_to.reply(reply),
                         None => return Incoming::Call(id, body, reply_to),
@@ -79,6 +80,7 @@ impl<Q: Message, R: Message + Clone> ServerLoop<Q, R> {
 
     /// Sends the reply to call `id` and, if the call may be retried (it has an id), keeps it for
     /// a retry.
+    #[inline]
     pub fn reply(&mut self, id: Option<RequestId>, reply_to: ReplyTo<R>, value: R) {
         if let Some(id) = id {
             self.remember(id, value.clone());

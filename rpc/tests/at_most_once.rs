@@ -5,8 +5,10 @@
 mod common;
 
 use common::{__WorkReply, __WorkRequest, expect_msg, run, spawn_worker, Go, Started, WorkClient, TIMEOUT};
-use krarup_rpc::{Request, RequestId, PER_CLIENT};
-use krarup_runtime::{call, call_start, self_pid, CallError, Pid, Runtime};
+use std::num::NonZeroU64;
+
+use krarup_rpc::{Request, PER_CLIENT};
+use krarup_runtime::{call, call_start, CallError, Pid, Runtime};
 
 /// Where the hand-made sequence numbers start: far above those of the stubs' calls in the same
 /// process, which must not be taken for repeats of these.
@@ -14,8 +16,8 @@ const HAND: u64 = 1 << 62;
 
 /// Calls `server`'s `bump` with request id `(caller, HAND + seq)`; the count it answers.
 async fn bump_as(server: Pid, seq: u64) -> Result<u64, CallError> {
-    let id = RequestId { client: self_pid(), seq: HAND + seq };
-    let reply = call::<_, __WorkReply>(server, Request { id: Some(id), body: __WorkRequest::Bump() }, TIMEOUT).await?;
+    let seq = NonZeroU64::new(HAND + seq);
+    let reply = call::<_, __WorkReply>(server, Request { seq, body: __WorkRequest::Bump() }, TIMEOUT).await?;
     Ok(count(reply))
 }
 
@@ -46,8 +48,8 @@ fn a_repeat_arriving_while_the_first_runs_gets_the_same_reply_and_runs_once() {
     let (server, mut observer) = spawn_worker(&rt);
     let running = run(&rt, async move {
         // Both sent before the server has answered either: a retry of a call still running.
-        let id = RequestId { client: self_pid(), seq: HAND + 7 };
-        let body = || Request { id: Some(id), body: __WorkRequest::HeldIdempotent(5) };
+        let seq = NonZeroU64::new(HAND + 7);
+        let body = || Request { seq, body: __WorkRequest::HeldIdempotent(5) };
         let first = call_start::<_, __WorkReply>(server, body());
         let repeat = call_start::<_, __WorkReply>(server, body());
         let first = first.wait(TIMEOUT).await.map(count);
