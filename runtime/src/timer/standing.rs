@@ -54,14 +54,20 @@ use crate::timer::wheel::TimerKey;
 /// Entries of a worker's table (a power of two).
 pub(crate) const SLOTS: usize = 256;
 
-/// A standing wake-up of process (`index`, `serial`) at `tick`; a `tick`
-/// of 0 is an empty entry (never after the wheel's clock).
+/// A standing wake-up of a process at `tick`; a `tick` of 0 is an empty
+/// entry (never after the wheel's clock).
 #[derive(Clone, Copy, Debug)]
 struct Entry {
-    index: u32,
-    serial: u32,
+    /// The process: `index << 32 | serial` (one comparison on the hot path).
+    owner: u64,
     tick: u64,
     key: TimerKey,
+}
+
+/// `process` as an [`Entry::owner`].
+#[inline(always)]
+fn owner(process: Current) -> u64 {
+    (u64::from(process.index) << 32) | u64::from(process.serial)
 }
 
 /// What the slot of a process holds, for a process that needs a timer by
@@ -80,7 +86,7 @@ pub(crate) enum Vacancy {
 /// One worker's standing wake-up timers, by process (see the module docs).
 #[derive(Debug)]
 pub(crate) struct StandingTimers {
-    entries: Box<[Cell<Entry>]>,
+    entries: Box<[Cell<Entry>; SLOTS]>,
     /// The wheel's clock: every timer due at or before this tick has fired.
     fired_through: Cell<u64>,
 }
@@ -88,8 +94,8 @@ pub(crate) struct StandingTimers {
 impl StandingTimers {
     /// An empty table for a wheel whose clock is at `now`.
     pub(crate) fn new(now: u64) -> StandingTimers {
-        let empty = Entry { index: 0, serial: 0, tick: 0, key: TimerKey::NONE };
-        StandingTimers { entries: (0..SLOTS).map(|_| Cell::new(empty)).collect(), fired_through: Cell::new(now) }
+        let empty = Entry { owner: 0, tick: 0, key: TimerKey::NONE };
+        StandingTimers { entries: Box::new(std::array::from_fn(|_| Cell::new(empty))), fired_through: Cell::new(now) }
     }
 
     #[inline(always)]
@@ -103,10 +109,7 @@ impl StandingTimers {
     #[inline(always)]
     pub(crate) fn covers(&self, process: Current, when: u64) -> bool {
         let entry = self.cell(process).get();
-        entry.index == process.index
-            && entry.serial == process.serial
-            && entry.tick <= when
-            && entry.tick > self.fired_through.get()
+        entry.owner == owner(process) && entry.tick <= when && entry.tick > self.fired_through.get()
     }
 
     /// The wheel's clock (invariant 1): a new standing timer must fire after it.
@@ -126,7 +129,7 @@ impl StandingTimers {
         let entry = self.cell(process).get();
         if entry.tick <= self.fired_through.get() {
             Vacancy::Free
-        } else if entry.index == process.index {
+        } else if entry.owner >> 32 == u64::from(process.index) {
             // The process itself, or an earlier incarnation of its slot (which
             // has ended: a slot index is reused only after that).
             Vacancy::Replace(entry.key)
@@ -139,7 +142,7 @@ impl StandingTimers {
     /// (after [`fired_through`](Self::fired_through)), in its slot.
     pub(crate) fn set(&self, process: Current, tick: u64, key: TimerKey) {
         debug_assert!(tick > self.fired_through.get(), "a standing timer must be pending (invariant 1)");
-        self.cell(process).set(Entry { index: process.index, serial: process.serial, tick, key });
+        self.cell(process).set(Entry { owner: owner(process), tick, key });
     }
 }
 
