@@ -472,15 +472,6 @@ impl LocalTimer {
     fn is_on(&self, worker: &Worker) -> bool {
         self.node == worker.shared.node && self.worker as usize == worker.index
     }
-
-    /// Leaves the timer armed for `current`'s next call (`timer/linger.rs`)
-    /// if it is on `worker`; else drops it.
-    fn linger(self, worker: &Worker, current: Current) {
-        if self.is_on(worker) {
-            worker.linger_wake(current, self.tick, self.key);
-            std::mem::forget(self);
-        }
-    }
 }
 
 impl Drop for LocalTimer {
@@ -495,17 +486,23 @@ impl Drop for LocalTimer {
 
 /// The deadline of a call's receive (`call.rs`): `timeout` from the first
 /// time the receive has to wait (a reply already there costs no clock
-/// reading). Its timer is adopted from the process's earlier call if that
-/// one's still fits, and is left armed for the next call when the reply
-/// comes first (see `timer/linger.rs`): a process making call after call
-/// arms a timer about once per timeout, not once per call.
+/// reading).
+///
+/// What wakes the process by the deadline is its standing timer
+/// (`timer/standing.rs`), shared with its other calls: a call that finds it
+/// pending and due by its deadline arms nothing, and leaves nothing to undo
+/// when the reply comes first. Only if the process's slot of the standing
+/// table is held by another process does the call arm a timer of its own,
+/// removed when the call ends.
 ///
 /// Times are nanoseconds since the runtime clock's epoch
-/// ([`Clock::now_nanos`](crate::timer::Clock::now_nanos)): the deadline is decided by comparing two
-/// readings of that clock, so it never passes early; the timer only wakes
-/// the process to look, and whether it is still pending is asked of the
-/// wheel (a timer that fired, or one on another worker after the process
-/// moved, is replaced).
+/// ([`Clock::now_nanos`](crate::timer::Clock::now_nanos)): the deadline is
+/// decided by comparing two readings of that clock, so it never passes
+/// early. A timer only wakes the process to look: woken early (by a timer
+/// of an earlier call, or one on the worker it left), the receive makes
+/// sure of a timer again and waits on. The timer's tick, the first after
+/// the deadline, is in the same frame (see `timer/mod.rs`): when it fires,
+/// the deadline has passed.
 #[derive(Debug)]
 pub(crate) struct CallDeadline {
     /// The timeout, in nanoseconds (saturated: about 584 years).
@@ -513,11 +510,12 @@ pub(crate) struct CallDeadline {
     /// From the first miss on: the deadline, or [`NEVER`] for one beyond
     /// the clock's range; [`UNSET`] before.
     at: u64,
+    /// A timer of the call's own, when the standing table had no room.
     timer: Option<LocalTimer>,
 }
 
-/// [`CallDeadline::at`] before the first miss (a deadline is never 0: it is
-/// at least 1 ns after the epoch).
+/// [`CallDeadline::at`] before the first miss (a deadline after it is never
+/// 0: it is at least 1 ns after the epoch).
 const UNSET: u64 = 0;
 /// [`CallDeadline::at`] for a deadline that never comes.
 const NEVER: u64 = u64::MAX;
@@ -526,38 +524,56 @@ impl CallDeadline {
     pub(crate) fn new(timeout: Duration) -> CallDeadline {
         CallDeadline { timeout: u64::try_from(timeout.as_nanos()).unwrap_or(NEVER), at: UNSET, timer: None }
     }
+
+    /// Makes sure a timer wakes the process by tick `when`, when its standing
+    /// timer does not: the standing timer re-armed, or one of the call's own.
+    #[cold]
+    #[inline(never)]
+    fn arm(&mut self, worker: &Worker, current: Current, when: u64) {
+        if self.timer.as_ref().is_some_and(|t| t.tick <= when && t.is_on(worker) && worker.is_armed(t.key)) {
+            return;
+        }
+        // None yet, one that fired before the deadline, or one on another worker.
+        self.timer = None;
+        if !worker.stand_wake_by(current, when) {
+            let key = worker.arm_wake(when, current);
+            self.timer = Some(LocalTimer { node: worker.shared.node, worker: worker.index as u32, key, tick: when });
+        }
+    }
 }
 
 impl Wait for CallDeadline {
-    #[inline]
+    #[inline(always)]
     fn has_passed(&mut self, worker: &Worker, current: Current) -> bool {
-        let now = worker.shared.clock.now_nanos();
-        if self.at == UNSET {
-            self.at = now.saturating_add(self.timeout).max(1);
-        }
-        let at = self.at;
+        let at = if self.at == UNSET {
+            if self.timeout == 0 {
+                return true;
+            }
+            // The first miss: the deadline starts now. It cannot have passed.
+            self.at = worker.shared.clock.now_nanos().saturating_add(self.timeout);
+            self.at
+        } else {
+            if self.at != NEVER && worker.shared.clock.now_nanos() >= self.at {
+                return true;
+            }
+            self.at
+        };
         if at == NEVER {
             return false;
         }
-        if now >= at {
-            return true;
+        // The first tick after the deadline (at most one tick late).
+        let when = at / NANOS_PER_TICK + 1;
+        if !worker.has_wake_by(current, when) {
+            self.arm(worker, current, when);
         }
-        if self.timer.as_ref().is_some_and(|t| t.is_on(worker) && worker.is_armed(t.key)) {
-            // Pending: it wakes the process by the deadline.
-            return false;
-        }
-        // None yet, one that fired before the deadline, or one on another worker.
-        let (tick, key) = worker.wake_by(current, now / NANOS_PER_TICK, at.div_ceil(NANOS_PER_TICK));
-        self.timer = Some(LocalTimer { node: worker.shared.node, worker: worker.index as u32, key, tick });
         false
     }
 
-    /// The receive matched: its timer lingers for the next call.
+    /// The receive matched: a timer of the call's own is removed (a standing
+    /// one stays for the next call).
     #[inline]
-    fn matched(&mut self, worker: &Worker, current: Current) {
-        if let Some(timer) = self.timer.take() {
-            timer.linger(worker, current);
-        }
+    fn matched(&mut self) {
+        self.timer = None;
     }
 
     #[inline]
@@ -609,14 +625,14 @@ trait Wait {
     /// timer wakes the process by then.
     fn has_passed(&mut self, worker: &Worker, current: Current) -> bool;
     /// The receive matched.
-    fn matched(&mut self, worker: &Worker, current: Current);
+    fn matched(&mut self);
     /// The receive timed out.
     fn expired(&mut self);
 }
 
 impl Wait for Deadline {
     #[inline]
-    fn matched(&mut self, _: &Worker, _: Current) {
+    fn matched(&mut self) {
         *self = Deadline::Never;
     }
 
@@ -667,7 +683,7 @@ fn poll_receive<H>(
                 return Poll::Pending;
             }
             if let Some(hit) = attempt(worker, slot, scan) {
-                deadline.matched(worker, current);
+                deadline.matched();
                 return Poll::Ready(Some(hit));
             }
         }

@@ -38,7 +38,7 @@ use crate::slot::{serial_of, AfterPoll, Delivery, Extras, Slot, Wake, EXITING};
 use crate::sync::deque::{Steal, Worker as LocalQueue};
 use crate::sync::global::Arc;
 use crate::task::TaskRef;
-use crate::timer::linger::Lingering;
+use crate::timer::standing::{StandingTimers, Vacancy};
 use crate::timer::wheel::{TimerKey, Wheel};
 use crate::timer::TimerEntry;
 use crate::waker;
@@ -149,8 +149,8 @@ pub(crate) struct Worker {
     /// Processes polled (published to `WorkerStats::polls` now and then).
     polls: Cell<u64>,
     wheel: RefCell<Wheel<TimerEntry>>,
-    /// Call timers left armed for the process's next call (`timer/linger.rs`).
-    lingering: Lingering,
+    /// Each process's wake-up timer shared by its calls (`timer/standing.rs`).
+    standing: StandingTimers,
     expired: RefCell<Vec<TimerEntry>>,
     free: RefCell<Vec<u32>>,
     rng: Cell<u32>,
@@ -177,7 +177,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: LocalQueue<u32>) {
         book: PollBook::default(),
         polls: Cell::new(0),
         wheel: RefCell::new(Wheel::new(now)),
-        lingering: Lingering::new(),
+        standing: StandingTimers::new(now),
         expired: RefCell::new(Vec::new()),
         free: RefCell::new(Vec::new()),
         rng: Cell::new(0x9e37_79b9 ^ (index as u32 + 1)),
@@ -638,28 +638,35 @@ impl Worker {
         self.wheel.borrow_mut().insert(when, TimerEntry::Wake { index: current.index, serial: current.serial })
     }
 
-    /// Schedules a wake-up of the current process at `when` (ticks): a
-    /// lingering timer of its earlier call if one fits and is still pending
-    /// in the wheel (see `timer/linger.rs`), else a new one. Its tick and key.
-    pub(crate) fn wake_by(&self, current: Current, now: u64, when: u64) -> (u64, TimerKey) {
-        match self.lingering.adopt(current, now, when) {
-            Some((tick, key)) if self.is_armed(key) => (tick, key),
-            _ => (when, self.arm_wake(when, current)),
+    /// Whether the current process's standing timer (`timer/standing.rs`)
+    /// wakes it by tick `when`: the hot path of a call that has to wait.
+    #[inline(always)]
+    pub(crate) fn has_wake_by(&self, current: Current, when: u64) -> bool {
+        self.standing.covers(current, when)
+    }
+
+    /// Makes the current process's standing timer wake it by tick `when`,
+    /// replacing one due later; false if its slot of the table holds another
+    /// process's pending timer (the caller then arms its own).
+    pub(crate) fn stand_wake_by(&self, current: Current, when: u64) -> bool {
+        match self.standing.vacancy(current) {
+            Vacancy::Free => {}
+            Vacancy::Replace(key) => self.disarm(key),
+            Vacancy::Taken => return false,
         }
+        // After the wheel's clock (invariant 1 of `standing.rs`): one at or
+        // before it would fire at the next poll, which a deadline read from
+        // the same clock never asks for.
+        let when = when.max(self.standing.fired_through() + 1);
+        let key = self.arm_wake(when, current);
+        self.standing.set(current, when, key);
+        true
     }
 
     /// Whether the timer `key` of this worker's wheel is still pending.
     #[inline]
     pub(crate) fn is_armed(&self, key: TimerKey) -> bool {
         self.wheel.borrow().contains(key)
-    }
-
-    /// Leaves the wake-up timer `key` (at `tick`) of `current` armed for its
-    /// next call (see `timer/linger.rs`).
-    pub(crate) fn linger_wake(&self, current: Current, tick: u64, key: TimerKey) {
-        if let Some(evicted) = self.lingering.keep(current, tick, key) {
-            self.disarm(evicted);
-        }
     }
 
     /// Schedules a `send_after` timer in this worker's wheel.
@@ -681,7 +688,10 @@ impl Worker {
         }
         let now = self.shared.clock.now_ticks();
         let mut expired = self.expired.borrow_mut();
-        self.wheel.borrow_mut().poll(now, &mut expired);
+        let mut wheel = self.wheel.borrow_mut();
+        wheel.poll(now, &mut expired);
+        self.standing.advance(wheel.now());
+        drop(wheel);
         if shared_next <= now {
             self.shared.timers.poll(now, &mut expired);
         }

@@ -154,6 +154,11 @@ impl<T> Entry<T> {
     }
 }
 
+impl TimerKey {
+    /// A key that names no entry (`NO_ENTRY` is never handed out).
+    pub(crate) const NONE: TimerKey = TimerKey { index: NO_ENTRY, generation: 0 };
+}
+
 impl<T> Wheel<T> {
     /// An empty wheel whose clock starts at `now` (ticks).
     pub(crate) fn new(now: u64) -> Self {
@@ -230,6 +235,13 @@ impl<T> Wheel<T> {
             return Some(self.due_min);
         }
         self.earliest_slot().map(|(_, _, start)| start)
+    }
+
+    /// The clock: the last tick polled. Every entry due by then that was
+    /// inserted before that poll has been delivered.
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        self.now
     }
 
     /// The number of pending entries.
