@@ -105,22 +105,22 @@ fn a_call_to_a_dead_server_fails_at_once_and_leaves_nothing() {
     });
 }
 
-/// A call's timer outlives a call that got its reply, for the next call to adopt
-/// (`timer/linger.rs`): the next call still times out at its own deadline, whether that is
-/// earlier than the lingering timer (which it then cannot use) or later (which wakes it early).
+/// A call's timer outlives a call that got its reply, for the process's next calls to share
+/// (`timer/standing.rs`): the next call still times out at its own deadline, whether that is
+/// earlier than the standing timer (which it then cannot use) or later (which wakes it early).
 #[test]
 fn a_call_times_out_at_its_own_deadline_after_earlier_calls() {
     let rt = runtime(1);
     rt.block_on(async {
         let server = spawn(server());
         let short = Duration::from_millis(30);
-        // A long call's timer lingers (due in 10 s): a short call cannot use it.
+        // A long call's timer stands (due in 10 s): a short call cannot use it.
         assert_eq!(call::<u64, u64>(server, 1, TIMEOUT).await, Ok(2));
         let started = std::time::Instant::now();
         assert_eq!(call::<u64, u64>(server, 0, short).await, Err(CallError::Timeout));
         let took = started.elapsed();
         assert!(took >= short && took < TIMEOUT / 2, "a 30 ms call timed out after {took:?}");
-        // A short call's timer lingers: a longer call adopts it, is woken early, and waits on.
+        // A short call's timer stands: a longer call shares it, is woken early, and waits on.
         assert_eq!(call::<u64, u64>(server, 1, short).await, Ok(2));
         let longer = Duration::from_millis(150);
         let started = std::time::Instant::now();
