@@ -379,27 +379,51 @@ fn start_any<Q: Send + 'static, R: Send + 'static>(
     send: impl FnOnce(Pid, Call<Q, R>),
     decode: Option<Decode>,
 ) -> PendingCall<R> {
-    let (me, tag, local) = with_current("call", |worker, current, _| {
-        let me = Pid::from_parts(worker.shared.node, current.index, current.serial);
-        let tag = worker.shared.refs.fetch_add(1, Ordering::Relaxed) + 1;
-        (me, tag, server.node() == worker.shared.node)
-    });
-    let reply_to = ReplyTo::<R> { to: me, tag, _reply: PhantomData };
-    let (reference, watch) = if local {
-        let reference = MonitorRef::new(tag, server, me);
-        let request = Envelope::new(Call { request, reply_to });
-        let alive = with_current("call", |_, _, own| start_local(&Table, own, reference, request));
-        (reference, if alive { Watch::Local } else { Watch::NotRunning })
-    } else {
-        with_current("call", |_, _, own| own.await_reply(me.serial(), tag));
-        let reference = monitor(server);
-        send(server, Call { request, reply_to });
-        (reference, Watch::General)
-    };
-    PendingCall { tag, reference, watch, decode, done: false, _reply: PhantomData }
+    let mut call = PendingCall::unstarted(decode);
+    call.start(server, request, send);
+    call
 }
 
 impl<R: Send + 'static> PendingCall<R> {
+    /// A call not started yet (whose drop does nothing).
+    fn unstarted(decode: Option<Decode>) -> PendingCall<R> {
+        let nobody = Pid::from_parts(0, 0, 0);
+        PendingCall {
+            tag: 0,
+            reference: MonitorRef::new(0, nobody, nobody),
+            watch: Watch::NotRunning,
+            decode,
+            done: true,
+            _reply: PhantomData,
+        }
+    }
+
+    /// Steps 1 and 2 of the module docs, written into this unstarted call in
+    /// place (a call future is not moved to start it).
+    #[inline]
+    fn start<Q: Send + 'static>(&mut self, server: Pid, request: Q, send: impl FnOnce(Pid, Call<Q, R>)) {
+        let elsewhere = with_current("call", |worker, current, own| {
+            let me = Pid::from_parts(worker.shared.node, current.index, current.serial);
+            let tag = worker.shared.refs.fetch_add(1, Ordering::Relaxed) + 1;
+            self.tag = tag;
+            self.done = false;
+            let reply_to = ReplyTo::<R> { to: me, tag, _reply: PhantomData };
+            if server.node() != worker.shared.node {
+                own.await_reply(me.serial(), tag);
+                return Some(Call { request, reply_to });
+            }
+            self.reference = MonitorRef::new(tag, server, me);
+            let alive = start_local(&Table, own, self.reference, Envelope::new(Call { request, reply_to }));
+            self.watch = if alive { Watch::Local } else { Watch::NotRunning };
+            None
+        });
+        if let Some(call) = elsewhere {
+            self.reference = monitor(server);
+            self.watch = Watch::General;
+            send(server, call);
+        }
+    }
+
     /// Waits at most `timeout` for the reply (steps 3 and 4 of the module
     /// docs). The timeout counts from the first time the reply is not there
     /// yet when the returned future is polled.
@@ -532,22 +556,15 @@ impl<R: Send + 'static> Drop for PendingCall<R> {
 
 /// The future of [`call`] and [`call_local`]: nothing happens until it is
 /// first polled, which starts the call ([`call_start`]) and then waits for
-/// it ([`PendingCall::wait`]). Written by hand rather than as an `async fn`
-/// so that it is one small state (the request, then the wait) that moving
-/// costs a few stores, not a copy of nested futures.
+/// it ([`PendingCall::wait`]). Written by hand rather than as an `async fn`,
+/// and the wait's state is laid out at creation, so that starting the call
+/// writes its fields in place rather than moving futures around.
 #[must_use = "futures do nothing unless awaited"]
 pub struct Calling<Q, R: Send + 'static> {
-    state: CallingState<Q, R>,
-}
-
-/// The states of a [`Calling`].
-enum CallingState<Q, R: Send + 'static> {
-    /// Not polled yet: what [`start_any`] needs.
-    Start { server: Pid, request: Q, timeout: Duration, send: fn(Pid, Call<Q, R>), decode: Option<Decode> },
-    /// Started.
-    Waiting(CallWait<R>),
-    /// The result was returned.
-    Done,
+    /// Until the first poll: the server, the request and how to send it.
+    start: Option<Start<Q, R>>,
+    /// The wait, its call unstarted until the first poll.
+    wait: CallWait<R>,
 }
 
 impl<Q: Send + 'static, R: Send + 'static> Calling<Q, R> {
@@ -558,21 +575,22 @@ impl<Q: Send + 'static, R: Send + 'static> Calling<Q, R> {
         send: fn(Pid, Call<Q, R>),
         decode: Option<Decode>,
     ) -> Calling<Q, R> {
-        Calling { state: CallingState::Start { server, request, timeout, send, decode } }
+        Calling { start: Some((server, request, send)), wait: PendingCall::unstarted(decode).wait(timeout) }
     }
 }
 
 impl<Q, R: Send + 'static> fmt::Debug for Calling<Q, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.state {
-            CallingState::Start { server, .. } => {
-                f.debug_struct("Calling").field("server", server).finish_non_exhaustive()
-            }
-            CallingState::Waiting(wait) => f.debug_tuple("Calling").field(wait).finish(),
-            CallingState::Done => f.write_str("Calling(done)"),
+        match &self.start {
+            Some((server, ..)) => f.debug_struct("Calling").field("server", server).finish_non_exhaustive(),
+            None => f.debug_tuple("Calling").field(&self.wait).finish(),
         }
     }
 }
+
+/// What a [`Calling`] needs to start its call: the server, the request and
+/// how to send it to a server elsewhere.
+type Start<Q, R> = (Pid, Q, fn(Pid, Call<Q, R>));
 
 // The request is moved out at the first poll, never pinned.
 impl<Q, R: Send + 'static> Unpin for Calling<Q, R> {}
@@ -581,21 +599,13 @@ impl<Q: Send + 'static, R: Send + 'static> Future for Calling<Q, R> {
     type Output = Result<R, CallError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let state = &mut self.get_mut().state;
-        if let CallingState::Start { .. } = state {
-            let CallingState::Start { server, request, timeout, send, decode } =
-                std::mem::replace(state, CallingState::Done)
-            else {
-                unreachable!("just matched")
-            };
-            *state = CallingState::Waiting(start_any(server, request, send, decode).wait(timeout));
+        let this = self.get_mut();
+        if let Some((server, request, send)) = this.start.take() {
+            this.wait.call.start(server, request, send);
+        } else if this.wait.call.done {
+            panic!("krarup: a call's future was polled after it completed");
         }
-        let CallingState::Waiting(wait) = state else {
-            panic!("krarup: a call's future was polled after it completed")
-        };
-        let result = std::task::ready!(Pin::new(wait).poll(cx));
-        *state = CallingState::Done;
-        Poll::Ready(result)
+        Pin::new(&mut this.wait).poll(cx)
     }
 }
 
