@@ -642,28 +642,26 @@ impl Slot {
     /// (the caller gives up); whether it was still awaited — if not, its
     /// reply or `Down` was accepted and is in the mailbox.
     pub(crate) fn stop_awaiting(&self, serial: u32, tag: u64) -> bool {
-        let w = self.lock();
-        if serial_of(w) != serial || w & LIVE == 0 {
-            self.unlock(w & !LOCKED);
-            return false;
-        }
-        // SAFETY: LOCKED guards `extras`; a non-null pointer came from Box::into_raw.
-        let was = self.extras.with_mut(|e| unsafe { self.awaits.take_locked((*e).as_mut(), tag) });
-        self.unlock(w & !LOCKED);
-        was
+        self.with_awaits(serial, |awaits, extras| awaits.take_locked(extras, tag)).unwrap_or(false)
     }
 
     /// Under the lock: whether incarnation `serial` is alive and awaits call `tag`.
     pub(crate) fn awaits_exactly(&self, serial: u32, tag: u64) -> bool {
+        self.with_awaits(serial, |awaits, extras| awaits.is_awaited_locked(extras.as_deref(), tag)).unwrap_or(false)
+    }
+
+    /// Under the lock, if incarnation `serial` is alive: `f` on its awaited
+    /// calls and its extras (if allocated).
+    fn with_awaits<R>(&self, serial: u32, f: impl FnOnce(&Awaits, Option<&mut Extras>) -> R) -> Option<R> {
         let w = self.lock();
         if serial_of(w) != serial || w & LIVE == 0 {
             self.unlock(w & !LOCKED);
-            return false;
+            return None;
         }
         // SAFETY: LOCKED guards `extras`; a non-null pointer came from Box::into_raw.
-        let awaits = self.extras.with(|e| unsafe { self.awaits.is_awaited_locked((*e).as_ref(), tag) });
+        let r = self.extras.with_mut(|e| unsafe { f(&self.awaits, (*e).as_mut()) });
         self.unlock(w & !LOCKED);
-        awaits
+        Some(r)
     }
 
     /// Without the lock, from any thread: whether incarnation `serial` is

@@ -13,23 +13,7 @@ use std::time::Duration;
 use krarup_runtime::{
     call, call_start, exit, mailbox_len, monitor, monitored_by, recv, self_pid, spawn, Call, CallError, ExitReason,
 };
-use util::{down_of, recv_bounded, runtime, TIMEOUT};
-
-/// Answers `n` with `n + 1`; `0` is kept unanswered until a `Release` comes.
-async fn server() {
-    let mut held = Vec::new();
-    loop {
-        krarup_runtime::receive! {
-            c: Call<u64, u64> if c.request == 0 => held.push(c.reply_to),
-            c: Call<u64, u64> => c.reply_to.reply(c.request + 1),
-            _r: Release => held.drain(..).for_each(|to| to.reply(0)),
-        }
-    }
-}
-
-/// Makes [`server`] answer the calls it holds.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Release;
+use util::{down_of, holding_server as server, recv_bounded, runtime, Release, TIMEOUT};
 
 /// Answers each call twice.
 async fn twice() {

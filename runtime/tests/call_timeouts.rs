@@ -8,24 +8,8 @@ mod util;
 
 use std::time::{Duration, Instant};
 
-use krarup_runtime::{call, mailbox_len, self_pid, spawn, Call, CallError, Pid};
-use util::{recv_bounded, runtime, TIMEOUT};
-
-/// Answers `n` with `n + 1`; `0` is kept unanswered until a `Release` comes.
-async fn server() {
-    let mut held = Vec::new();
-    loop {
-        krarup_runtime::receive! {
-            c: Call<u64, u64> if c.request == 0 => held.push(c.reply_to),
-            c: Call<u64, u64> => c.reply_to.reply(c.request + 1),
-            _r: Release => held.drain(..).for_each(|to| to.reply(0)),
-        }
-    }
-}
-
-/// Makes [`server`] answer the calls it holds.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Release;
+use krarup_runtime::{call, mailbox_len, self_pid, spawn, CallError, Pid};
+use util::{holding_server as server, recv_bounded, runtime, Release, TIMEOUT};
 
 /// One unanswered call of `timeout`: whether it timed out no earlier than
 /// `timeout` (and well before [`TIMEOUT`]), and how long it took.

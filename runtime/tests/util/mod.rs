@@ -208,3 +208,20 @@ pub async fn poll_for<T: Message>(wanted: impl Fn(&T) -> bool) -> T {
         krarup_runtime::yield_now().await;
     }
 }
+
+/// A call server for the call tests: answers `n` with `n + 1`; `0` is kept
+/// unanswered until a [`Release`] comes.
+pub async fn holding_server() {
+    let mut held = Vec::new();
+    loop {
+        receive! {
+            c: krarup_runtime::Call<u64, u64> if c.request == 0 => held.push(c.reply_to),
+            c: krarup_runtime::Call<u64, u64> => c.reply_to.reply(c.request + 1),
+            _r: Release => held.drain(..).for_each(|to| to.reply(0)),
+        }
+    }
+}
+
+/// Makes [`holding_server`] answer the calls it holds.
+#[derive(Serialize, Deserialize)]
+pub struct Release;
