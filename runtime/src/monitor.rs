@@ -217,12 +217,9 @@ pub(crate) fn forget(list: &mut Vec<MonitorRef>, reference: MonitorRef) -> bool 
 /// the monitor of a call that ended is not, though `pid` may keep it a
 /// while: it can no longer fire (see `call.rs`).
 pub fn monitored_by(pid: Pid) -> Option<Vec<Pid>> {
-    let (mut watchers, calls) = with_extras_of(pid, |e| {
-        let mut calls = e.calls.clone();
-        Table.retain_awaited(&mut calls);
-        (e.monitors.iter().map(|r| r.watcher).collect::<Vec<_>>(), calls)
-    })?;
-    // Outside the server's lock (a caller's is taken): the exact answer.
+    let (mut watchers, calls) =
+        with_extras_of(pid, |e| (e.monitors.iter().map(|r| r.watcher).collect::<Vec<_>>(), e.calls.clone()))?;
+    // Outside the server's lock (each caller's is taken).
     watchers.extend(calls.iter().filter(|r| crate::call::awaits(r.watcher, r.id)).map(|r| r.watcher));
     Some(watchers)
 }

@@ -41,7 +41,7 @@
 
 use super::loom_link::{reference, spawn_with, CallReply, CallRequest, Msg, World};
 use crate::awaits::ReplyOf;
-use crate::call::{give_up, start_local};
+use crate::call::{give_up, start_local, Outcome};
 use crate::envelope::Envelope;
 use crate::exit::ExitReason;
 use crate::link::Processes;
@@ -50,14 +50,6 @@ use crate::receive::remove_first_or;
 use crate::sync::Arc;
 
 const TAG: u64 = 7;
-
-/// How W's wait for the call ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Outcome {
-    Replied,
-    Down,
-    TimedOut,
-}
 
 fn is_reply(env: &Envelope) -> bool {
     env.peek::<CallReply>().is_some_and(|r| r.0 == TAG)
@@ -86,7 +78,7 @@ fn receive_and_finish(world: &World, reference: MonitorRef) -> Outcome {
         None => {
             // SAFETY: as above; `own` is W's slot.
             unsafe { give_up(own, world.pid(0).serial(), TAG, is_ours) };
-            Outcome::TimedOut
+            Outcome::Failed
         }
     }
 }
