@@ -66,7 +66,6 @@ use crate::receive::{self, CallDeadline, Decode, Scan};
 use crate::scheduler::worker::{with_current, with_worker};
 use crate::send::{deliver_unless, deliver_unless_or, with_runtime_of, Message};
 use crate::slot::Slot;
-use crate::sync::Ordering;
 
 /// Where the reply to one call goes. Serializable, so a server can keep it
 /// and reply later (a deferred reply), or hand it to another process.
@@ -404,7 +403,7 @@ impl<R: Send + 'static> PendingCall<R> {
     fn start<Q: Send + 'static>(&mut self, server: Pid, request: Q, send: impl FnOnce(Pid, Call<Q, R>)) {
         let elsewhere = with_current("call", |worker, current, own| {
             let me = Pid::from_parts(worker.shared.node, current.index, current.serial);
-            let tag = worker.shared.refs.fetch_add(1, Ordering::Relaxed) + 1;
+            let tag = worker.fresh_ref();
             self.tag = tag;
             self.done = false;
             let reply_to = ReplyTo::<R> { to: me, tag, _reply: PhantomData };

@@ -76,6 +76,7 @@ mod pid;
 mod process;
 mod queue;
 mod receive;
+mod refs;
 mod registry;
 mod runtime;
 mod scheduler;

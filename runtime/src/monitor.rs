@@ -39,7 +39,6 @@ use crate::link::{with_extras_of, Processes, Table};
 use crate::pid::Pid;
 use crate::scheduler::worker::with_current;
 use crate::slot::Slot;
-use crate::sync::Ordering;
 
 /// Identifies one monitor: returned by [`monitor`], carried by its [`Down`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -151,7 +150,7 @@ pub(crate) fn monitor_with(processes: &impl Processes, reference: MonitorRef) ->
 pub(crate) fn new_reference(what: &str, target: Pid) -> MonitorRef {
     with_current(what, |worker, current, _| {
         let watcher = Pid::from_parts(worker.shared.node, current.index, current.serial);
-        MonitorRef::new(worker.shared.refs.fetch_add(1, Ordering::Relaxed) + 1, target, watcher)
+        MonitorRef::new(worker.fresh_ref(), target, watcher)
     })
 }
 

@@ -59,7 +59,7 @@ pub(crate) struct Shared {
     pub(crate) external_exits: AtomicU64,
     /// Messages dropped because their target was dead.
     dropped: AtomicU64,
-    /// The last monitor reference handed out.
+    /// The last reference of the blocks the workers took (`refs.rs`).
     pub(crate) refs: AtomicU64,
     shutdown: AtomicBool,
     /// The network layer, once one is attached (see `dist`).

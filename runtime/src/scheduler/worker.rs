@@ -33,6 +33,7 @@ use crate::envelope::Envelope;
 use crate::exit::{panic_message, ExitReason, IntoExitReason};
 use crate::pid::Pid;
 use crate::receive::PollBook;
+use crate::refs::RefBlock;
 use crate::runtime::Shared;
 use crate::slot::{serial_of, AfterPoll, Delivery, Extras, Slot, Wake, EXITING};
 use crate::sync::deque::{Steal, Worker as LocalQueue};
@@ -151,6 +152,8 @@ pub(crate) struct Worker {
     wheel: RefCell<Wheel<TimerEntry>>,
     /// Each process's wake-up timer shared by its calls (`timer/standing.rs`).
     standing: StandingTimers,
+    /// Monitor ids and call tags not handed out yet (`refs.rs`).
+    refs: RefBlock,
     expired: RefCell<Vec<TimerEntry>>,
     free: RefCell<Vec<u32>>,
     rng: Cell<u32>,
@@ -178,6 +181,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: LocalQueue<u32>) {
         polls: Cell::new(0),
         wheel: RefCell::new(Wheel::new(now)),
         standing: StandingTimers::new(now),
+        refs: RefBlock::default(),
         expired: RefCell::new(Vec::new()),
         free: RefCell::new(Vec::new()),
         rng: Cell::new(0x9e37_79b9 ^ (index as u32 + 1)),
@@ -614,6 +618,12 @@ impl Worker {
     pub(crate) fn throttle(&self, gate: crate::sync::global::Arc<crate::dist::Gate>) {
         self.book.throttle(gate);
         self.budget.set(0);
+    }
+
+    /// A fresh monitor id or call tag, unique in this runtime (`refs.rs`).
+    #[inline]
+    pub(crate) fn fresh_ref(&self) -> u64 {
+        self.refs.fresh(&self.shared.refs)
     }
 
     /// What the receives of the current poll did.
