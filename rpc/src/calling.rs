@@ -9,21 +9,26 @@
 //! (on another, through a boxed `async` resolution, the first time) when it is first polled.
 //!
 //! Invariants (those of [`Client::call`]): nothing happens before the first poll (as with an
-//! `async fn`: the name is looked up and the request sent then, from the polling process); an
-//! error that says the server is dead or unreachable makes the client forget a resolved name.
+//! `async fn`: the name is looked up and the request sent then, from the polling process); a
+//! resolution and the call after it share one timeout; an error that says the server is dead or
+//! unreachable makes the client forget the Pid a remote name resolved to. The request is sent
+//! once: it is moved into the runtime's call, so a call that finds a named server gone fails
+//! with `NoProc` rather than being sent to the name's new server (the client's module docs say
+//! why, and what an idempotent call does instead).
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
 
 use krarup_runtime::{CallError, Message, Pid};
 
 use crate::client::{Client, Target};
 use crate::wire::Request;
 
-/// A name on another node being resolved to a Pid.
-type Resolving<'a> = Pin<Box<dyn Future<Output = Result<Pid, CallError>> + Send + 'a>>;
+/// A name on another node being resolved to a Pid, and the time then left for the call.
+type Resolving<'a> = Pin<Box<dyn Future<Output = (Result<Pid, CallError>, Duration)> + Send + 'a>>;
 
 /// The future of [`Client::call`] and [`Client::call_map`]: the reply `R`, turned by `M` into
 /// the result (a stub's procedure result out of its reply enum).
@@ -31,6 +36,8 @@ type Resolving<'a> = Pin<Box<dyn Future<Output = Result<Pid, CallError>> + Send 
 pub struct Calling<'a, Q, R: Send + 'static, M = fn(R) -> Result<R, CallError>> {
     client: &'a Client,
     map: M,
+    /// The server found by name, once found: what the client forgets if the call finds it gone.
+    server: Option<Pid>,
     state: State<'a, Q, R>,
 }
 
@@ -49,42 +56,48 @@ enum State<'a, Q, R: Send + 'static> {
 impl<'a, Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>> Calling<'a, Q, R, M> {
     pub(crate) fn new(client: &'a Client, body: Q, map: M) -> Self {
         let state = match client.target() {
-            Target::Pid(server) => State::Call(call(client, *server, body)),
+            Target::Pid(server) => State::Call(call(*server, body, client.timeout())),
             Target::Named { .. } => State::Find(body),
         };
-        Calling { client, map, state }
+        // Built once, after the match: a construction in each arm costs ~10 instructions a call.
+        Calling { client, map, server: None, state }
     }
 
     /// Finds a named server; `Ready` once the call was started (and polled), or failed.
     #[cold]
     fn find(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, CallError>> {
-        let found = match &mut self.state {
-            State::Resolving(_, resolving) => ready!(resolving.as_mut().poll(cx)),
+        let (found, timeout) = match &mut self.state {
+            State::Resolving(_, resolving) => match ready!(resolving.as_mut().poll(cx)) {
+                (Ok(_), left) if left.is_zero() => {
+                    // The lookup took the whole timeout: the request is not sent.
+                    self.state = State::Failed;
+                    return Poll::Ready(Err(CallError::Timeout));
+                }
+                found => found,
+            },
             State::Find(_) => match self.client.known_server() {
-                Some(found) => found,
+                Some(found) => (found, self.client.timeout()),
                 None => {
                     let State::Find(body) = std::mem::replace(&mut self.state, State::Failed) else {
                         unreachable!("just matched")
                     };
-                    self.state = State::Resolving(body, Box::pin(self.client.resolve::<Q>()));
+                    self.state = State::Resolving(body, Box::pin(resolve::<Q>(self.client)));
                     return self.find(cx);
                 }
             },
             State::Call(_) => unreachable!("the server is known"),
             State::Failed => panic!("krarup-rpc: a call's future was polled after it completed"),
         };
-        let (State::Find(body) | State::Resolving(body, _)) = std::mem::replace(&mut self.state, State::Failed) else {
+        let (State::Find(body) | State::Resolving(body, ..)) = std::mem::replace(&mut self.state, State::Failed) else {
             unreachable!("just matched")
         };
         match found {
             Ok(server) => {
-                self.state = State::Call(call(self.client, server, body));
+                self.server = Some(server);
+                self.state = State::Call(call(server, body, timeout));
                 self.poll_call(cx)
             }
-            Err(error) => {
-                self.client.forget(&error);
-                Poll::Ready(Err(error))
-            }
+            Err(error) => Poll::Ready(Err(error)),
         }
     }
 
@@ -95,17 +108,26 @@ impl<'a, Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>> Calling<'a
         Poll::Ready(match ready!(Pin::new(call).poll(cx)) {
             Ok(reply) => (self.map)(reply),
             Err(error) => {
-                self.client.forget(&error);
+                if let Some(server) = self.server {
+                    self.client.forget(server, &error);
+                }
                 Err(error)
             }
         })
     }
 }
 
-/// The runtime's call of `server` with `body`.
-fn call<Q: Message, R: Message>(client: &Client, server: Pid, body: Q) -> krarup_runtime::Calling<Request<Q>, R> {
+/// Resolves `client`'s remote name; the time then left of its timeout.
+async fn resolve<Q: Message>(client: &Client) -> (Result<Pid, CallError>, Duration) {
+    let deadline = Instant::now() + client.timeout();
+    let found = client.resolve::<Q>(client.timeout()).await;
+    (found, deadline.saturating_duration_since(Instant::now()))
+}
+
+/// The runtime's call of `server` with `body`, waiting at most `timeout`.
+fn call<Q: Message, R: Message>(server: Pid, body: Q, timeout: Duration) -> krarup_runtime::Calling<Request<Q>, R> {
     // Never retried: no request id, no reply kept for it (see the client's module docs).
-    krarup_runtime::call(server, Request { seq: None, body }, client.timeout())
+    krarup_runtime::call(server, Request { seq: None, body }, timeout)
 }
 
 impl<Q, R: Send + 'static, M> fmt::Debug for Calling<'_, Q, R, M> {

@@ -3,26 +3,59 @@
 //! operations themselves.
 //!
 //! Invariants:
-//! - A call never hangs: it ends with the reply or a [`CallError`] within its timeout (plus, for a
-//!   retried call, its back-off pauses), and a late reply never reaches the caller afterwards (the
-//!   runtime's `call` guarantees it).
+//! - A call never hangs: it ends with the reply or a [`CallError`] within its timeout, which
+//!   covers finding a named server too (plus, for a retried call, its back-off pauses), and a
+//!   late reply never reaches the caller afterwards (the runtime's `call` guarantees it).
 //! - Only procedures marked idempotent are retried, only when the connection to the server was
 //!   lost (`NoConnection`), and with the same request id each time. Only such a call (an
 //!   idempotent procedure, with a retry policy of more than one attempt) carries a request id:
-//!   any other is sent once, so it runs at most once without the server's reply cache. A call that times out while
-//!   the server is alive is *not* retried: a long-running call is not a lost one.
+//!   any other is sent once to each server it finds (see the last point), so it runs at most once
+//!   without the server's reply cache. A call that times out while the server is alive is *not*
+//!   retried: a long-running call is not a lost one.
 //! - A request id is unique per calling process: its sequence number comes from one counter for
 //!   the whole OS process, so two handles (not only clones) used by one process never share one.
-//! - A name on this node is looked up at every call and cast (as Erlang's `gen_server:call` does),
-//!   so a server restarted under its name is found by the next call. A name on another node is
-//!   resolved to a Pid when first needed and again after the server was found dead or
-//!   unreachable (a lookup there costs a round trip).
+//! - A name on this node is looked up at every call and cast (as Erlang's `gen_server:call`
+//!   does). A name on another node is resolved to a Pid when first needed (a lookup there costs a
+//!   round trip) and kept until a call through it finds that server dead or unreachable
+//!   (`NoProc`, `NoConnection`, `Exited`); clones share the Pid, and a call forgets only the Pid
+//!   it used, not one a clone has found since.
+//! - After a server restarts under its name, an idempotent call that finds the old server gone
+//!   (`NoProc` through a Pid found by name, on this node or another) looks the name up again
+//!   and, if it names another process now, calls that one: once, within the same timeout. Any
+//!   other call fails with `NoProc` and leaves the name to be looked up again by the next call.
+//!
+//! # Where this differs from Erlang
+//!
+//! `gen_server:call({Name, Node}, ..)` monitors and sends to `{Name, Node}`, which the server's
+//! node looks up as each arrives, so its first call after a restart reaches the new server. The
+//! runtime here calls and monitors Pids only (and the stubs' lookup also checks that the process
+//! serves this service), so a call to a name on another node goes to the Pid an earlier lookup
+//! found, and the first call after a restart reaches the dead server. Only an idempotent call is
+//! then sent again:
+//!
+//! - `NoProc` says that the request reached no process in every case but one. On this node the
+//!   server's lock decides: a dead server is never handed the request (the runtime's call
+//!   protocol, step 2). On another node the call's monitor request travels before the request,
+//!   on the same connection: a `Down` with `NoProc` for a server that was already dead means the
+//!   request, arriving after it, finds it dead too and is dropped (a Pid names one process only:
+//!   a new process in the same slot, or on a restarted node, has another Pid). The exception: a
+//!   server that was alive, took the request and then exited *with reason* `NoProc` — killed by
+//!   an exit signal of that reason, as a process is that links to a dead process without
+//!   trapping exits — is reported the same way, and may have run the procedure.
+//! - Sending the request again needs it again. A plain call's arguments are moved into its
+//!   request, which the runtime consumes when it sends it; an idempotent call builds its request
+//!   anew for every attempt (its arguments are cloned).
+//!
+//! Re-sending a plain call after `NoProc` would therefore need a copy of its request (kept in
+//! serialized form, say) and the runtime to report a server that exited with reason `NoProc`
+//! as `Exited(NoProc)`; neither is here, so a plain call fails once and the next one finds the
+//! new server.
 
 use std::fmt;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use krarup_runtime::dist::tag_of;
 use krarup_runtime::{call_start, receive, self_pid, CallError, Down, ExitReason, Message, PendingCall, Pid};
@@ -139,30 +172,36 @@ impl Client {
         }
     }
 
-    /// A remote name's Pid, asked of its node (for service `Q`) and kept for the next calls.
-    pub(crate) async fn resolve<Q: Message>(&self) -> Result<Pid, CallError> {
+    /// A remote name's Pid, asked of its node (for service `Q`) waiting at most `timeout`, and
+    /// kept for the next calls.
+    pub(crate) async fn resolve<Q: Message>(&self, timeout: Duration) -> Result<Pid, CallError> {
         let Target::Named { name, node: Some(node) } = &self.target else {
             unreachable!("only a remote name is resolved")
         };
-        let pid = resolve::<Q>(name, node, self.timeout).await?;
+        let pid = resolve::<Q>(name, node, timeout).await?;
         *self.resolved.lock() = Some(pid);
         Ok(pid)
     }
 
-    /// The server's Pid: known, or found by name (for service `Q`).
-    async fn server<Q: Message>(&self) -> Result<Pid, CallError> {
+    /// The server's Pid: known, or found by name (for service `Q`) by `deadline`.
+    async fn server<Q: Message>(&self, deadline: Instant) -> Result<Pid, CallError> {
         match self.known_server() {
             Some(known) => known,
-            None => self.resolve::<Q>().await,
+            None => self.resolve::<Q>(remaining(deadline)).await,
         }
     }
 
-    /// After a server was found dead or unreachable: look its name up again next time.
-    pub(crate) fn forget(&self, error: &CallError) {
-        if matches!(self.target, Target::Named { .. })
+    /// A call to `server` failed with `error`: if that says the server is dead or unreachable and
+    /// `server` is what a remote name resolved to, the name is looked up again next time. (A Pid
+    /// that a clone has found since is kept.)
+    pub(crate) fn forget(&self, server: Pid, error: &CallError) {
+        if matches!(self.target, Target::Named { node: Some(_), .. })
             && matches!(error, CallError::NoProc | CallError::NoConnection | CallError::Exited(_))
         {
-            *self.resolved.lock() = None;
+            let mut resolved = self.resolved.lock();
+            if *resolved == Some(server) {
+                *resolved = None;
+            }
         }
     }
 
@@ -189,7 +228,9 @@ impl Client {
     }
 
     /// [`Client::call`] for an idempotent procedure: `make` builds the request for each attempt;
-    /// with a retry policy, a lost connection is retried (same request id, back-off between).
+    /// with a retry policy, a lost connection is retried (same request id, back-off between). A
+    /// server found by name that turns out gone is looked up again, and a new server under the
+    /// name called, within the same attempt (see the module docs).
     ///
     /// # Errors
     /// As [`Client::call`]; the last attempt's error.
@@ -199,27 +240,57 @@ impl Client {
         let mut pause = retry.initial;
         let mut attempt = 1;
         loop {
-            let result = match self.server::<Q>().await {
-                Ok(server) => {
-                    krarup_runtime::call::<Request<Q>, R>(server, Request { seq, body: make() }, self.timeout).await
-                }
-                Err(e) => Err(e),
-            };
-            match result {
+            match self.attempt::<Q, R>(|| Request { seq, body: make() }).await {
                 Err(CallError::NoConnection) if attempt < retry.attempts => {
-                    self.forget(&CallError::NoConnection);
                     tracing::debug!(attempt, ?pause, "rpc: connection lost; retrying the idempotent call");
                     krarup_runtime::sleep(pause).await;
                     pause = (pause * 2).min(retry.max);
                     attempt += 1;
                 }
-                Err(e) => {
-                    self.forget(&e);
-                    return Err(e);
-                }
-                ok => return ok,
+                result => return result,
             }
         }
+    }
+
+    /// One attempt of an idempotent call, within the client's timeout: finds the server and calls
+    /// it; if a server found by name is gone (`NoProc`), looks the name up again and, if it names
+    /// another process now, calls that one. At most two lookups and two calls.
+    async fn attempt<Q: Message, R: Message>(&self, make: impl Fn() -> Request<Q>) -> Result<R, CallError> {
+        let deadline = Instant::now() + self.timeout;
+        let server = self.server::<Q>(deadline).await?;
+        match self.call_until::<Q, R>(server, make(), deadline).await {
+            Err(CallError::NoProc) if matches!(self.target, Target::Named { .. }) => {
+                let again = self.server::<Q>(deadline).await?;
+                if again == server {
+                    return Err(CallError::NoProc);
+                }
+                tracing::debug!(
+                    ?server,
+                    ?again,
+                    "rpc: the named server is gone; calling the one that has the name now"
+                );
+                self.call_until::<Q, R>(again, make(), deadline).await
+            }
+            result => result,
+        }
+    }
+
+    /// The runtime's call of `server`, waiting until `deadline`; not sent if that has passed.
+    async fn call_until<Q: Message, R: Message>(
+        &self,
+        server: Pid,
+        request: Request<Q>,
+        deadline: Instant,
+    ) -> Result<R, CallError> {
+        let timeout = remaining(deadline);
+        if timeout.is_zero() {
+            return Err(CallError::Timeout);
+        }
+        let result = krarup_runtime::call::<Request<Q>, R>(server, request, timeout).await;
+        if let Err(error) = &result {
+            self.forget(server, error);
+        }
+        result
     }
 
     /// Sends the call now and returns it, to be awaited later with [`Deferred::wait`]; `map`
@@ -232,9 +303,9 @@ impl Client {
         body: Q,
         map: fn(R) -> Result<T, CallError>,
     ) -> Result<Deferred<R, T>, CallError> {
-        let server = self.server::<Q>().await.inspect_err(|e| self.forget(e))?;
+        let server = self.server::<Q>(Instant::now() + self.timeout).await?;
         let pending = call_start::<Request<Q>, R>(server, Request { seq: None, body });
-        Ok(Deferred { pending, timeout: self.timeout, map, client: self.clone() })
+        Ok(Deferred { pending, server, timeout: self.timeout, map, client: self.clone() })
     }
 
     /// Sends a one-way request: no reply, no error (like `send`). Casts and calls from one
@@ -256,6 +327,7 @@ impl Client {
 #[must_use = "a started call is awaited with `wait`; dropping it abandons the call"]
 pub struct Deferred<R: Send + 'static, T> {
     pending: PendingCall<R>,
+    server: Pid,
     timeout: Duration,
     map: fn(R) -> Result<T, CallError>,
     client: Client,
@@ -273,15 +345,20 @@ impl<R: Send + 'static, T> Deferred<R, T> {
     /// # Errors
     /// As [`Client::call`].
     pub async fn wait(self) -> Result<T, CallError> {
-        let Deferred { pending, timeout, map, client } = self;
+        let Deferred { pending, server, timeout, map, client } = self;
         match pending.wait(timeout).await {
             Ok(reply) => map(reply),
             Err(e) => {
-                client.forget(&e);
+                client.forget(server, &e);
                 Err(e)
             }
         }
     }
+}
+
+/// The time left until `deadline` (zero once it has passed).
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
 }
 
 /// Asks the process registered as `name` on `node` for its Pid, if it serves `Q`'s service.
@@ -291,13 +368,13 @@ impl<R: Send + 'static, T> Deferred<R, T> {
 async fn resolve<Q: Message>(name: &str, node: &str, timeout: Duration) -> Result<Pid, CallError> {
     static NONCE: AtomicU64 = AtomicU64::new(1);
     let nonce = NONCE.fetch_add(1, Ordering::Relaxed);
-    let deadline = std::time::Instant::now() + timeout;
+    let deadline = Instant::now() + timeout;
     // An answer to an earlier lookup of this process that came after it gave up: drop it.
     while krarup_runtime::try_recv::<Resolved>().is_some() {}
     krarup_runtime::send_named_at(name, node, Resolve { from: self_pid(), nonce, service: tag_of::<Q>() });
     let probe = krarup_runtime::dist::probe(node).map(krarup_runtime::monitor);
     let result = loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let left = remaining(deadline);
         receive! {
             answer: Resolved if answer.nonce == nonce => break Ok(answer.server),
             down: Down if Some(down.reference) == probe => {

@@ -106,7 +106,8 @@ fn a_server_restarted_on_another_node_is_found_by_name_after_the_call_that_finds
     b.rt.register(&name, second).unwrap();
 
     // The client still knows the old server's Pid: the call to it reports it gone (it reached
-    // no one, so nothing ran) and makes the client look the name up again.
+    // no one, so nothing ran) and makes the client look the name up again. (A plain call is not
+    // sent again; an idempotent one is, to the new server: `restart.rs`.)
     let client = work.clone();
     let answers = a.rt.block_on(async move { (client.bump().await, client.bump().await, client.bump().await) });
     assert_eq!(answers, (Err(CallError::NoProc), Ok(1), Ok(2)));
