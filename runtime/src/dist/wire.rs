@@ -119,18 +119,38 @@ impl Wire {
         ENCODING.set(previous);
         result.map_err(|e| {
             buf.truncate(len);
-            WireError(e)
+            WireError::from(e)
         })
     }
 }
 
 /// A value that could not be encoded or decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WireError(postcard::Error);
+pub struct WireError(Cause);
+
+/// What went wrong with a [`WireError`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Cause {
+    /// postcard's own error.
+    Format(postcard::Error),
+    /// A value decoded from the front of the bytes, but this many were left
+    /// over: they were not a value of the expected type (two programs that
+    /// disagree on its shape), even if a prefix happened to decode.
+    LeftOver(usize),
+}
+
+impl From<postcard::Error> for WireError {
+    fn from(error: postcard::Error) -> WireError {
+        WireError(Cause::Format(error))
+    }
+}
 
 impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "wire format: {}", self.0)
+        match &self.0 {
+            Cause::Format(error) => write!(f, "wire format: {error}"),
+            Cause::LeftOver(n) => write!(f, "wire format: {n} bytes left over after the value"),
+        }
     }
 }
 
@@ -176,12 +196,13 @@ thread_local! {
 }
 
 impl View {
-    /// Decodes `bytes` (all of them) as a `T`, Pids translated.
+    /// Decodes `bytes` (all of them: bytes left over are an error) as a
+    /// `T`, Pids translated.
     pub(crate) fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, WireError> {
-        let previous = DECODING.replace(Some(*self));
-        let result = postcard::from_bytes(bytes);
-        DECODING.set(previous);
-        result.map_err(WireError)
+        match self.decode_prefix(bytes)? {
+            (value, []) => Ok(value),
+            (_, rest) => Err(WireError(Cause::LeftOver(rest.len()))),
+        }
     }
 
     /// Decodes a `T` from the front of `bytes`; returns it and the rest.
@@ -189,7 +210,7 @@ impl View {
         let previous = DECODING.replace(Some(*self));
         let result = postcard::take_from_bytes(bytes);
         DECODING.set(previous);
-        result.map_err(WireError)
+        result.map_err(WireError::from)
     }
 }
 
@@ -443,6 +464,18 @@ mod tests {
         let view = View { local: 1, origin: 9, own_creation: 0 };
         assert!(view.decode::<Pid>(&[PLAIN, 1, 1, 0]).is_err());
         assert!(view.decode::<Pid>(&[9, 1, 1]).is_err());
+    }
+
+    #[test]
+    fn bytes_left_over_after_a_value_do_not_decode_as_it() {
+        let view = View { local: 1, origin: 9, own_creation: 0 };
+        // The encoding of the string "up": its length, then its bytes. A
+        // program that expects a `u8` there would read the length alone.
+        let bytes = postcard::to_allocvec("up").unwrap();
+        assert_eq!(postcard::from_bytes::<u8>(&bytes).unwrap(), 2);
+        let error = view.decode::<u8>(&bytes).unwrap_err();
+        assert_eq!(error.to_string(), "wire format: 2 bytes left over after the value");
+        assert_eq!(view.decode::<String>(&bytes).unwrap(), "up");
     }
 
     #[test]
