@@ -88,7 +88,7 @@ impl<Q: Message, R: Message + Clone> ServerLoop<Q, R> {
     }
 
     /// [`take`](Self::take) for a call that may be retried: a repeat is answered from the cache.
-    /// Out of line, as the lookup is: most calls are never retried.
+    /// Out of line: most calls are never retried.
     #[inline(never)]
     fn take_retried(&mut self, seq: NonZeroU64, body: Q, reply_to: ReplyTo<R>) -> Incoming<Q, R> {
         match self.cached(RequestId { client: reply_to.caller(), seq: seq.get() }) {
