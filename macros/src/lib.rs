@@ -312,7 +312,7 @@ fn expand(krate: &Path, mut service: ItemTrait) -> syn::Result<TokenStream2> {
         quote! {
             #request::#variant(#(#names),*) => {
                 let value = state.#name(#(#names),*)#wait;
-                server.reply(id, reply_to, #reply::#variant(value));
+                server.reply(seq, reply_to, #reply::#variant(value));
                 #stop
             }
         }
@@ -400,8 +400,8 @@ fn expand(krate: &Path, mut service: ItemTrait) -> syn::Result<TokenStream2> {
             #vis async fn serve<S: #trait_name + ::core::marker::Send + 'static>(mut state: S) {
                 let mut server = #krate::ServerLoop::<#request, #reply>::new();
                 loop {
-                    match server.next().await {
-                        #krate::Incoming::Call(id, body, reply_to) => {
+                    match server.receive().await {
+                        #krate::Incoming::Call(seq, body, reply_to) => {
                             #[allow(unreachable_patterns)]
                             match body {
                                 #(#call_arms)*
@@ -417,6 +417,7 @@ fn expand(krate: &Path, mut service: ItemTrait) -> syn::Result<TokenStream2> {
                                 _ => {}
                             }
                         }
+                        #krate::Incoming::Answered => {}
                     }
                 }
             }

@@ -1,5 +1,6 @@
 //! The server half every generated server stub runs: the receive that yields the next call or
-//! cast, answers name lookups, and answers a retried call from a bounded cache of replies.
+//! cast, and answers by itself name lookups and repeats of a retried call (from a bounded cache
+//! of replies).
 //!
 //! Invariant (at-most-once): a call whose request id is in the cache is answered from it and not
 //! handed to the implementation again. A call without an id (one its client never retries) is
@@ -9,10 +10,14 @@
 //! again.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::marker::PhantomData;
+use std::num::NonZeroU64;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
-use krarup_runtime::__private::{recv_one_of, OneOf};
+use krarup_runtime::__private::{recv_one_of, OneOf, RecvOneOf};
 use krarup_runtime::dist::tag_of;
 use krarup_runtime::{self_pid, Call, Message, Pid, ReplyTo};
 
@@ -26,10 +31,13 @@ pub const CLIENTS: usize = 1024;
 /// What a server stub is asked.
 #[derive(Debug)]
 pub enum Incoming<Q, R> {
-    /// A call: its id (if it may be retried), its request, where to reply.
-    Call(Option<RequestId>, Q, ReplyTo<R>),
+    /// A call: its sequence number (if it may be retried: with the caller, its request id), its
+    /// request, where to reply.
+    Call(Option<NonZeroU64>, Q, ReplyTo<R>),
     /// A one-way request.
     Cast(Q),
+    /// Nothing for the implementation: the loop answered a repeated call or a name lookup itself.
+    Answered,
 }
 
 /// The receive loop of a server stub (see the module docs).
@@ -52,38 +60,52 @@ impl<Q: Message, R: Message + Clone> ServerLoop<Q, R> {
         Self::default()
     }
 
-    /// The next call or cast for the implementation; retried calls already answered and name
-    /// lookups are dealt with here.
-    pub async fn next(&mut self) -> Incoming<Q, R> {
-        loop {
-            // `receive!` with these three clauses, at the cost of a receive by type.
-            match recv_one_of::<Call<Request<Q>, R>, Cast<Q>, Resolve>().await {
-                OneOf::A(call) => {
-                    let id = call.request.id(call.reply_to.caller());
-                    let Call { request: Request { body, .. }, reply_to } = call;
-                    match id.and_then(|id| self.cached(id)) {
-                        Some(reply) => reply_to.reply(reply),
-                        None => return Incoming::Call(id, body, reply_to),
-                    }
-                }
-                OneOf::B(cast) => return Incoming::Cast(cast.0),
-                OneOf::C(ask) => {
-                    // A server of another service under this name stays silent: the asker
-                    // then reports no server.
-                    if ask.service == tag_of::<Q>() {
-                        ask.from.send(Resolved { nonce: ask.nonce, server: self_pid() });
-                    }
-                }
+    /// The next call or cast for the implementation, or [`Incoming::Answered`] once the loop
+    /// has dealt with a message itself (a repeated call answered from the cache, a name lookup).
+    ///
+    /// # Panics
+    /// When polled outside a krarup process.
+    #[inline]
+    pub fn receive(&mut self) -> impl Future<Output = Incoming<Q, R>> + '_ {
+        Receive { server: self, receive: recv_one_of() }
+    }
+
+    /// What [`receive`](Self::receive) makes of a message.
+    #[inline]
+    fn take(&mut self, message: OneOf<Call<Request<Q>, R>, Cast<Q>, Resolve>) -> Incoming<Q, R> {
+        match message {
+            // Never retried: nothing to look up.
+            OneOf::A(Call { request: Request { seq: None, body }, reply_to }) => Incoming::Call(None, body, reply_to),
+            OneOf::A(Call { request: Request { seq: Some(seq), body }, reply_to }) => {
+                self.take_retried(seq, body, reply_to)
+            }
+            OneOf::B(cast) => Incoming::Cast(cast.0),
+            OneOf::C(ask) => {
+                answer::<Q>(ask);
+                Incoming::Answered
             }
         }
     }
 
-    /// Sends the reply to call `id` and, if the call may be retried (it has an id), keeps it for
-    /// a retry.
+    /// [`take`](Self::take) for a call that may be retried: a repeat is answered from the cache.
+    /// Out of line: most calls are never retried.
+    #[inline(never)]
+    fn take_retried(&mut self, seq: NonZeroU64, body: Q, reply_to: ReplyTo<R>) -> Incoming<Q, R> {
+        match self.cached(RequestId { client: reply_to.caller(), seq: seq.get() }) {
+            Some(reply) => {
+                reply_to.reply(reply);
+                Incoming::Answered
+            }
+            None => Incoming::Call(Some(seq), body, reply_to),
+        }
+    }
+
+    /// Sends the reply to a call and, if the call may be retried (it has a sequence number `seq`),
+    /// keeps it for a retry.
     #[inline]
-    pub fn reply(&mut self, id: Option<RequestId>, reply_to: ReplyTo<R>, value: R) {
-        if let Some(id) = id {
-            self.remember(id, value.clone());
+    pub fn reply(&mut self, seq: Option<NonZeroU64>, reply_to: ReplyTo<R>, value: R) {
+        if let Some(seq) = seq {
+            self.remember(RequestId { client: reply_to.caller(), seq: seq.get() }, value.clone());
         }
         reply_to.reply(value);
     }
@@ -114,6 +136,37 @@ impl<Q: Message, R: Message + Clone> ServerLoop<Q, R> {
             replies.pop_front();
         }
         replies.push_back((id.seq, value));
+    }
+}
+
+/// The future of [`ServerLoop::receive`]: one receive of a call, a cast or a name lookup (what a
+/// `receive!` of these three clauses does, at the cost of a receive by type). Written by hand so
+/// that the server stub's loop holds the receive's state itself, not an `async fn`'s around it,
+/// and the call it yields is moved fewer times.
+#[derive(Debug)]
+struct Receive<'a, Q, R> {
+    server: &'a mut ServerLoop<Q, R>,
+    receive: RecvOneOf<Call<Request<Q>, R>, Cast<Q>, Resolve>,
+}
+
+impl<Q: Message, R: Message + Clone> Future for Receive<'_, Q, R> {
+    type Output = Incoming<Q, R>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Incoming<Q, R>> {
+        let this = self.get_mut();
+        let message = ready!(Pin::new(&mut this.receive).poll(cx));
+        Poll::Ready(this.server.take(message))
+    }
+}
+
+/// Answers a name lookup for service `Q`. A server of another service under this name stays
+/// silent: the asker then reports no server. Out of line: inlined, its tag lookup's set-up was
+/// hoisted into every receive.
+#[inline(never)]
+fn answer<Q: 'static>(ask: Resolve) {
+    if ask.service == tag_of::<Q>() {
+        ask.from.send(Resolved { nonce: ask.nonce, server: self_pid() });
     }
 }
 
