@@ -116,9 +116,11 @@ impl Envelope {
     /// Whether the envelope holds a `T`.
     #[inline]
     pub(crate) fn is<T: Send + 'static>(&self) -> bool {
-        // The vtable address is the fast check; promoted constants may be
-        // duplicated across crates, so the type id decides when it differs.
-        ptr::eq(self.vtable, T::VTABLE) || self.vtable.type_id == TypeId::of::<T>()
+        // By type id alone: comparing vtable addresses first never paid off,
+        // since each codegen unit gets its own copy of a type's promoted
+        // vtable (measured: the addresses differed even between a sender and
+        // a receiver in one function), so the type ids were compared anyway.
+        self.vtable.type_id == TypeId::of::<T>()
     }
 
     /// The name of the held type (`"<taken>"` once emptied).
