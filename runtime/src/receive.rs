@@ -510,9 +510,9 @@ impl Drop for LocalTimer {
 /// decided by comparing two readings of that clock, so it never passes
 /// early. A timer only wakes the process to look: woken early (by a timer
 /// of an earlier call, one on the worker it left, or one armed with the
-/// lower bound), the receive makes sure of a timer again and waits on. The timer's tick, the first after
-/// the deadline, is in the same frame (see `timer/mod.rs`): when it fires,
-/// the deadline has passed.
+/// lower bound), the receive makes sure of a timer again and waits on. The
+/// timer's tick, the first after the deadline, is in the same frame (see
+/// `timer/mod.rs`): when it fires, the deadline has passed.
 #[derive(Debug)]
 pub(crate) struct CallDeadline {
     /// The timeout, in nanoseconds (saturated: about 584 years), with

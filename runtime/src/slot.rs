@@ -825,8 +825,8 @@ impl Slot {
     }
 
     /// The process asks its worker for its next reading (`timer/stamp.rs`,
-    /// step 1): relaxed, as only that worker's thread, which writes it,
-    /// acts on it.
+    /// step 1): relaxed, as the only thread that acts on this value is the
+    /// one writing it (the worker's own).
     #[inline(always)]
     pub(crate) fn request_stamp(&self, mark: u32) {
         // loom 0.7 lets a plain store land between the read and the write of

@@ -16,7 +16,7 @@
 //!
 //! The worker reads the clock when it fires timers (at step 1's
 //! maintenance while it has timers or a call waits for a reading, and at
-//! step 3), before it parks (for the timeout) and after. Each reading is
+//! step 3), before it parks (for its timeout, if it has timers) and after. Each reading is
 //! first stamped in the slots of the calls that asked for it
 //! (`timer/stamp.rs`), so a call's first miss needs no reading of its own.
 //!

@@ -52,21 +52,25 @@
 //!   comes after this poll on `w`'s thread: its R is no earlier than this
 //!   first miss either. A mark is always on its worker's list until that
 //!   worker's next reading (it is written only together with a push).
-//! - After a call's first miss, every later value of its process's stamp is
-//!   a mark written by a later first miss (of another call of the process:
-//!   calls may be in flight together) or a reading R stamped over a mark,
-//!   so R is no earlier than *some* first miss at or after this call's S.
-//!   The caller's own loads see its own mark or a later value: the process
-//!   is handed from worker to worker with release and acquire (`slot.rs`).
-//!   A slot reused by a later incarnation, or a stamp left for an earlier
-//!   call, only ever makes the start later: late, never early.
+//! - After a call's first miss, its process's stamp holds the mark that
+//!   first miss wrote or kept, or a later value: a mark written by a later
+//!   first miss (of another call of the process, as calls may be in flight
+//!   together; or of a later incarnation of the slot), or a reading stamped
+//!   over one of these marks, which by the first two points is no earlier
+//!   than the first miss that wrote or kept that mark, itself no earlier
+//!   than S. The caller's own loads see its mark or a later value: the
+//!   process is handed from worker to worker with release and acquire
+//!   (`slot.rs`). So a reading the caller finds is no earlier than its S
+//!   (later, when it was stamped for a later call: late, never early).
 //! - The reading in the stamp happens-before N (release compare-exchange,
-//!   acquire load, then the clock read), so N >= R, and the latest value
-//!   at or before N with R's encoding is at or after R: [`settle`] never
-//!   makes the start earlier than R. It is later than R only if N is more
-//!   than a window (2<sup>31</sup> units, about 9.8 hours) after R; calls
-//!   whose timeout is over half of that ([`LONGEST`]) read the clock at
-//!   their first miss instead.
+//!   acquire load, then the clock read), so N >= R: the clock is monotonic
+//!   along happens-before, which comparing readings taken on different
+//!   workers relies on anyway. The latest value at or before N with R's
+//!   encoding is then at or after R: [`settle`] never makes the start
+//!   earlier than R. It is later than R only if N is more than a window
+//!   (2<sup>31</sup> units, about 9.8 hours) after R; calls whose timeout
+//!   is over half of that ([`LONGEST`]) read the clock at their first miss
+//!   instead.
 //!
 //! The start is late by the time from S to the worker's next reading: a
 //! worker reads its clock every 61 polls while it has timers (a call that
