@@ -44,6 +44,7 @@ use crate::envelope::Envelope;
 use crate::scheduler::worker::{with_current, with_worker, Current, Worker};
 use crate::send::Message;
 use crate::slot::Slot;
+use crate::timer::stamp::LONGEST;
 use crate::timer::wheel::TimerKey;
 use crate::timer::NANOS_PER_TICK;
 
@@ -485,8 +486,17 @@ impl Drop for LocalTimer {
 }
 
 /// The deadline of a call's receive (`call.rs`): `timeout` from the first
-/// time the receive has to wait (a reply already there costs no clock
+/// time the receive has to wait, S (a reply already there costs no clock
 /// reading).
+///
+/// Nor does the first miss read the clock (`timer/stamp.rs`): it asks its
+/// worker to stamp its next reading, which is no earlier than S, in the
+/// process's slot, and arms with the worker's last reading, which is no
+/// later than S: a timer due by that plus the timeout is due by the
+/// deadline. A later miss settles the deadline from the stamp (or from the
+/// clock, if the worker has not read it since) and decides with it. A call
+/// answered at the poll after its first miss (the common case) reads no
+/// clock at all.
 ///
 /// What wakes the process by the deadline is its standing timer
 /// (`timer/standing.rs`), shared with its other calls: a call that finds it
@@ -499,16 +509,21 @@ impl Drop for LocalTimer {
 /// ([`Clock::now_nanos`](crate::timer::Clock::now_nanos)): the deadline is
 /// decided by comparing two readings of that clock, so it never passes
 /// early. A timer only wakes the process to look: woken early (by a timer
-/// of an earlier call, or one on the worker it left), the receive makes
-/// sure of a timer again and waits on. The timer's tick, the first after
-/// the deadline, is in the same frame (see `timer/mod.rs`): when it fires,
-/// the deadline has passed.
+/// of an earlier call, one on the worker it left, or one armed with the
+/// lower bound), the receive makes sure of a timer again and waits on. The
+/// timer's tick, the first after the deadline, is in the same frame (see
+/// `timer/mod.rs`): when it fires, the deadline has passed.
 #[derive(Debug)]
 pub(crate) struct CallDeadline {
-    /// The timeout, in nanoseconds (saturated: about 584 years).
+    /// The timeout, in nanoseconds (saturated: about 584 years), with
+    /// [`STAMPED`] set from a first miss that asked for a stamp until a
+    /// later miss settles the deadline (a flag in a word the call has anyway:
+    /// a field more costs the call's future a dozen instructions).
     timeout: u64,
     /// From the first miss on: the deadline, or [`NEVER`] for one beyond
-    /// the clock's range; [`UNSET`] before.
+    /// the clock's range; [`UNSET`] before. While [`STAMPED`], a lower
+    /// bound of the deadline: the worker's last reading before the first
+    /// miss, plus the timeout.
     at: u64,
     /// A timer of the call's own, when the standing table had no room.
     timer: Option<LocalTimer>,
@@ -519,10 +534,29 @@ pub(crate) struct CallDeadline {
 const UNSET: u64 = 0;
 /// [`CallDeadline::at`] for a deadline that never comes.
 const NEVER: u64 = u64::MAX;
+/// In [`CallDeadline::timeout`]: the deadline is not settled yet. Only a
+/// timeout of at most [`LONGEST`] asks for a stamp, so it never meets a
+/// timeout with this bit set.
+const STAMPED: u64 = 1 << 63;
+const _: () = assert!(LONGEST < STAMPED);
 
 impl CallDeadline {
     pub(crate) fn new(timeout: Duration) -> CallDeadline {
         CallDeadline { timeout: u64::try_from(timeout.as_nanos()).unwrap_or(NEVER), at: UNSET, timer: None }
+    }
+
+    /// A later miss of a call that asked for a stamp: the deadline counts
+    /// from the stamped reading, or from now if there is none yet (see
+    /// `timer/stamp.rs`, step 3); whether it has passed.
+    #[cold]
+    #[inline(never)]
+    fn settle(&mut self, worker: &Worker) -> bool {
+        self.timeout &= !STAMPED;
+        // The stamp before the clock: a stamped reading happens-before `now`.
+        let stamp = worker.current_stamp();
+        let now = worker.shared.clock.now_nanos();
+        self.at = crate::timer::stamp::settle(stamp, now).saturating_add(self.timeout);
+        now >= self.at
     }
 
     /// Makes sure a timer wakes the process by tick `when`, when its standing
@@ -550,10 +584,26 @@ impl Wait for CallDeadline {
                 return true;
             }
             // The first miss: the deadline starts now. It cannot have passed.
-            self.at = worker.shared.clock.now_nanos().saturating_add(self.timeout);
+            let last = if self.timeout <= LONGEST { worker.request_reading(current) } else { None };
+            self.at = match last {
+                // A lower bound of the deadline, to arm with (at least 1).
+                Some(last) => {
+                    let at = last.saturating_add(self.timeout);
+                    self.timeout |= STAMPED;
+                    at
+                }
+                None => worker.shared.clock.now_nanos().saturating_add(self.timeout),
+            };
+            self.at
+        } else if self.at == NEVER {
+            return false;
+        } else if self.timeout & STAMPED != 0 {
+            if self.settle(worker) {
+                return true;
+            }
             self.at
         } else {
-            if self.at != NEVER && worker.shared.clock.now_nanos() >= self.at {
+            if worker.shared.clock.now_nanos() >= self.at {
                 return true;
             }
             self.at

@@ -214,6 +214,9 @@ pub(crate) struct Slot {
     inner: UnsafeCell<Inner>,
     /// Length of the inner queue, mirrored for observers (relaxed).
     inner_len: AtomicU32,
+    /// A call's first-miss reading, or a request for it (`timer/stamp.rs`).
+    /// In what would be padding.
+    stamp: AtomicU32,
     /// Guarded by `LOCKED`; null until first needed.
     extras: UnsafeCell<*mut Extras>,
     /// Messages not yet seen by the process. Guarded by `LOCKED`.
@@ -243,6 +246,7 @@ impl Slot {
             task: UnsafeCell::new(None),
             storage: UnsafeCell::new(TaskStorage::uninit()),
             inner_len: AtomicU32::new(0),
+            stamp: AtomicU32::new(0),
             awaits: Awaits::default(),
         }
     }
@@ -811,6 +815,37 @@ impl Slot {
     pub(crate) unsafe fn inner_epoch_owned(&self) -> u32 {
         // SAFETY: the caller owns `inner`.
         self.inner.with(|inner| unsafe { (*inner).epoch() })
+    }
+
+    /// The stamp (`timer/stamp.rs`, step 3): acquire, so that a reading
+    /// stamped by another worker happens-before the caller's next one.
+    #[inline(always)]
+    pub(crate) fn stamp(&self) -> u32 {
+        self.stamp.load(Ordering::Acquire)
+    }
+
+    /// The process asks its worker for its next reading (`timer/stamp.rs`,
+    /// step 1): relaxed, as the only thread that acts on this value is the
+    /// one writing it (the worker's own).
+    #[inline(always)]
+    pub(crate) fn request_stamp(&self, mark: u32) {
+        // loom 0.7 lets a plain store land between the read and the write of
+        // another thread's compare-exchange that already succeeded (its RMW
+        // atomicity is not enforced against stores: tokio-rs/loom#254), so
+        // the model would see the worker's stamp overwrite a later request.
+        // A swap is an RMW, which loom orders correctly; on hardware the
+        // store is ordered so already.
+        #[cfg(loom)]
+        self.stamp.swap(mark, Ordering::Relaxed);
+        #[cfg(not(loom))]
+        self.stamp.store(mark, Ordering::Relaxed);
+    }
+
+    /// The worker of `mark` stamps its reading if the stamp still requests
+    /// it (`timer/stamp.rs`, step 2). Release: pairs with [`Slot::stamp`].
+    #[inline]
+    pub(crate) fn stamp_request(&self, mark: u32, reading: u32) {
+        let _ = self.stamp.compare_exchange(mark, reading, Ordering::Release, Ordering::Relaxed);
     }
 
     /// Takes the task out (for polling it in place, or dropping it at exit).

@@ -3,7 +3,7 @@
 //! Run them with
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p krarup-runtime --release loom_`.
 //! They drive the real types (`Slot`, `Registry`, `Idle`, `send_after`'s
-//! cell) through `crate::sync`, which is loom's under `--cfg loom`.
+//! cell, a worker's `Readings`) through `crate::sync`, which is loom's under `--cfg loom`.
 
 mod loom_call;
 mod loom_exit;
@@ -12,4 +12,5 @@ mod loom_link;
 mod loom_mailbox;
 mod loom_monitor;
 mod loom_registry;
+mod loom_stamp;
 mod loom_timer;

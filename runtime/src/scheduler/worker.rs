@@ -14,6 +14,12 @@
 //!    [`SPIN`]; then register as asleep, re-check every queue (see
 //!    `idle.rs` for why), and park until notified or until the next timer.
 //!
+//! The worker reads the clock when it fires timers (at step 1's
+//! maintenance while it has timers or a call waits for a reading, and at
+//! step 3), before it parks (for its timeout, if it has timers) and after. Each reading is
+//! first stamped in the slots of the calls that asked for it
+//! (`timer/stamp.rs`), so a call's first miss needs no reading of its own.
+//!
 //! # Context
 //!
 //! While a worker thread runs, a thread-local points at its `Worker`; while
@@ -39,9 +45,10 @@ use crate::slot::{serial_of, AfterPoll, Delivery, Extras, Slot, Wake, EXITING};
 use crate::sync::deque::{Steal, Worker as LocalQueue};
 use crate::sync::global::Arc;
 use crate::task::TaskRef;
+use crate::timer::stamp::Readings;
 use crate::timer::standing::{StandingTimers, Vacancy};
 use crate::timer::wheel::{TimerKey, Wheel};
-use crate::timer::TimerEntry;
+use crate::timer::{TimerEntry, NANOS_PER_TICK};
 use crate::waker;
 
 /// Receives a process may complete in one poll before it must yield
@@ -154,6 +161,9 @@ pub(crate) struct Worker {
     standing: StandingTimers,
     /// Monitor ids and call tags not handed out yet (`refs.rs`).
     refs: RefBlock,
+    /// The last clock reading, and the calls waiting for the next one
+    /// (`timer/stamp.rs`). Every reading goes through [`Worker::read_clock`].
+    readings: Readings,
     expired: RefCell<Vec<TimerEntry>>,
     free: RefCell<Vec<u32>>,
     rng: Cell<u32>,
@@ -165,7 +175,8 @@ pub(crate) struct Worker {
 
 /// The worker thread's body.
 pub(crate) fn run(shared: Arc<Shared>, index: usize, local: LocalQueue<u32>) {
-    let now = shared.clock.now_ticks();
+    let nanos = shared.clock.now_nanos();
+    let now = nanos / NANOS_PER_TICK;
     let worker = Worker {
         index,
         shared,
@@ -182,6 +193,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: LocalQueue<u32>) {
         wheel: RefCell::new(Wheel::new(now)),
         standing: StandingTimers::new(now),
         refs: RefBlock::default(),
+        readings: Readings::new(index, nanos),
         expired: RefCell::new(Vec::new()),
         free: RefCell::new(Vec::new()),
         rng: Cell::new(0x9e37_79b9 ^ (index as u32 + 1)),
@@ -242,6 +254,8 @@ impl Worker {
             let timeout = self.park_timeout();
             sched.parkers[self.index].park(timeout);
             sched.idle.transition_from_sleeping(self.index);
+            // A fresh lower bound for the calls about to run (`timer/stamp.rs`).
+            self.read_clock();
             searching = true;
         }
         if searching {
@@ -690,13 +704,43 @@ impl Worker {
         drop(removed);
     }
 
+    /// Reads the clock (nanoseconds since its epoch) and first stamps the
+    /// reading in the slots of the calls that asked for it
+    /// (`timer/stamp.rs`, step 2): no poll may come between the two.
+    #[inline]
+    fn read_clock(&self) -> u64 {
+        let now = self.shared.clock.now_nanos();
+        self.readings.record(now, |index| self.shared.table.slot(index));
+        now
+    }
+
+    /// A call's first miss in the current process: asks that this worker's
+    /// next clock reading be stamped in its slot, and returns the last one
+    /// (no later than now); None if it cannot (the caller reads the clock).
+    /// See `timer/stamp.rs`, step 1.
+    #[inline(always)]
+    pub(crate) fn request_reading(&self, current: Current) -> Option<u64> {
+        // SAFETY: `current_slot` is the slot of `current`, set together, and
+        // points into the table, which outlives the worker.
+        let slot = unsafe { &*self.current_slot.get() };
+        self.readings.request(current.index, slot)
+    }
+
+    /// The current process's stamp (`timer/stamp.rs`, step 3).
+    #[inline]
+    pub(crate) fn current_stamp(&self) -> u32 {
+        // SAFETY: as in `request_reading`.
+        unsafe { &*self.current_slot.get() }.stamp()
+    }
+
     /// Fires every due timer (own wheel and shared wheel); returns how many.
+    /// Reads the clock if there is a timer or a call waiting for a reading.
     fn fire_timers(&self) -> usize {
         let shared_next = self.shared.timers.next_expiration();
-        if self.wheel.borrow().is_empty() && shared_next == u64::MAX {
+        if self.wheel.borrow().is_empty() && shared_next == u64::MAX && !self.readings.has_requests() {
             return 0;
         }
-        let now = self.shared.clock.now_ticks();
+        let now = self.read_clock() / NANOS_PER_TICK;
         let mut expired = self.expired.borrow_mut();
         let mut wheel = self.wheel.borrow_mut();
         wheel.poll(now, &mut expired);
@@ -741,7 +785,8 @@ impl Worker {
     fn park_timeout(&self) -> Option<Duration> {
         let own = self.wheel.borrow().next_expiration().unwrap_or(u64::MAX);
         let next = own.min(self.shared.timers.next_expiration());
-        let timer = (next != u64::MAX).then(|| self.shared.clock.until(next));
+        let timer = (next != u64::MAX)
+            .then(|| Duration::from_nanos(next.saturating_mul(NANOS_PER_TICK).saturating_sub(self.read_clock())));
         let others_awake = self.shared.sched.idle.sleeping() < self.shared.sched.workers();
         match (timer, others_awake) {
             (Some(t), true) => Some(t.min(REBALANCE_EVERY)),

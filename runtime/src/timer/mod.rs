@@ -20,10 +20,13 @@
 //! A call does not arm a timer of its own: its process keeps one standing
 //! wake-up timer that serves call after call (`standing.rs`), so a process
 //! making call after call arms about one timer per timeout rather than one
-//! per call, and a call answered in time touches no wheel.
+//! per call, and a call answered in time touches no wheel. Nor does it read
+//! the clock: its deadline counts from the worker's next reading after its
+//! first miss, stamped in its slot (`stamp.rs`).
 
 pub(crate) mod send_after;
 pub(crate) mod sleep;
+pub(crate) mod stamp;
 pub(crate) mod standing;
 pub(crate) mod wheel;
 
@@ -48,23 +51,24 @@ pub(crate) enum TimerEntry {
 /// Nanoseconds in a tick.
 pub(crate) const NANOS_PER_TICK: u64 = 1_000_000;
 
-/// The runtime's clock: nanoseconds, and milliseconds ("ticks", the wheels'
-/// time unit), since the runtime started.
+/// The runtime's clock: nanoseconds since the runtime started, and, divided
+/// by [`NANOS_PER_TICK`], milliseconds ("ticks", the wheels' time unit).
 ///
 /// # One frame
 ///
 /// On Linux every reading is `CLOCK_MONOTONIC` (the clock `Instant` reads
 /// there too) minus `epoch_nanos`, read just *after* the `Instant` epoch: the
-/// wheels' ticks ([`Clock::now_ticks`]) and a call's deadline
-/// (`receive::CallDeadline`) are in that one frame, so a timer at the first
+/// wheels' ticks (a worker's reading divided by [`NANOS_PER_TICK`]) and a
+/// call's deadline (`receive::CallDeadline`) are in that one frame, so a timer at the first
 /// tick after `at` fires only once [`Clock::now_nanos`] has passed `at`. An
 /// `Instant` deadline (sleep, `recv_timeout`, `send_after`) converts to ticks
 /// against the `Instant` epoch ([`Clock::ticks_at`]), which is at or before
 /// `epoch_nanos`: its tick is never early in the nanosecond frame either.
 /// Elsewhere both readings are `Instant`s.
 ///
-/// A call's deadline is one reading and an addition, where `Instant`
-/// arithmetic costs a hundred instructions more per call. It is not read
+/// A call's deadline is one reading (its worker's, stamped: `stamp.rs`) and
+/// an addition, where `Instant` arithmetic costs a hundred instructions more
+/// per call. It is not read
 /// from `CLOCK_MONOTONIC_COARSE` (4 ns against 16 here): that clock is
 /// supposed to trail the precise one by less than its resolution, but on
 /// this machine's VM it trailed by up to 6.6 ms against a resolution of
@@ -114,20 +118,6 @@ impl Clock {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// The current tick (rounded down).
-    #[cfg(target_os = "linux")]
-    #[inline]
-    pub(crate) fn now_ticks(&self) -> u64 {
-        self.now_nanos() / NANOS_PER_TICK
-    }
-
-    /// The current tick (rounded down).
-    #[cfg(not(target_os = "linux"))]
-    #[inline]
-    pub(crate) fn now_ticks(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
     /// The first tick at or after `at` (rounded up, so never early).
     pub(crate) fn ticks_at(&self, at: Instant) -> u64 {
         let since = at.saturating_duration_since(self.epoch);
@@ -137,18 +127,6 @@ impl Clock {
         } else {
             ms
         }
-    }
-
-    /// How long from now until tick `ticks` (zero if already past).
-    #[cfg(target_os = "linux")]
-    pub(crate) fn until(&self, ticks: u64) -> Duration {
-        Duration::from_nanos(ticks.saturating_mul(NANOS_PER_TICK).saturating_sub(self.now_nanos()))
-    }
-
-    /// How long from now until tick `ticks` (zero if already past).
-    #[cfg(not(target_os = "linux"))]
-    pub(crate) fn until(&self, ticks: u64) -> Duration {
-        (self.epoch + Duration::from_millis(ticks)).saturating_duration_since(Instant::now())
     }
 }
 
