@@ -45,6 +45,18 @@
 //! reply which arrives after the caller gave up never shows up in its
 //! mailbox later, where it would confuse the next receive. Its
 //! `gen_server:call` also monitors the server for the call's duration.
+//!
+//! # The wait
+//!
+//! The caller receives (step 4) the way a receive by type does
+//! (`receive::scan_types`): a message is the call's if it is a `Reply<R>`
+//! with its tag or a `Down` with its monitor's reference, which is a type
+//! check and a comparison, run under the caller's lock, so that either one
+//! at the front of the queue senders push to is taken without moving
+//! anything. Only a message that is neither is offered to the decoder of
+//! replies from other nodes: our reply that does not decode as an `R` ends
+//! the call with `Undecodable`, someone else's is dropped. Every other
+//! message stays where it is, in order.
 
 use std::fmt;
 use std::future::Future;
@@ -508,25 +520,32 @@ impl<R: Send + 'static> Future for CallWait<R> {
             call.finish(Outcome::Failed);
             return Poll::Ready(Err(CallError::NoProc));
         }
-        let (tag, reference, decode) = (call.tag, call.reference, call.decode);
-        let matcher = |env: &mut Envelope| {
-            // The common cases first: both are one type check.
+        let (tag, reference, decode) = (call.tag, &call.reference, call.decode);
+        // Under the slot lock: a type check and a comparison, no user code.
+        let is_ours = |env: &Envelope| {
             if let Some(reply) = env.peek::<Reply<R>>() {
                 return (reply.tag == tag).then_some(0);
             }
             if let Some(down) = env.peek::<Down>() {
-                return (down.reference == reference).then_some(1);
+                return (down.reference == *reference).then_some(1);
             }
+            None
+        };
+        // Any other message, which may be one from another node.
+        let remote = |env: &mut Envelope| {
+            let decode = decode?;
             let ours = env.peek::<RemoteMessage>().is_some_and(|m| m.guard() == Some(tag));
-            match decode.map(|d| d(env)) {
+            match decode(env) {
                 // Our reply, but not an `R`: the call fails; someone else's: dropped.
-                Some(Materialized::Garbage) => Some(if ours { 2 } else { receive::DISCARD }),
-                Some(Materialized::Decoded) if env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag) => Some(0),
+                Materialized::Garbage => Some(if ours { 2 } else { receive::DISCARD }),
+                Materialized::Decoded if env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag) => Some(0),
                 _ => None,
             }
         };
         let expected = || vec![std::any::type_name::<Reply<R>>(), std::any::type_name::<Down>()];
-        let Poll::Ready(got) = receive::poll_call(scan, deadline, matcher, expected) else { return Poll::Pending };
+        let Poll::Ready(got) = receive::poll_call(scan, deadline, is_ours, remote, expected) else {
+            return Poll::Pending;
+        };
         let (result, outcome) = match got {
             Some((0, env)) => {
                 (Ok(env.downcast::<Reply<R>>().unwrap_or_else(|_| unreachable!("matched")).value), Outcome::Replied)

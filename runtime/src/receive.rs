@@ -199,6 +199,34 @@ where
     }
 }
 
+/// Step 1's commonest case, taken without the general loop: the oldest
+/// message of the inner queue, if this receive has not looked at it yet and
+/// `is_wanted` accepts it (as its clause).
+///
+/// # Safety
+/// The caller owns the process whose slot this is.
+#[inline(always)]
+unsafe fn take_inner_front(
+    slot: &Slot,
+    scan: &mut Scan,
+    is_wanted: impl Fn(&Envelope) -> Option<u32>,
+) -> Option<(u32, Envelope)> {
+    // SAFETY: as the caller guarantees; `is_wanted` does not reach the slot.
+    unsafe {
+        slot.with_inner(|inner| {
+            if scan.pos != 0 && inner.epoch() == scan.epoch {
+                return None;
+            }
+            let clause = inner.get(0).and_then(&is_wanted)?;
+            let env = inner.pop_front()?;
+            inner.shrink_if_empty();
+            scan.epoch = inner.epoch();
+            scan.pos = 0;
+            Some((clause, env))
+        })
+    }
+}
+
 /// Whether anything arrived that this receive has not looked at: an inner
 /// message past its saved position, or anything in the outer queue.
 ///
@@ -297,6 +325,10 @@ pub(crate) unsafe fn scan_types(
     is_wanted: impl Fn(&Envelope) -> Option<u32>,
     mut remote: impl FnMut(&mut Envelope) -> Option<u32>,
 ) -> Option<(u32, Envelope)> {
+    // SAFETY: the caller owns the process.
+    if let Some(hit) = unsafe { take_inner_front(slot, scan, &is_wanted) } {
+        return Some(hit);
+    }
     let mut matcher = |env: &mut Envelope| is_wanted(env).or_else(|| remote(env));
     loop {
         // SAFETY: the caller owns the process; the matcher runs no user code.
@@ -711,26 +743,25 @@ pub(crate) fn unwrap_as<T: Send + 'static>(env: Envelope) -> T {
     env.downcast::<T>().unwrap_or_else(|_| unreachable!("matched by type"))
 }
 
-/// One poll of a call's receive (`call.rs`): the first message `matcher`
-/// accepts, as (clause, message), or None once `deadline` has passed. The
-/// matcher must run no user code (it cannot start a receive).
+/// One poll of a call's receive (`call.rs`): the first message `is_ours`
+/// (by type and tag, under the slot lock: see [`scan_types`]) or `remote`
+/// (for a message from another node) accepts, as (clause, message), or
+/// None once `deadline` has passed.
 ///
 /// # Panics
 /// Outside a krarup process, or from inside a `receive!` guard.
 #[inline]
-pub(crate) fn poll_call<M>(
+pub(crate) fn poll_call(
     scan: &mut Scan,
     deadline: &mut CallDeadline,
-    matcher: M,
+    is_ours: impl Fn(&Envelope) -> Option<u32>,
+    remote: impl FnMut(&mut Envelope) -> Option<u32>,
     expected: impl FnOnce() -> Vec<&'static str>,
-) -> Poll<Option<(u32, Envelope)>>
-where
-    M: FnMut(&mut Envelope) -> Option<u32>,
-{
+) -> Poll<Option<(u32, Envelope)>> {
     let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
         // SAFETY: `poll_receive` passes the slot of the process being polled;
-        // the matcher runs no user code, so it cannot receive.
-        unsafe { self::scan(slot, scan, worker.book(), matcher) }
+        // the matchers run no user code.
+        unsafe { scan_types(slot, scan, worker.book(), is_ours, remote) }
     };
     poll_receive("call", scan, deadline, attempt, expected)
 }
