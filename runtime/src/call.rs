@@ -57,6 +57,45 @@
 //! replies from other nodes: our reply that does not decode as an `R` ends
 //! the call with `Undecodable`, someone else's is dropped. Every other
 //! message stays where it is, in order.
+//!
+//! A call to a server of the caller's runtime whose tag is the one in the
+//! caller's awaits word (`awaits.rs`: a call started while the caller
+//! awaited no other) first reads that word, without the lock. While it
+//! still holds the tag, neither the reply nor the `Down` has reached the
+//! mailbox, so the wait does not look at it: it marks what is there as
+//! scanned and waits on. A caller with a long mailbox of other messages
+//! thus looks at none of them before the reply comes, and then only at
+//! those that came during the call. (Erlang does the same for
+//! `receive {Ref, _}` after `make_ref()`: it starts at the place in the
+//! queue marked when the reference was made.) Why a yes is never wrong and
+//! a stale read is never lost:
+//!
+//! - The reply and the `Down` are accepted only by taking the tag (their
+//!   delivery's veto is `ReplyOf`), in the section of the caller's lock
+//!   that queues them, and a tag is never recorded again (tags come from a
+//!   counter). The word's `MORE` flag does not matter: it says other calls
+//!   are awaited, not that ours is not.
+//! - Whatever the caller can see in its mailbox got there after that
+//!   section, in an order the read respects: its inner queue holds what its
+//!   own drains took under the lock (acquiring the delivery's release) and
+//!   what senders handed off (the sender made the process runnable; the run
+//!   queue orders that before the poll). A read ordered after the store
+//!   that cleared the tag cannot return the tag. So a read that finds it,
+//!   stale or not, means that nothing the poll could look at is the call's.
+//! - A read can miss only a delivery concurrent with the poll. That one was
+//!   pushed to the outer queue (the caller is `BUSY`) and set
+//!   `MSG_NOTIFIED` under the lock, so the process is polled again after
+//!   this poll (`slot.rs`, step 4; if a later receive of the same poll
+//!   drains the queue first, `receive::PollBook` asks for it), and that
+//!   poll, which acquired the lock released by the delivery, reads the
+//!   cleared word. A stale read costs a poll, never a wake-up. (If the
+//!   deadline passes in between, the call times out and gives up, and
+//!   `give_up` takes the reply out, as for any reply that comes too late.)
+//!
+//! A call to a server elsewhere does not read the word: its `Down` comes
+//! from a general monitor, which does not take the tag. Nor does a call
+//! whose tag is in the extras' list (several calls in flight): the word
+//! then holds another tag, and the wait looks.
 
 use std::fmt;
 use std::future::Future;
@@ -543,7 +582,10 @@ impl<R: Send + 'static> Future for CallWait<R> {
             }
         };
         let expected = || vec![std::any::type_name::<Reply<R>>(), std::any::type_name::<Down>()];
-        let Poll::Ready(got) = receive::poll_call(scan, deadline, is_ours, remote, expected) else {
+        // Only the reply and the `Down` of a local call both take its tag
+        // from the caller's awaits word (see "The wait").
+        let awaited = (call.watch == Watch::Local).then_some(tag);
+        let Poll::Ready(got) = receive::poll_call(scan, deadline, awaited, is_ours, remote, expected) else {
             return Poll::Pending;
         };
         let (result, outcome) = match got {
