@@ -96,6 +96,15 @@ impl Awaits {
         word & !MORE == tag || word & MORE != 0
     }
 
+    /// Without the lock: whether `tag` is the tag in the word, so still
+    /// awaited. Read by the owner, an answer of yes means that no delivery
+    /// which took `tag` (and queued the call's reply or `Down`) happened
+    /// before the read: see `call.rs`, "The wait".
+    #[inline(always)]
+    pub(crate) fn holds(&self, tag: u64) -> bool {
+        self.word.load(Ordering::Relaxed) & !MORE == tag
+    }
+
     /// Under the lock, at exit: forgets every tag (the extras go with the incarnation).
     pub(crate) fn clear_locked(&self) {
         self.word.store(0, Ordering::Relaxed);

@@ -45,6 +45,57 @@
 //! reply which arrives after the caller gave up never shows up in its
 //! mailbox later, where it would confuse the next receive. Its
 //! `gen_server:call` also monitors the server for the call's duration.
+//!
+//! # The wait
+//!
+//! The caller receives (step 4) the way a receive by type does
+//! (`receive::scan_types`): a message is the call's if it is a `Reply<R>`
+//! with its tag or a `Down` with its monitor's reference, which is a type
+//! check and a comparison, run under the caller's lock, so that either one
+//! at the front of the queue senders push to is taken without moving
+//! anything. Only a message that is neither is offered to the decoder of
+//! replies from other nodes: our reply that does not decode as an `R` ends
+//! the call with `Undecodable`, someone else's is dropped. Every other
+//! message stays where it is, in order.
+//!
+//! A call to a server of the caller's runtime whose tag is the one in the
+//! caller's awaits word (`awaits.rs`: a call started while the caller
+//! awaited no other) first reads that word, without the lock. While it
+//! still holds the tag, neither the reply nor the `Down` has reached the
+//! mailbox, so the wait does not look at it: it marks what is there as
+//! scanned and waits on. A caller with a long mailbox of other messages
+//! thus looks at none of them before the reply comes, and then only at
+//! those that came during the call. (Erlang does the same for
+//! `receive {Ref, _}` after `make_ref()`: it starts at the place in the
+//! queue marked when the reference was made.) Why a yes is never wrong and
+//! a stale read is never lost:
+//!
+//! - The reply and the `Down` are accepted only by taking the tag (their
+//!   delivery's veto is `ReplyOf`), in the section of the caller's lock
+//!   that queues them, and a tag is never recorded again (tags come from a
+//!   counter). The word's `MORE` flag does not matter: it says other calls
+//!   are awaited, not that ours is not.
+//! - Whatever the caller can see in its mailbox got there after that
+//!   section, in an order the read respects: its inner queue holds what its
+//!   own drains took under the lock (acquiring the delivery's release) and
+//!   what senders handed off (the sender made the process runnable; the run
+//!   queue orders that before the poll). A read ordered after the store
+//!   that cleared the tag cannot return the tag. So a read that finds it,
+//!   stale or not, means that nothing the poll could look at is the call's.
+//! - A read can miss only a delivery concurrent with the poll. That one was
+//!   pushed to the outer queue (the caller is `BUSY`) and set
+//!   `MSG_NOTIFIED` under the lock, so the process is polled again after
+//!   this poll (`slot.rs`, step 4; if a later receive of the same poll
+//!   drains the queue first, `receive::PollBook` asks for it), and that
+//!   poll, which acquired the lock released by the delivery, reads the
+//!   cleared word. A stale read costs a poll, never a wake-up. (If the
+//!   deadline passes in between, the call times out and gives up, and
+//!   `give_up` takes the reply out, as for any reply that comes too late.)
+//!
+//! A call to a server elsewhere does not read the word: its `Down` comes
+//! from a general monitor, which does not take the tag. Nor does a call
+//! whose tag is in the extras' list (several calls in flight): the word
+//! then holds another tag, and the wait looks.
 
 use std::fmt;
 use std::future::Future;
@@ -507,25 +558,35 @@ impl<R: Send + 'static> Future for CallWait<R> {
             call.finish(Outcome::Failed);
             return Poll::Ready(Err(CallError::NoProc));
         }
-        let (tag, reference, decode) = (call.tag, call.reference, call.decode);
-        let matcher = |env: &mut Envelope| {
-            // The common cases first: both are one type check.
+        let (tag, reference, decode) = (call.tag, &call.reference, call.decode);
+        // Under the slot lock: a type check and a comparison, no user code.
+        let is_ours = |env: &Envelope| {
             if let Some(reply) = env.peek::<Reply<R>>() {
                 return (reply.tag == tag).then_some(0);
             }
             if let Some(down) = env.peek::<Down>() {
-                return (down.reference == reference).then_some(1);
+                return (down.reference == *reference).then_some(1);
             }
+            None
+        };
+        // Any other message, which may be one from another node.
+        let remote = |env: &mut Envelope| {
+            let decode = decode?;
             let ours = env.peek::<RemoteMessage>().is_some_and(|m| m.guard() == Some(tag));
-            match decode.map(|d| d(env)) {
+            match decode(env) {
                 // Our reply, but not an `R`: the call fails; someone else's: dropped.
-                Some(Materialized::Garbage) => Some(if ours { 2 } else { receive::DISCARD }),
-                Some(Materialized::Decoded) if env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag) => Some(0),
+                Materialized::Garbage => Some(if ours { 2 } else { receive::DISCARD }),
+                Materialized::Decoded if env.peek::<Reply<R>>().is_some_and(|r| r.tag == tag) => Some(0),
                 _ => None,
             }
         };
         let expected = || vec![std::any::type_name::<Reply<R>>(), std::any::type_name::<Down>()];
-        let Poll::Ready(got) = receive::poll_call(scan, deadline, matcher, expected) else { return Poll::Pending };
+        // Only the reply and the `Down` of a local call both take its tag
+        // from the caller's awaits word (see "The wait").
+        let awaited = (call.watch == Watch::Local).then_some(tag);
+        let Poll::Ready(got) = receive::poll_call(scan, deadline, awaited, is_ours, remote, expected) else {
+            return Poll::Pending;
+        };
         let (result, outcome) = match got {
             Some((0, env)) => {
                 (Ok(env.downcast::<Reply<R>>().unwrap_or_else(|_| unreachable!("matched")).value), Outcome::Replied)

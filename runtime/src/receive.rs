@@ -21,6 +21,11 @@
 //!    message bumps the inner queue's epoch, which resets saved positions:
 //!    the only way positions can shift under a waiting receive.
 //!
+//! A call's wait that can tell, without looking, that its reply has not
+//! come yet (`call.rs`, "The wait") skips steps 1 and 2 and saves its
+//! position past the end of the inner queue: a call made with a long
+//! mailbox costs nothing per message already there.
+//!
 //! Each receive takes one unit of the process's budget
 //! ([`RECEIVE_BUDGET`](crate::scheduler::worker::RECEIVE_BUDGET) per poll);
 //! when it is spent the receive yields first, so a process that always
@@ -145,6 +150,20 @@ impl Default for Scan {
 }
 
 impl Scan {
+    /// Marks every message of the inner queue as scanned (none of them is
+    /// what the receive waits for).
+    ///
+    /// # Safety
+    /// The caller owns the process whose slot this is.
+    #[inline(always)]
+    unsafe fn skip_inner(&mut self, slot: &Slot) {
+        // SAFETY: as the caller guarantees.
+        unsafe {
+            self.pos = slot.inner_len_owned() as u32;
+            self.epoch = slot.inner_epoch_owned();
+        }
+    }
+
     /// Forgets a position saved for another process.
     #[inline(always)]
     fn claim(&mut self, current: Current) {
@@ -196,6 +215,34 @@ where
                 scan.pos += 1;
             }
             None
+        })
+    }
+}
+
+/// Step 1's commonest case, taken without the general loop: the oldest
+/// message of the inner queue, if this receive has not looked at it yet and
+/// `is_wanted` accepts it (as its clause).
+///
+/// # Safety
+/// The caller owns the process whose slot this is.
+#[inline(always)]
+unsafe fn take_inner_front(
+    slot: &Slot,
+    scan: &mut Scan,
+    is_wanted: impl Fn(&Envelope) -> Option<u32>,
+) -> Option<(u32, Envelope)> {
+    // SAFETY: as the caller guarantees; `is_wanted` does not reach the slot.
+    unsafe {
+        slot.with_inner(|inner| {
+            if scan.pos != 0 && inner.epoch() == scan.epoch {
+                return None;
+            }
+            let clause = inner.get(0).and_then(&is_wanted)?;
+            let env = inner.pop_front()?;
+            inner.shrink_if_empty();
+            scan.epoch = inner.epoch();
+            scan.pos = 0;
+            Some((clause, env))
         })
     }
 }
@@ -288,6 +335,11 @@ pub(crate) unsafe fn scan_type<T: Send + 'static>(
 /// if it carries the tag of one: that clause, [`DISCARD`] for bytes that do
 /// not decode, None for any other message.
 ///
+/// `is_absent` lets a receive that can tell, without looking, that nothing
+/// it wants is in the mailbox skip the scan (a call's wait: see
+/// [`poll_call`]); it is asked once the inner queue's front is not a hit,
+/// and if it says so, every inner message counts as scanned.
+///
 /// # Safety
 /// The caller owns the process whose slot this is.
 #[inline]
@@ -297,7 +349,17 @@ pub(crate) unsafe fn scan_types(
     book: &PollBook,
     is_wanted: impl Fn(&Envelope) -> Option<u32>,
     mut remote: impl FnMut(&mut Envelope) -> Option<u32>,
+    is_absent: impl FnOnce() -> bool,
 ) -> Option<(u32, Envelope)> {
+    // SAFETY: the caller owns the process.
+    if let Some(hit) = unsafe { take_inner_front(slot, scan, &is_wanted) } {
+        return Some(hit);
+    }
+    if is_absent() {
+        // SAFETY: as above.
+        unsafe { scan.skip_inner(slot) };
+        return None;
+    }
     let mut matcher = |env: &mut Envelope| is_wanted(env).or_else(|| remote(env));
     loop {
         // SAFETY: the caller owns the process; the matcher runs no user code.
@@ -330,7 +392,7 @@ pub(crate) fn poll_types(
 ) -> Poll<(u32, Envelope)> {
     let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
         // SAFETY: `poll_now` passes the slot of the process being polled.
-        unsafe { scan_types(slot, scan, worker.book(), is_wanted, remote) }
+        unsafe { scan_types(slot, scan, worker.book(), is_wanted, remote, || false) }
     };
     poll_now(what, scan, attempt)
 }
@@ -761,26 +823,33 @@ pub(crate) fn unwrap_as<T: Send + 'static>(env: Envelope) -> T {
     env.downcast::<T>().unwrap_or_else(|_| unreachable!("matched by type"))
 }
 
-/// One poll of a call's receive (`call.rs`): the first message `matcher`
-/// accepts, as (clause, message), or None once `deadline` has passed. The
-/// matcher must run no user code (it cannot start a receive).
+/// One poll of a call's receive (`call.rs`): the first message `is_ours`
+/// (by type and tag, under the slot lock: see [`scan_types`]) or `remote`
+/// (for a message from another node) accepts, as (clause, message), or
+/// None once `deadline` has passed.
+///
+/// `awaited` is the tag of a call whose reply and `Down` can only arrive
+/// by taking it from the caller's awaits word (a call to a server of the
+/// caller's runtime): while the word still holds it, the poll knows
+/// without looking that neither is in the mailbox (see `call.rs`, "The
+/// wait"), and only marks what is there as scanned.
 ///
 /// # Panics
 /// Outside a krarup process, or from inside a `receive!` guard.
 #[inline]
-pub(crate) fn poll_call<M>(
+pub(crate) fn poll_call(
     scan: &mut Scan,
     deadline: &mut CallDeadline,
-    matcher: M,
+    awaited: Option<u64>,
+    is_ours: impl Fn(&Envelope) -> Option<u32>,
+    remote: impl FnMut(&mut Envelope) -> Option<u32>,
     expected: impl FnOnce() -> Vec<&'static str>,
-) -> Poll<Option<(u32, Envelope)>>
-where
-    M: FnMut(&mut Envelope) -> Option<u32>,
-{
+) -> Poll<Option<(u32, Envelope)>> {
     let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
+        let is_absent = || awaited.is_some_and(|tag| slot.awaits().holds(tag));
         // SAFETY: `poll_receive` passes the slot of the process being polled;
-        // the matcher runs no user code, so it cannot receive.
-        unsafe { self::scan(slot, scan, worker.book(), matcher) }
+        // the matchers run no user code.
+        unsafe { scan_types(slot, scan, worker.book(), is_ours, remote, is_absent) }
     };
     poll_receive("call", scan, deadline, attempt, expected)
 }

@@ -312,7 +312,7 @@ impl Slot {
     }
 
     /// The calls the incarnation awaits (see `awaits.rs`).
-    #[cfg(all(loom, test))]
+    #[inline(always)]
     pub(crate) fn awaits(&self) -> &Awaits {
         &self.awaits
     }

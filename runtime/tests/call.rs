@@ -4,7 +4,10 @@
 //! server's `monitored_by` no longer lists the caller, and the server's
 //! exit sends the caller nothing. A call takes one reply: a second one with
 //! the same `ReplyTo` is turned away. Several calls in flight from one
-//! caller each end with the server's exit.
+//! caller each end with the server's exit. A caller with a long mailbox of
+//! other messages gets every reply and every `Down` of its calls (its wait
+//! does not look at that mailbox until one has come), and keeps those
+//! messages, in order.
 
 mod util;
 
@@ -13,6 +16,7 @@ use std::time::Duration;
 use krarup_runtime::{
     call, call_start, exit, mailbox_len, monitor, monitored_by, recv, self_pid, spawn, Call, CallError, ExitReason,
 };
+use serde::{Deserialize, Serialize};
 use util::{down_of, holding_server as server, recv_bounded, runtime, Release, TIMEOUT};
 
 /// Answers each call twice.
@@ -171,5 +175,118 @@ fn calls_in_flight_together_each_end_with_the_servers_exit() {
             assert_eq!(pending.wait(TIMEOUT).await, Err(CallError::Exited(ExitReason::Error("boom".into()))));
         }
         assert_eq!(mailbox_len(self_pid()), Some(0), "something of the calls was left behind");
+    });
+}
+
+/// How many unrelated messages the long-mailbox tests queue before calling.
+const BACKLOG: u32 = 5_000;
+
+/// An unrelated message a noisy server sends its caller before each reply.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Noise(u64);
+
+/// Sent by a feeder process after its last message.
+#[derive(Debug, Serialize, Deserialize)]
+struct Fed;
+
+/// Answers `n` with `n + 1`, after sending the caller `Noise(n)`.
+async fn noisy() {
+    loop {
+        let c: Call<u64, u64> = recv().await;
+        c.reply_to.caller().send(Noise(c.request));
+        c.reply_to.reply(c.request + 1);
+    }
+}
+
+/// Takes `0..n` (as `u32`s) out of the mailbox, in that order.
+async fn expect_numbers(n: u32) {
+    for i in 0..n {
+        assert_eq!(recv_bounded::<u32>().await, i, "the caller's other messages are out of order");
+    }
+}
+
+#[test]
+fn a_caller_with_a_long_mailbox_gets_every_reply_and_keeps_its_messages_in_order() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let me = self_pid();
+        for i in 0..BACKLOG {
+            me.send(i);
+        }
+        // More arrive during the calls, from another worker, and the server
+        // sends one before each reply.
+        spawn(async move {
+            for i in BACKLOG..2 * BACKLOG {
+                me.send(i);
+            }
+            me.send(Fed);
+        });
+        let server = spawn(noisy());
+        for n in 1..=300u64 {
+            assert_eq!(call::<u64, u64>(server, n, TIMEOUT).await, Ok(n + 1));
+        }
+        recv_bounded::<Fed>().await;
+        expect_numbers(2 * BACKLOG).await;
+        for n in 1..=300u64 {
+            assert_eq!(recv_bounded::<Noise>().await, Noise(n));
+        }
+        assert_eq!(mailbox_len(self_pid()), Some(0), "something of the calls was left behind");
+    });
+}
+
+#[test]
+fn a_caller_with_a_long_mailbox_gets_the_down_of_a_server_that_exits_mid_call() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let me = self_pid();
+        for i in 0..BACKLOG {
+            me.send(i);
+        }
+        for _ in 0..50 {
+            // Takes the call, tells the caller, and exits without replying.
+            let server = spawn(async {
+                let c: Call<u64, u64> = recv().await;
+                c.reply_to.caller().send(Noise(c.request));
+                ExitReason::Error("boom".into())
+            });
+            let got = call::<u64, u64>(server, 1, TIMEOUT).await;
+            assert_eq!(got, Err(CallError::Exited(ExitReason::Error("boom".into()))));
+        }
+        expect_numbers(BACKLOG).await;
+        for _ in 0..50 {
+            assert_eq!(recv_bounded::<Noise>().await, Noise(1));
+        }
+        assert_eq!(mailbox_len(self_pid()), Some(0), "something of the calls was left behind");
+    });
+}
+
+/// The first call a caller awaits is recorded in its slot's word, the others
+/// beside it (`awaits.rs`): each call gets its reply whichever is answered
+/// first, with a long mailbox or not.
+#[test]
+fn calls_in_flight_together_each_get_their_reply_whichever_comes_first() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let server = spawn(server());
+        let me = self_pid();
+        for backlog in [0, BACKLOG] {
+            for i in 0..backlog {
+                me.send(i);
+            }
+            // The first call is answered, the second held.
+            let first = call_start::<u64, u64>(server, 5);
+            let second = call_start::<u64, u64>(server, 0);
+            assert_eq!(first.wait(TIMEOUT).await, Ok(6));
+            server.send(Release);
+            assert_eq!(second.wait(TIMEOUT).await, Ok(0));
+            // The first call is held, the second answered.
+            let first = call_start::<u64, u64>(server, 0);
+            let second = call_start::<u64, u64>(server, 7);
+            assert_eq!(second.wait(TIMEOUT).await, Ok(8));
+            server.send(Release);
+            assert_eq!(first.wait(TIMEOUT).await, Ok(0));
+            expect_numbers(backlog).await;
+            assert_eq!(mailbox_len(self_pid()), Some(0), "something of the calls was left behind");
+        }
     });
 }

@@ -37,7 +37,10 @@
 //!
 //! Every model also checks that W ends awaiting nothing (its slot's record
 //! and its extras' list) and that a call monitor left on a live S is one
-//! that can no longer fire.
+//! that can no longer fire, and that once W has found the reply or the
+//! `Down`, its read of its awaits word without the lock no longer finds the
+//! tag there (what lets a wait skip its mailbox while the word holds the
+//! tag: `call.rs`, "The wait").
 
 use super::loom_link::{reference, spawn_with, CallReply, CallRequest, Msg, World};
 use crate::awaits::ReplyOf;
@@ -72,6 +75,9 @@ fn receive_and_finish(world: &World, reference: MonitorRef) -> Outcome {
     let is_ours = |env: &Envelope| is_reply(env) || is_down(env);
     // SAFETY: the caller owns W (BUSY).
     let got = unsafe { remove_first_or(own, is_ours, |_| {}) };
+    // What W found was delivered by taking the tag, before W's look: W's read
+    // of its awaits word, after the look, cannot still find the tag there.
+    assert!(got.is_none() || !own.awaits().holds(TAG), "W found a message of the call while the word held its tag");
     match got {
         Some(env) if is_reply(&env) => Outcome::Replied,
         Some(_) => Outcome::Down,
