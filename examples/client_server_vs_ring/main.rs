@@ -33,6 +33,10 @@
 //! per message against N, one line per topology × placement) into `--out`
 //! (default `target/client_server_vs_ring`).
 //!
+//! `--hogs H` starts H threads that only spin, competing with the runtimes
+//! for the cores, to measure under CPU contention (the `RESULT` lines then
+//! carry `hogs=H`).
+//!
 //! The message counts in the table are counted by the processes (the server
 //! counts the calls it served, each ring member the tokens it passed on), not
 //! computed; the program exits with status 1 if any differs from 2·N·M or
@@ -55,6 +59,7 @@ use crate::report::{Placement, Row, Topology};
 const USAGE: &str = "\
 usage: client_server_vs_ring [--sizes NxM,...] [--reps R] [--out DIR] [--workers K] [--timeout-s S]
                              [--local-only | --nodes-only] [--spawn-nodes K | --nodes a@host:port,...] [--cookie C]
+                             [--hogs H]
        client_server_vs_ring node --name NAME@HOST:PORT [--cookie C] [--workers K]   (serve until killed)";
 /// Even Ns, so that with two nodes every ring hop crosses the network.
 const DEFAULT_SIZES: &str = "2x32768,8x8192,32x2048,128x512,512x128,2048x32";
@@ -406,6 +411,14 @@ fn main() {
         (false, true) => &[Placement::Nodes],
         _ => &[Placement::Local, Placement::Nodes],
     };
+    // Busy threads competing for the cores, to measure under contention
+    // (they spin until the program exits).
+    let hogs = flags.usize("hogs", 0);
+    for _ in 0..hogs {
+        std::thread::spawn(|| loop {
+            std::hint::spin_loop();
+        });
+    }
     let total = plan.sizes.len() * 2 * placements.len();
     println!(
         "client-server (2·N·M messages) vs ring (N·M messages); sizes {}; median of {} runs each",
@@ -459,7 +472,7 @@ fn main() {
         node.shutdown();
     }
 
-    report::print(&rows);
+    report::print(&rows, hogs);
     std::fs::create_dir_all(&out).unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", out.display())));
     let csv = out.join("client_server_vs_ring.csv");
     let svg = out.join("client_server_vs_ring.svg");

@@ -69,8 +69,8 @@ impl Row {
     }
 }
 
-/// The table and the `RESULT` lines.
-pub fn print(rows: &[Row]) {
+/// The table and the `RESULT` lines (with `hogs=H` when busy threads competed for the cores).
+pub fn print(rows: &[Row], hogs: usize) {
     println!();
     println!(
         "{:<13} {:<9} {:>6} {:>7} {:>10} {:>10} {:>9} {:>12}",
@@ -91,17 +91,18 @@ pub fn print(rows: &[Row]) {
     }
     println!();
     for row in rows {
-        crate::common::result(
-            &format!("CSR-{}-{}", row.topology, row.placement),
-            &[
-                ("n", row.n.to_string()),
-                ("m", row.m.to_string()),
-                ("msgs", row.messages.to_string()),
-                ("time_ms", crate::common::fmt_num(row.time.as_secs_f64() * 1e3)),
-                ("us_per_msg", crate::common::fmt_num(row.us_per_msg())),
-                ("msgs_per_s", crate::common::fmt_num(row.msgs_per_s())),
-            ],
-        );
+        let mut fields = vec![
+            ("n", row.n.to_string()),
+            ("m", row.m.to_string()),
+            ("msgs", row.messages.to_string()),
+            ("time_ms", crate::common::fmt_num(row.time.as_secs_f64() * 1e3)),
+            ("us_per_msg", crate::common::fmt_num(row.us_per_msg())),
+            ("msgs_per_s", crate::common::fmt_num(row.msgs_per_s())),
+        ];
+        if hogs > 0 {
+            fields.push(("hogs", hogs.to_string()));
+        }
+        crate::common::result(&format!("CSR-{}-{}", row.topology, row.placement), &fields);
     }
 }
 

@@ -89,7 +89,9 @@ impl NodeConfig {
     /// How long the I/O thread keeps polling after its last piece of work before it sleeps in
     /// the kernel (default 200 µs), yielding the core between polls. Waking a sleeping thread
     /// costs tens of microseconds, so a little spinning keeps round trips short (W4a: ~14 µs
-    /// instead of ~130 µs); `Duration::ZERO` never spins.
+    /// instead of ~130 µs); `Duration::ZERO` never spins. A thread that sees the cores
+    /// oversubscribed (a yield that let another thread run) does not spin for the next 50 ms:
+    /// there, a sleeping thread is woken sooner than a spinning one gets its core back.
     pub fn spin(mut self, spin: Duration) -> NodeConfig {
         self.spin = spin;
         self

@@ -55,6 +55,13 @@ use crate::{proto, NodeDown};
 pub(crate) const WAKER: Token = Token(0);
 pub(crate) const LISTENER: Token = Token(1);
 const FIRST_CONN: usize = 2;
+
+/// A yield that takes this long means another thread ran on the core: more runnable threads than
+/// cores, where spinning only delays them.
+const CONTENDED: Duration = Duration::from_micros(20);
+
+/// How long the thread, once it saw the cores oversubscribed, sleeps when idle without spinning.
+const NO_SPIN: Duration = Duration::from_millis(50);
 /// Bytes read from one connection before the thread turns to other work (see Fairness).
 const READ_BUDGET: usize = 256 << 10;
 
@@ -238,9 +245,11 @@ impl Reactor {
         let check_every = self.heartbeat / 8;
         let mut next_check = Instant::now() + check_every;
         let mut idle_since = Instant::now();
+        let mut no_spin_until: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            let timeout = if now.duration_since(idle_since) < self.spin || !self.unread.is_empty() {
+            let spinning = now.duration_since(idle_since) < self.spin && no_spin_until.is_none_or(|t| now >= t);
+            let timeout = if spinning || !self.unread.is_empty() {
                 Duration::ZERO
             } else {
                 self.io.sleeping.store(true, Ordering::SeqCst);
@@ -250,9 +259,16 @@ impl Reactor {
                     Duration::ZERO
                 }
             };
-            if timeout.is_zero() {
+            if spinning {
                 // Spinning: give a thread with work (a worker, the peer) the core first.
+                let before = Instant::now();
                 std::thread::yield_now();
+                if before.elapsed() >= CONTENDED {
+                    // Another thread ran meanwhile: the cores are oversubscribed. A spinner that
+                    // yields then waits out other threads' time slices while its work arrives,
+                    // where a sleeping one is woken and scheduled at once: stop spinning a while.
+                    no_spin_until = Some(before + NO_SPIN);
+                }
             }
             let polled = self.poll.poll(&mut events, Some(timeout));
             self.io.sleeping.store(false, Ordering::SeqCst);

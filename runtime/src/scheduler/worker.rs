@@ -64,6 +64,13 @@ const MAX_RUN_NEXT_STREAK: u32 = 16;
 /// is cheaper whenever new work is likely to appear.
 const SPIN: Duration = Duration::from_micros(50);
 
+/// A yield that takes this long means another thread ran on the core: the
+/// machine has more runnable threads than cores, and a spinner should park.
+const CONTENDED: Duration = Duration::from_micros(20);
+
+/// How long a worker that saw the cores oversubscribed parks without spinning.
+const NO_SPIN: Duration = Duration::from_millis(50);
+
 /// How often a searching worker judges the other workers' backlogs.
 const SAMPLE: Duration = Duration::from_micros(20);
 
@@ -171,6 +178,9 @@ pub(crate) struct Worker {
     samples: RefCell<Vec<u64>>,
     /// The worker we are helping with its backlog, while it has one.
     victim: Cell<Option<usize>>,
+    /// Until when an out-of-work worker parks at once instead of spinning:
+    /// it saw the cores oversubscribed (see [`CONTENDED`]).
+    no_spin_until: Cell<Option<Instant>>,
 }
 
 /// The worker thread's body.
@@ -199,6 +209,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: LocalQueue<u32>) {
         rng: Cell::new(0x9e37_79b9 ^ (index as u32 + 1)),
         samples: RefCell::new(Vec::new()),
         victim: Cell::new(None),
+        no_spin_until: Cell::new(None),
     };
     WORKER.with(|w| w.set(&worker));
     // A panic in a process unwinds out of the loop (no catch per poll: it
@@ -312,6 +323,9 @@ impl Worker {
             self.victim.set(None);
         }
         let started = Instant::now();
+        if self.no_spin_until.get().is_some_and(|until| started < until) {
+            return self.pop_inject();
+        }
         let mut sampled = Instant::now();
         self.sample_victims();
         let mut spins = 0u32;
@@ -331,8 +345,18 @@ impl Worker {
             // threads than cores (a network node's I/O thread, another OS
             // process), a spinner that never yields holds a core for a whole
             // time slice while the thread it waits for cannot run.
+            let before = Instant::now();
             std::thread::yield_now();
             let now = Instant::now();
+            if now.duration_since(before) >= CONTENDED {
+                // Another thread ran on this core meanwhile: the cores are
+                // oversubscribed. A spinner that yields then waits out other
+                // threads' time slices while its own work arrives, where a
+                // parked one is woken and scheduled at once: park, and do
+                // not spin for a while.
+                self.no_spin_until.set(Some(now + NO_SPIN));
+                return None;
+            }
             if now.duration_since(sampled) >= SAMPLE {
                 if let Some(victim) = self.backlogged_victim(now.duration_since(sampled)) {
                     if let Some(index) = self.steal_from(victim) {
