@@ -90,8 +90,8 @@ impl NodeConfig {
     /// the kernel (default 200 µs), yielding the core between polls. Waking a sleeping thread
     /// costs tens of microseconds, so a little spinning keeps round trips short (W4a: ~14 µs
     /// instead of ~130 µs); `Duration::ZERO` never spins. A thread that sees the cores
-    /// oversubscribed (a yield that let another thread run) does not spin for the next 50 ms:
-    /// there, a sleeping thread is woken sooner than a spinning one gets its core back.
+    /// oversubscribed (yields that let other threads run for a time slice) does not spin for the
+    /// next 50 ms: there, a sleeping thread is woken sooner than a spinning one gets its core back.
     pub fn spin(mut self, spin: Duration) -> NodeConfig {
         self.spin = spin;
         self

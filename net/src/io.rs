@@ -31,12 +31,14 @@
 //! - **Wake-ups.** The thread polls without sleeping for `spin` after its last piece of work, then
 //!   sets `sleeping` and sleeps in `epoll_wait`; a sender wakes it through the `Waker` only if
 //!   `sleeping` is set (both `SeqCst`, and the thread re-checks the channel after setting it).
+//!   It does not spin while it sees the cores oversubscribed (the runtime's `Contention`).
 
 use std::io::{self, Write};
 use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use krarup_runtime::__private::Contention;
 use krarup_runtime::dist::{Inbound, LocalNode};
 use krarup_runtime::Pid;
 use mio::net::{TcpListener, TcpStream};
@@ -56,12 +58,6 @@ pub(crate) const WAKER: Token = Token(0);
 pub(crate) const LISTENER: Token = Token(1);
 const FIRST_CONN: usize = 2;
 
-/// A yield that takes this long means another thread ran on the core: more runnable threads than
-/// cores, where spinning only delays them.
-const CONTENDED: Duration = Duration::from_micros(20);
-
-/// How long the thread, once it saw the cores oversubscribed, sleeps when idle without spinning.
-const NO_SPIN: Duration = Duration::from_millis(50);
 /// Bytes read from one connection before the thread turns to other work (see Fairness).
 const READ_BUDGET: usize = 256 << 10;
 
@@ -245,10 +241,10 @@ impl Reactor {
         let check_every = self.heartbeat / 8;
         let mut next_check = Instant::now() + check_every;
         let mut idle_since = Instant::now();
-        let mut no_spin_until: Option<Instant> = None;
+        let contention = Contention::default();
         loop {
             let now = Instant::now();
-            let spinning = now.duration_since(idle_since) < self.spin && no_spin_until.is_none_or(|t| now >= t);
+            let spinning = now.duration_since(idle_since) < self.spin && contention.may_spin(now);
             let timeout = if spinning || !self.unread.is_empty() {
                 Duration::ZERO
             } else {
@@ -260,15 +256,9 @@ impl Reactor {
                 }
             };
             if spinning {
-                // Spinning: give a thread with work (a worker, the peer) the core first.
-                let before = Instant::now();
-                std::thread::yield_now();
-                if before.elapsed() >= CONTENDED {
-                    // Another thread ran meanwhile: the cores are oversubscribed. A spinner that
-                    // yields then waits out other threads' time slices while its work arrives,
-                    // where a sleeping one is woken and scheduled at once: stop spinning a while.
-                    no_spin_until = Some(before + NO_SPIN);
-                }
+                // Spinning: give a thread with work (a worker, the peer) the core first. Under
+                // CPU contention that costs time slices, and the thread stops spinning a while.
+                contention.yield_now();
             }
             let polled = self.poll.poll(&mut events, Some(timeout));
             self.io.sleeping.store(false, Ordering::SeqCst);

@@ -116,6 +116,7 @@ pub mod __private {
     pub use crate::envelope::Envelope;
     pub use crate::one_of::{recv_one_of, OneOf, RecvOneOf};
     pub use crate::receive::{receive_with, ReceiveFuture};
+    pub use crate::scheduler::contention::Contention;
 
     /// Moves the value out if the message is a `T` (any message for `AnyMessage`).
     #[inline]

@@ -20,6 +20,7 @@
 //!
 //! The per-worker loop is in [`worker`]; the parking protocol in [`idle`].
 
+pub(crate) mod contention;
 pub(crate) mod idle;
 pub(crate) mod worker;
 

@@ -41,6 +41,7 @@ use crate::pid::Pid;
 use crate::receive::PollBook;
 use crate::refs::RefBlock;
 use crate::runtime::Shared;
+use crate::scheduler::contention::Contention;
 use crate::slot::{serial_of, AfterPoll, Delivery, Extras, Slot, Wake, EXITING};
 use crate::sync::deque::{Steal, Worker as LocalQueue};
 use crate::sync::global::Arc;
@@ -63,13 +64,6 @@ const MAX_RUN_NEXT_STREAK: u32 = 16;
 /// being woken costs tens of microseconds here, so spinning about that long
 /// is cheaper whenever new work is likely to appear.
 const SPIN: Duration = Duration::from_micros(50);
-
-/// A yield that takes this long means another thread ran on the core: the
-/// machine has more runnable threads than cores, and a spinner should park.
-const CONTENDED: Duration = Duration::from_micros(20);
-
-/// How long a worker that saw the cores oversubscribed parks without spinning.
-const NO_SPIN: Duration = Duration::from_millis(50);
 
 /// How often a searching worker judges the other workers' backlogs.
 const SAMPLE: Duration = Duration::from_micros(20);
@@ -178,9 +172,8 @@ pub(crate) struct Worker {
     samples: RefCell<Vec<u64>>,
     /// The worker we are helping with its backlog, while it has one.
     victim: Cell<Option<usize>>,
-    /// Until when an out-of-work worker parks at once instead of spinning:
-    /// it saw the cores oversubscribed (see [`CONTENDED`]).
-    no_spin_until: Cell<Option<Instant>>,
+    /// Whether spinning pays (`contention.rs`).
+    contention: Contention,
 }
 
 /// The worker thread's body.
@@ -209,7 +202,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: LocalQueue<u32>) {
         rng: Cell::new(0x9e37_79b9 ^ (index as u32 + 1)),
         samples: RefCell::new(Vec::new()),
         victim: Cell::new(None),
-        no_spin_until: Cell::new(None),
+        contention: Contention::default(),
     };
     WORKER.with(|w| w.set(&worker));
     // A panic in a process unwinds out of the loop (no catch per poll: it
@@ -323,7 +316,7 @@ impl Worker {
             self.victim.set(None);
         }
         let started = Instant::now();
-        if self.no_spin_until.get().is_some_and(|until| started < until) {
+        if !self.contention.may_spin(started) {
             return self.pop_inject();
         }
         let mut sampled = Instant::now();
@@ -344,19 +337,12 @@ impl Worker {
             // Let a thread that has work run first: with more runnable
             // threads than cores (a network node's I/O thread, another OS
             // process), a spinner that never yields holds a core for a whole
-            // time slice while the thread it waits for cannot run.
-            let before = Instant::now();
-            std::thread::yield_now();
-            let now = Instant::now();
-            if now.duration_since(before) >= CONTENDED {
-                // Another thread ran on this core meanwhile: the cores are
-                // oversubscribed. A spinner that yields then waits out other
-                // threads' time slices while its own work arrives, where a
-                // parked one is woken and scheduled at once: park, and do
-                // not spin for a while.
-                self.no_spin_until.set(Some(now + NO_SPIN));
+            // time slice while the thread it waits for cannot run. Unless the
+            // cores are oversubscribed: then park at once.
+            if !self.contention.yield_now() {
                 return None;
             }
+            let now = Instant::now();
             if now.duration_since(sampled) >= SAMPLE {
                 if let Some(victim) = self.backlogged_victim(now.duration_since(sampled)) {
                     if let Some(index) = self.steal_from(victim) {
