@@ -288,12 +288,10 @@ where
     }
 }
 
-/// Steps 1-2 for a receive by type. A `T` at the front of the inner queue
-/// not looked at yet is taken without the general loop; once the inner
-/// queue is exhausted, a `T` at the front of the outer queue is taken
-/// directly, under the lock, without moving anything: the common case of a
-/// process that receives every message it is sent costs one lock per
-/// message.
+/// Steps 1-2 for a receive by type. Once the inner queue is exhausted, a
+/// `T` at the front of the outer queue is taken directly, under the lock,
+/// without moving anything: the common case of a process that receives
+/// every message it is sent costs one lock per message.
 ///
 /// # Safety
 /// The caller owns the process whose slot this is.
@@ -314,10 +312,6 @@ pub(crate) unsafe fn scan_type<T: Send + 'static>(
             Materialized::Garbage => Some(DISCARD),
         }
     };
-    // SAFETY: the caller owns the process.
-    if let Some((_, env)) = unsafe { take_inner_front(slot, scan, |env| env.is::<T>().then_some(0)) } {
-        return Some(env);
-    }
     loop {
         // SAFETY: the caller owns the process; the matcher is a type check.
         if let Some((_, env)) = unsafe { scan_inner(slot, scan, &mut matcher) } {
