@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use krarup_runtime::{CallError, Message, Pid};
 
-use crate::client::{Client, Target};
+use crate::client::{remaining, Client, Target};
 use crate::wire::Request;
 
 /// A name on another node being resolved to a Pid, and the time then left for the call.
@@ -121,7 +121,7 @@ impl<'a, Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>> Calling<'a
 async fn resolve<Q: Message>(client: &Client) -> (Result<Pid, CallError>, Duration) {
     let deadline = Instant::now() + client.timeout();
     let found = client.resolve::<Q>(client.timeout()).await;
-    (found, deadline.saturating_duration_since(Instant::now()))
+    (found, remaining(deadline))
 }
 
 /// The runtime's call of `server` with `body`, waiting at most `timeout`.

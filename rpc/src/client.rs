@@ -357,7 +357,7 @@ impl<R: Send + 'static, T> Deferred<R, T> {
 }
 
 /// The time left until `deadline` (zero once it has passed).
-fn remaining(deadline: Instant) -> Duration {
+pub(crate) fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 

@@ -42,20 +42,19 @@ impl Contention {
         self.no_spin_until.get().is_none_or(|until| now >= until)
     }
 
-    /// Yields the core and learns from how long that took; whether the thread
-    /// may go on spinning.
-    pub fn yield_now(&self) -> bool {
+    /// Yields the core and learns from how long that took: the time after
+    /// the yield if the thread may go on spinning, None if it should sleep.
+    pub fn yield_now(&self) -> Option<Instant> {
         let before = Instant::now();
         std::thread::yield_now();
         let now = Instant::now();
-        if now.duration_since(before) < LONG_YIELD {
-            return true;
-        }
-        if self.last_long.replace(Some(now)).is_some_and(|last| now.duration_since(last) <= WINDOW) {
+        if now.duration_since(before) >= LONG_YIELD
+            && self.last_long.replace(Some(now)).is_some_and(|last| now.duration_since(last) <= WINDOW)
+        {
             self.last_long.set(None);
             self.no_spin_until.set(Some(now + NO_SPIN));
-            return false;
+            return None;
         }
-        true
+        Some(now)
     }
 }

@@ -319,7 +319,7 @@ impl Worker {
         if !self.contention.may_spin(started) {
             return self.pop_inject();
         }
-        let mut sampled = Instant::now();
+        let mut sampled = started;
         self.sample_victims();
         let mut spins = 0u32;
         loop {
@@ -339,10 +339,7 @@ impl Worker {
             // process), a spinner that never yields holds a core for a whole
             // time slice while the thread it waits for cannot run. Unless the
             // cores are oversubscribed: then park at once.
-            if !self.contention.yield_now() {
-                return None;
-            }
-            let now = Instant::now();
+            let now = self.contention.yield_now()?;
             if now.duration_since(sampled) >= SAMPLE {
                 if let Some(victim) = self.backlogged_victim(now.duration_since(sampled)) {
                     if let Some(index) = self.steal_from(victim) {
