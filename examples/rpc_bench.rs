@@ -26,7 +26,9 @@
 //! `valgrind --tool=callgrind target/release/examples/rpc_bench --way stub
 //! --k 100000 --workers 1`); `--way call` runs it through the runtime's `call`
 //! alone (no stub: the server receives `Call<u64, u64>` and replies `n + 1`),
-//! to tell the stub's share from the call's.
+//! to tell the stub's share from the call's; `--way timeout` runs the
+//! hand-written round trip with `recv_timeout` (the stub's timeout) instead
+//! of `recv`.
 //!
 //! The remote half starts the second node itself, as `remote_bench` does: it
 //! re-executes itself with `--child`, which starts node `b@127.0.0.1:0` (a free
@@ -48,7 +50,7 @@ use krarup::prelude::*;
 use krarup::Call;
 
 const USAGE: &str = "rpc_bench [--k K] [--reps R] [--calls N] [--warmup W] [--remote-reps R] [--workers W] \
-                     [--spin-us S] [--only local|remote] [--way hand|stub|call]";
+                     [--spin-us S] [--only local|remote] [--way hand|stub|call|timeout]";
 const COOKIE: &str = "bench";
 
 /// The increment server as an interface definition.
@@ -81,8 +83,9 @@ fn main() {
             "hand" => Way::Hand,
             "stub" => Way::Stub,
             "call" => Way::Call,
+            "timeout" => Way::Timeout,
             other => {
-                eprintln!("--way: expected hand, stub or call, got {other:?}");
+                eprintln!("--way: expected hand, stub, call or timeout, got {other:?}");
                 std::process::exit(2)
             }
         };
@@ -98,12 +101,13 @@ fn main() {
     }
 }
 
-/// Which way a round trip is made (`Call` only with `--way`).
+/// Which way a round trip is made (`Call` and `Timeout` only with `--way`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Way {
     Hand,
     Stub,
     Call,
+    Timeout,
 }
 
 impl Way {
@@ -188,6 +192,22 @@ fn local_runtime(workers: Option<usize>) -> Runtime {
     builder.build().expect("start the runtime")
 }
 
+/// W3a hand-written with the stub's timeout: `recv_timeout` instead of `recv`.
+async fn w3a_timeout(k: usize) -> Duration {
+    let server = spawn(server());
+    let t0 = Instant::now();
+    let me = self_pid();
+    let mut n = 0u64;
+    for _ in 0..k {
+        server.send((me, n));
+        n = recv_timeout::<u64>(krarup::rpc::DEFAULT_TIMEOUT).await.expect("a reply in time");
+    }
+    let elapsed = t0.elapsed();
+    assert_eq!(n, k as u64);
+    exit(server, ExitReason::Kill);
+    elapsed
+}
+
 /// W3a one way only, once, without a comparison (`--way`: for a profiler).
 fn local_alone(k: usize, way: Way, workers: Option<usize>) {
     let rt = local_runtime(workers);
@@ -195,6 +215,7 @@ fn local_alone(k: usize, way: Way, workers: Option<usize>) {
         Way::Hand => ("krarup", rt.block_on(w3a_hand(k))),
         Way::Stub => ("krarup-rpc", rt.block_on(w3a_stub(k))),
         Way::Call => ("krarup call", rt.block_on(w3a_call(k))),
+        Way::Timeout => ("krarup recv_timeout", rt.block_on(w3a_timeout(k))),
     };
     let ns = common::ns_per(t, k);
     println!("[{name}] W3a incr server, 1 client, k={k}: {ns:.1} ns/round trip ({t:?})");
@@ -209,7 +230,7 @@ fn local(k: usize, reps: usize, workers: Option<usize>) {
             match way {
                 Way::Hand => hand.push(common::ns_per(rt.block_on(w3a_hand(k)), k)),
                 Way::Stub => stub.push(common::ns_per(rt.block_on(w3a_stub(k)), k)),
-                Way::Call => unreachable!("not compared"),
+                Way::Call | Way::Timeout => unreachable!("not compared"),
             }
         }
     }
@@ -308,7 +329,7 @@ fn remote(calls: usize, warmup: usize, reps: usize, workers: usize, spin: Durati
             match way {
                 Way::Hand => hand.push(Timings::of(&rt.block_on(w4a_hand(b.clone(), calls, warmup)))),
                 Way::Stub => stub.push(Timings::of(&rt.block_on(w4a_stub(b.clone(), calls, warmup)))),
-                Way::Call => unreachable!("not compared"),
+                Way::Call | Way::Timeout => unreachable!("not compared"),
             }
         }
     }
