@@ -79,7 +79,7 @@ use crate::exit::ExitReason;
 use crate::monitor::MonitorRef;
 use crate::pid::Pid;
 use crate::queue::{InlineQueue, RingQueue};
-use crate::sync::{spin_loop, thread, AtomicU32, AtomicU64, Ordering, UnsafeCell};
+use crate::sync::{spin_loop, thread, AtomicU32, AtomicU64, Ordering, StoreRacingRmw, UnsafeCell};
 use crate::task::{TaskRef, TaskStorage};
 
 pub(crate) const LOCKED: u64 = 1 << 0;
@@ -826,19 +826,13 @@ impl Slot {
 
     /// The process asks its worker for its next reading (`timer/stamp.rs`,
     /// step 1): relaxed, as the only thread that acts on this value is the
-    /// one writing it (the worker's own).
+    /// one writing it (the worker's own). The store races the worker's
+    /// compare-exchange of an earlier request ([`Slot::stamp_request`]),
+    /// which must not overwrite it: hence the shim's store for that case
+    /// (a plain store outside loom).
     #[inline(always)]
     pub(crate) fn request_stamp(&self, mark: u32) {
-        // loom 0.7 lets a plain store land between the read and the write of
-        // another thread's compare-exchange that already succeeded (its RMW
-        // atomicity is not enforced against stores: tokio-rs/loom#254), so
-        // the model would see the worker's stamp overwrite a later request.
-        // A swap is an RMW, which loom orders correctly; on hardware the
-        // store is ordered so already.
-        #[cfg(loom)]
-        self.stamp.swap(mark, Ordering::Relaxed);
-        #[cfg(not(loom))]
-        self.stamp.store(mark, Ordering::Relaxed);
+        self.stamp.store_racing_rmw(mark, Ordering::Relaxed);
     }
 
     /// The worker of `mark` stamps its reading if the stamp still requests

@@ -4,7 +4,11 @@
 //! Under `--cfg loom` the types are loom's, so the protocols built on them
 //! (slot word, mailbox, idle workers, name registry, timer cancel) can be
 //! model-checked; otherwise they are `std` atomics and `parking_lot` locks.
-//! No other file imports `std::sync` or `parking_lot` directly.
+//! No other file imports `std::sync` or `parking_lot` directly. Where loom
+//! models an operation less faithfully than the hardware runs it, the
+//! workaround lives here too, named for what the operation needs
+//! ([`StoreRacingRmw`]), so that its call sites read the same under both
+//! configurations.
 //!
 //! Three things stay real even under loom, because loom cannot model them
 //! and no model needs them: process-wide statics (the node table and id
@@ -84,6 +88,16 @@ mod imp {
             self.condvar.notify_one();
         }
     }
+
+    impl super::StoreRacingRmw for AtomicU32 {
+        type Value = u32;
+
+        /// A plain store: the hardware orders it against any RMW already.
+        #[inline(always)]
+        fn store_racing_rmw(&self, value: u32, order: Ordering) {
+            self.store(value, order);
+        }
+    }
 }
 
 #[cfg(loom)]
@@ -143,9 +157,43 @@ mod imp {
             self.condvar.notify_one();
         }
     }
+
+    impl super::StoreRacingRmw for AtomicU32 {
+        type Value = u32;
+
+        /// A swap whose old value is ignored: loom applies RMW atomicity to
+        /// it (see [`StoreRacingRmw`](super::StoreRacingRmw)).
+        fn store_racing_rmw(&self, value: u32, order: Ordering) {
+            let _ = self.swap(value, order);
+        }
+    }
 }
 
 pub(crate) use imp::*;
+
+/// A store to an atomic that another thread may read-modify-write (a
+/// compare-exchange, say) at the same time.
+///
+/// On hardware, and in the C++/Rust memory model, an RMW is atomic against
+/// every other write to its location: a store lands before the RMW's read
+/// or after its write, never between. loom 0.7 does not enforce that
+/// against plain stores (tokio-rs/loom#254: an RMW that already read the
+/// old value can still have a concurrent store ordered between its read and
+/// its write), so a model can see the RMW's write overwrite a store that
+/// came after it — a history no machine produces. Under loom this store is
+/// therefore a swap, itself an RMW, which loom orders correctly; otherwise
+/// it is the plain store, so nothing changes outside the models (the
+/// `loom_stamp` model fails with a plain store here). Drop the swap once
+/// loom enforces RMW atomicity against stores (#254 is open; its proposed
+/// fix is tokio-rs/loom#391).
+pub(crate) trait StoreRacingRmw {
+    /// The atomic's value type.
+    type Value;
+
+    /// Stores `value` with ordering `order` (a valid store ordering:
+    /// `Relaxed`, `Release` or `SeqCst`).
+    fn store_racing_rmw(&self, value: Self::Value, order: Ordering);
+}
 
 /// Always real `std`/`parking_lot` types, for what no model exercises and
 /// loom cannot host: process-wide statics (the node table, counters), the
