@@ -19,6 +19,10 @@
 //!   round trip) and kept until a call through it finds that server dead or unreachable
 //!   (`NoProc`, `NoConnection`, `Exited`); clones share the Pid, and a call forgets only the Pid
 //!   it used, not one a clone has found since.
+//! - A lookup's answer reaches that lookup only: each is asked by a process of its own, which
+//!   the caller calls, so lookups in flight at once in one process never take each other's
+//!   answers, and an answer that comes after its lookup gave up never reaches the caller's
+//!   mailbox (see `resolve`).
 //! - After a server restarts under its name, an idempotent call that finds the old server gone
 //!   (`NoProc` through a Pid found by name, on this node or another) looks the name up again
 //!   and, if it names another process now, calls that one: once, within the same timeout. Any
@@ -58,7 +62,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use krarup_runtime::dist::tag_of;
-use krarup_runtime::{call_start, receive, self_pid, CallError, Down, ExitReason, Message, PendingCall, Pid};
+use krarup_runtime::{call_start, receive, self_pid, Call, CallError, Down, ExitReason, Message, PendingCall, Pid};
 use parking_lot::Mutex;
 
 use crate::calling::Calling;
@@ -361,25 +365,58 @@ pub(crate) fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
+/// What an asker answers: the server's Pid, or why there is none.
+type Found = Result<Pid, CallError>;
+
 /// Asks the process registered as `name` on `node` for its Pid, if it serves `Q`'s service.
+///
+/// The question is asked by a process of its own, an asker ([`ask`]), which the caller calls
+/// (the runtime's `call_local`) and which ends once it has answered or given up. The answer from
+/// the other node goes to the asker's mailbox, never to the caller's: two lookups in flight in
+/// one process (joined calls, two clients, clones) cannot take or drop each other's answers, and
+/// an answer that comes after its lookup gave up goes with the asker (and the asker's reply, if
+/// it comes after the caller gave up, is turned away by the runtime's call). One spawn and one
+/// local call per lookup, next to a round trip to another node.
+async fn resolve<Q: Message>(name: &str, node: &str, timeout: Duration) -> Found {
+    if timeout.is_zero() {
+        // No time left to wait for an answer (the call before took it all): none is asked for.
+        return Err(CallError::NoProc);
+    }
+    let deadline = Instant::now() + timeout;
+    let asker = krarup_runtime::spawn(ask(name.to_owned(), node.to_owned(), tag_of::<Q>(), deadline));
+    match krarup_runtime::call_local::<(), Found>(asker, (), timeout).await {
+        Ok(found) => found,
+        // The asker answers by the deadline: a wait that ended first saw no server answer in time.
+        Err(CallError::Timeout) => Err(CallError::NoProc),
+        Err(error) => Err(error),
+    }
+}
+
+/// The asker of [`resolve`]: takes its caller's call, asks `name` on `node` whether it serves
+/// `service` (a [`Resolve`]), and replies with the answer ([`Resolved`]) or, by `deadline`, with
+/// `NoProc`; then ends, and whatever comes for it later (a late answer) goes with its mailbox.
 ///
 /// A probe monitor on the node, set up right after the question, reports an unreachable node at
 /// once (`NoConnection`, which an idempotent call retries) instead of after the timeout.
-async fn resolve<Q: Message>(name: &str, node: &str, timeout: Duration) -> Result<Pid, CallError> {
+async fn ask(name: String, node: String, service: u64, deadline: Instant) {
     static NONCE: AtomicU64 = AtomicU64::new(1);
+    let call = receive! {
+        call: Call<(), Found> => call,
+        // The caller is gone: nobody to ask for.
+        after remaining(deadline) => return,
+    };
+    // One question per asker: the nonce only keeps a stray `Resolved` from passing for the answer.
     let nonce = NONCE.fetch_add(1, Ordering::Relaxed);
-    let deadline = Instant::now() + timeout;
-    // An answer to an earlier lookup of this process that came after it gave up: drop it.
-    while krarup_runtime::try_recv::<Resolved>().is_some() {}
-    krarup_runtime::send_named_at(name, node, Resolve { from: self_pid(), nonce, service: tag_of::<Q>() });
-    let probe = krarup_runtime::dist::probe(node).map(krarup_runtime::monitor);
-    let result = loop {
+    krarup_runtime::send_named_at(&name, &node, Resolve { from: self_pid(), nonce, service });
+    // Not demonitored: it goes with the asker's exit.
+    let probe = krarup_runtime::dist::probe(&node).map(krarup_runtime::monitor);
+    let found = loop {
         let left = remaining(deadline);
         receive! {
             answer: Resolved if answer.nonce == nonce => break Ok(answer.server),
             down: Down if Some(down.reference) == probe => {
                 if down.reason == ExitReason::NoConnection {
-                    return Err(CallError::NoConnection);
+                    break Err(CallError::NoConnection);
                 }
                 // The node answered (the probe names no process): wait for the server.
             },
@@ -387,8 +424,5 @@ async fn resolve<Q: Message>(name: &str, node: &str, timeout: Duration) -> Resul
             after left => break Err(CallError::NoProc),
         }
     };
-    if let Some(probe) = probe {
-        krarup_runtime::demonitor(probe);
-    }
-    result
+    call.reply_to.reply_local(found);
 }
