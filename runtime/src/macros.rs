@@ -16,11 +16,15 @@
 /// clauses in order, and the first clause whose type, pattern and guard all
 /// accept it takes it out of the mailbox and runs its body. Messages no
 /// clause accepts stay in the mailbox, in order, for later receives. If
-/// nothing matches, the process waits; with an `after` clause it waits at
-/// most that long (a zero duration just looks once) and then runs the
-/// `after` body. The whole `receive!` is an expression whose value is the
-/// body that ran; bodies may `return`, `break`, `continue`, use `?` and
-/// `.await`.
+/// nothing matches, the process waits; with an `after` clause it gives up
+/// after that long (a zero duration just looks once) and runs the `after`
+/// body. The duration counts from the receive's first look at the mailbox
+/// that finds nothing, which is when it starts: the `after` body never runs
+/// before it has passed, and typically runs about a millisecond after
+/// (timers tick every millisecond). A duration of 2<sup>63</sup> ns (292
+/// years) or more, such as `Duration::MAX`, never runs out. The whole
+/// `receive!` is an expression whose value is the body that ran; bodies
+/// may `return`, `break`, `continue`, use `?` and `.await`.
 ///
 /// Guards see the pattern's bindings by value, like Erlang guards, and
 /// must not have side effects: they may run for messages that end up not

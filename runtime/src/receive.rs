@@ -31,10 +31,15 @@
 //! when it is spent the receive yields first, so a process that always
 //! finds a message still lets others run.
 //!
-//! A receive with a timeout arms a timer in the worker's wheel only once it
-//! would wait. When it times out while the mailbox holds messages it did not
-//! want, a `debug` event names their types: the usual bug is a message of a
-//! near-miss type, like `(Pid, i32)` sent where `(Pid, i64)` is received.
+//! A receive with a timeout (`recv_timeout`, `receive!` with `after`, a
+//! call's wait) counts it from its first miss, the first poll that finds
+//! nothing to take, and keeps it with a [`Deadline`] (`timer/deadline.rs`):
+//! a receive that finds its message at once reads no clock and touches no
+//! timer, and one that waits reads none at first and shares its process's
+//! standing wake-up timer with the process's other timed receives. When it
+//! times out while the mailbox holds messages it did not want, a `debug`
+//! event names their types: the usual bug is a message of a near-miss type,
+//! like `(Pid, i32)` sent where `(Pid, i64)` is received.
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
@@ -42,16 +47,17 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::dist::{materialize, Materialized};
 use crate::envelope::Envelope;
-use crate::scheduler::worker::{with_current, with_worker, Current, Worker};
+use crate::scheduler::worker::{with_current, Current, Worker};
 use crate::send::Message;
 use crate::slot::Slot;
-use crate::timer::stamp::LONGEST;
-use crate::timer::wheel::TimerKey;
-use crate::timer::NANOS_PER_TICK;
+use crate::timer::deadline::Deadline;
+
+/// The name `call.rs` knows [`Deadline`] by.
+pub(crate) use crate::timer::deadline::Deadline as CallDeadline;
 
 /// What the receives of one poll did, for the after-poll decision.
 ///
@@ -487,213 +493,6 @@ pub(crate) fn report_timeout(
     }
 }
 
-/// When a receive gives up.
-#[derive(Debug)]
-enum Deadline {
-    Never,
-    /// A zero timeout: scan once, then time out.
-    Now,
-    At {
-        at: Instant,
-        timer: Option<LocalTimer>,
-    },
-}
-
-impl Deadline {
-    fn after(timeout: Option<Duration>) -> Deadline {
-        match timeout {
-            None => Deadline::Never,
-            Some(d) if d.is_zero() => Deadline::Now,
-            Some(d) => Instant::now().checked_add(d).map_or(Deadline::Never, |at| Deadline::At { at, timer: None }),
-        }
-    }
-}
-
-/// A timer in one worker's wheel; removed on drop if still on that worker.
-#[derive(Debug)]
-pub(crate) struct LocalTimer {
-    node: u32,
-    worker: u32,
-    key: TimerKey,
-    /// When it fires.
-    tick: u64,
-}
-
-impl LocalTimer {
-    /// Arms a wake-up of the current process at `at`.
-    pub(crate) fn arm(worker: &Worker, current: Current, at: Instant) -> LocalTimer {
-        let when = worker.shared.clock.ticks_at(at);
-        LocalTimer {
-            node: worker.shared.node,
-            worker: worker.index as u32,
-            key: worker.arm_wake(when, current),
-            tick: when,
-        }
-    }
-
-    /// Whether it is a timer of `worker`.
-    fn is_on(&self, worker: &Worker) -> bool {
-        self.node == worker.shared.node && self.worker as usize == worker.index
-    }
-}
-
-impl Drop for LocalTimer {
-    fn drop(&mut self) {
-        with_worker(|w| {
-            if let Some(w) = w.filter(|w| w.shared.node == self.node && w.index == self.worker as usize) {
-                w.disarm(self.key);
-            }
-        });
-    }
-}
-
-/// The deadline of a call's receive (`call.rs`): `timeout` from the first
-/// time the receive has to wait, S (a reply already there costs no clock
-/// reading).
-///
-/// Nor does the first miss read the clock (`timer/stamp.rs`): it asks its
-/// worker to stamp its next reading, which is no earlier than S, in the
-/// process's slot, and arms with the worker's last reading, which is no
-/// later than S: a timer due by that plus the timeout is due by the
-/// deadline. A later miss settles the deadline from the stamp (or from the
-/// clock, if the worker has not read it since) and decides with it. A call
-/// answered at the poll after its first miss (the common case) reads no
-/// clock at all.
-///
-/// What wakes the process by the deadline is its standing timer
-/// (`timer/standing.rs`), shared with its other calls: a call that finds it
-/// pending and due by its deadline arms nothing, and leaves nothing to undo
-/// when the reply comes first. Only if the process's slot of the standing
-/// table is held by another process does the call arm a timer of its own,
-/// removed when the call ends.
-///
-/// Times are nanoseconds since the runtime clock's epoch
-/// ([`Clock::now_nanos`](crate::timer::Clock::now_nanos)): the deadline is
-/// decided by comparing two readings of that clock, so it never passes
-/// early. A timer only wakes the process to look: woken early (by a timer
-/// of an earlier call, one on the worker it left, or one armed with the
-/// lower bound), the receive makes sure of a timer again and waits on. The
-/// timer's tick, the first after the deadline, is in the same frame (see
-/// `timer/mod.rs`): when it fires, the deadline has passed.
-#[derive(Debug)]
-pub(crate) struct CallDeadline {
-    /// The timeout, in nanoseconds (saturated: about 584 years), with
-    /// [`STAMPED`] set from a first miss that asked for a stamp until a
-    /// later miss settles the deadline (a flag in a word the call has anyway:
-    /// a field more costs the call's future a dozen instructions).
-    timeout: u64,
-    /// From the first miss on: the deadline, or [`NEVER`] for one beyond
-    /// the clock's range; [`UNSET`] before. While [`STAMPED`], a lower
-    /// bound of the deadline: the worker's last reading before the first
-    /// miss, plus the timeout.
-    at: u64,
-    /// A timer of the call's own, when the standing table had no room.
-    timer: Option<LocalTimer>,
-}
-
-/// [`CallDeadline::at`] before the first miss (a deadline after it is never
-/// 0: it is at least 1 ns after the epoch).
-const UNSET: u64 = 0;
-/// [`CallDeadline::at`] for a deadline that never comes.
-const NEVER: u64 = u64::MAX;
-/// In [`CallDeadline::timeout`]: the deadline is not settled yet. Only a
-/// timeout of at most [`LONGEST`] asks for a stamp, so it never meets a
-/// timeout with this bit set.
-const STAMPED: u64 = 1 << 63;
-const _: () = assert!(LONGEST < STAMPED);
-
-impl CallDeadline {
-    pub(crate) fn new(timeout: Duration) -> CallDeadline {
-        CallDeadline { timeout: u64::try_from(timeout.as_nanos()).unwrap_or(NEVER), at: UNSET, timer: None }
-    }
-
-    /// A later miss of a call that asked for a stamp: the deadline counts
-    /// from the stamped reading, or from now if there is none yet (see
-    /// `timer/stamp.rs`, step 3); whether it has passed.
-    #[cold]
-    #[inline(never)]
-    fn settle(&mut self, worker: &Worker) -> bool {
-        self.timeout &= !STAMPED;
-        // The stamp before the clock: a stamped reading happens-before `now`.
-        let stamp = worker.current_stamp();
-        let now = worker.shared.clock.now_nanos();
-        self.at = crate::timer::stamp::settle(stamp, now).saturating_add(self.timeout);
-        now >= self.at
-    }
-
-    /// Makes sure a timer wakes the process by tick `when`, when its standing
-    /// timer does not: the standing timer re-armed, or one of the call's own.
-    #[cold]
-    #[inline(never)]
-    fn arm(&mut self, worker: &Worker, current: Current, when: u64) {
-        if self.timer.as_ref().is_some_and(|t| t.tick <= when && t.is_on(worker) && worker.is_armed(t.key)) {
-            return;
-        }
-        // None yet, one that fired before the deadline, or one on another worker.
-        self.timer = None;
-        if !worker.stand_wake_by(current, when) {
-            let key = worker.arm_wake(when, current);
-            self.timer = Some(LocalTimer { node: worker.shared.node, worker: worker.index as u32, key, tick: when });
-        }
-    }
-}
-
-impl Wait for CallDeadline {
-    #[inline(always)]
-    fn has_passed(&mut self, worker: &Worker, current: Current) -> bool {
-        let at = if self.at == UNSET {
-            if self.timeout == 0 {
-                return true;
-            }
-            // The first miss: the deadline starts now. It cannot have passed.
-            let last = if self.timeout <= LONGEST { worker.request_reading(current) } else { None };
-            self.at = match last {
-                // A lower bound of the deadline, to arm with (at least 1).
-                Some(last) => {
-                    let at = last.saturating_add(self.timeout);
-                    self.timeout |= STAMPED;
-                    at
-                }
-                None => worker.shared.clock.now_nanos().saturating_add(self.timeout),
-            };
-            self.at
-        } else if self.at == NEVER {
-            return false;
-        } else if self.timeout & STAMPED != 0 {
-            if self.settle(worker) {
-                return true;
-            }
-            self.at
-        } else {
-            if worker.shared.clock.now_nanos() >= self.at {
-                return true;
-            }
-            self.at
-        };
-        if at == NEVER {
-            return false;
-        }
-        // The first tick after the deadline (at most one tick late).
-        let when = at / NANOS_PER_TICK + 1;
-        if !worker.has_wake_by(current, when) {
-            self.arm(worker, current, when);
-        }
-        false
-    }
-
-    /// The receive matched: a timer of the call's own is removed (a standing
-    /// one stays for the next call).
-    #[inline]
-    fn matched(&mut self) {
-        self.timer = None;
-    }
-
-    #[inline]
-    fn expired(&mut self) {
-        self.timer = None;
-    }
-}
-
 /// Resets the "inside a matcher" flag even if a guard panics.
 struct ScanGuard<'a>(&'a Worker);
 
@@ -730,48 +529,6 @@ fn nested_receive() -> ! {
     panic!("krarup: a receive was started from inside a receive! guard")
 }
 
-/// What a receive with a deadline asks of it ([`Deadline`] for `receive!`
-/// and `recv_timeout`, [`CallDeadline`] for a call's wait).
-trait Wait {
-    /// After a miss: whether the deadline has passed; if not, makes sure a
-    /// timer wakes the process by then.
-    fn has_passed(&mut self, worker: &Worker, current: Current) -> bool;
-    /// The receive matched.
-    fn matched(&mut self);
-    /// The receive timed out.
-    fn expired(&mut self);
-}
-
-impl Wait for Deadline {
-    #[inline]
-    fn matched(&mut self) {
-        *self = Deadline::Never;
-    }
-
-    #[inline]
-    fn expired(&mut self) {
-        *self = Deadline::Never;
-    }
-
-    /// Arms the timer the first time the receive has to wait.
-    #[inline]
-    fn has_passed(&mut self, worker: &Worker, current: Current) -> bool {
-        match self {
-            Deadline::Never => false,
-            Deadline::Now => true,
-            Deadline::At { at, timer } => {
-                if Instant::now() >= *at {
-                    return true;
-                }
-                if timer.is_none() {
-                    *timer = Some(LocalTimer::arm(worker, current, *at));
-                }
-                false
-            }
-        }
-    }
-}
-
 /// One poll of a receive in the current process: takes a unit of budget
 /// (or yields), runs `attempt` over the mailbox, and handles the deadline.
 /// `Ready(Some)` on a match, `Ready(None)` on timeout.
@@ -779,7 +536,7 @@ impl Wait for Deadline {
 fn poll_receive<H>(
     what: &'static str,
     scan: &mut Scan,
-    deadline: &mut impl Wait,
+    deadline: &mut Deadline,
     attempt: impl FnOnce(&Worker, &Slot, &mut Scan) -> Option<H>,
     expected: impl FnOnce() -> Vec<&'static str>,
 ) -> Poll<Option<H>> {
@@ -839,7 +596,7 @@ pub(crate) fn unwrap_as<T: Send + 'static>(env: Envelope) -> T {
 #[inline]
 pub(crate) fn poll_call(
     scan: &mut Scan,
-    deadline: &mut CallDeadline,
+    deadline: &mut Deadline,
     awaited: Option<u64>,
     is_ours: impl Fn(&Envelope) -> Option<u32>,
     remote: impl FnMut(&mut Envelope) -> Option<u32>,
@@ -937,12 +694,36 @@ pub fn recv_local<T: Send + 'static>() -> Recv<T> {
 /// Like [`recv`], but gives up after `timeout` and returns None. A zero
 /// timeout looks at the mailbox once without waiting.
 ///
+/// The timeout counts from the first time the future is polled and finds
+/// no `T` (for `recv_timeout(t).await`, when the receive starts), not from
+/// when `recv_timeout` was called. It never ends early: None comes only
+/// once `timeout` has passed since then, typically about a millisecond
+/// after (timers tick every millisecond). A timeout of 2<sup>63</sup> ns
+/// (292 years) or more, such as [`Duration::MAX`], never ends.
+///
 /// # Panics
 /// When polled outside a krarup process.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use krarup_runtime::{recv_timeout, self_pid, Runtime};
+///
+/// let rt = Runtime::new();
+/// rt.block_on(async {
+///     self_pid().send(7u32);
+///     assert_eq!(recv_timeout::<u32>(Duration::from_secs(1)).await, Some(7));
+///     // Nothing else comes: None, after at least the timeout.
+///     let started = Instant::now();
+///     assert_eq!(recv_timeout::<u32>(Duration::from_millis(20)).await, None);
+///     assert!(started.elapsed() >= Duration::from_millis(20));
+/// });
+/// ```
 pub fn recv_timeout<T: Message>(timeout: Duration) -> RecvTimeout<T> {
     RecvTimeout {
         scan: Scan::default(),
-        deadline: Deadline::after(Some(timeout)),
+        deadline: Deadline::new(timeout),
         decode: Some(materialize::<T>),
         _type: PhantomData,
     }

@@ -17,13 +17,16 @@
 //! process was stolen) leaves the entry to fire harmlessly: a stale wake
 //! finds the process busy or dead, or polls it once for nothing.
 //!
-//! A call does not arm a timer of its own: its process keeps one standing
-//! wake-up timer that serves call after call (`standing.rs`), so a process
-//! making call after call arms about one timer per timeout rather than one
-//! per call, and a call answered in time touches no wheel. Nor does it read
-//! the clock: its deadline counts from the worker's next reading after its
+//! A receive with a timeout (`recv_timeout`, `receive!` with `after`, a
+//! call's wait: `deadline.rs`) does not arm a timer of its own: its process
+//! keeps one standing wake-up timer that serves receive after receive
+//! (`standing.rs`), so a process that receives with a timeout again and
+//! again arms about one timer per timeout rather than one per receive, and
+//! a receive that matches in time touches no wheel. Nor does it read the
+//! clock: its deadline counts from the worker's next reading after its
 //! first miss, stamped in its slot (`stamp.rs`).
 
+pub(crate) mod deadline;
 pub(crate) mod send_after;
 pub(crate) mod sleep;
 pub(crate) mod stamp;
@@ -59,21 +62,20 @@ pub(crate) const NANOS_PER_TICK: u64 = 1_000_000;
 /// On Linux every reading is `CLOCK_MONOTONIC` (the clock `Instant` reads
 /// there too) minus `epoch_nanos`, read just *after* the `Instant` epoch: the
 /// wheels' ticks (a worker's reading divided by [`NANOS_PER_TICK`]) and a
-/// call's deadline (`receive::CallDeadline`) are in that one frame, so a timer at the first
-/// tick after `at` fires only once [`Clock::now_nanos`] has passed `at`. An
-/// `Instant` deadline (sleep, `recv_timeout`, `send_after`) converts to ticks
+/// receive's deadline (`deadline.rs`) are in that one frame, so a timer at
+/// the first tick after `at` fires only once [`Clock::now_nanos`] has passed
+/// `at`. An `Instant` deadline (sleep, `send_after`) converts to ticks
 /// against the `Instant` epoch ([`Clock::ticks_at`]), which is at or before
 /// `epoch_nanos`: its tick is never early in the nanosecond frame either.
 /// Elsewhere both readings are `Instant`s.
 ///
-/// A call's deadline is one reading (its worker's, stamped: `stamp.rs`) and
-/// an addition, where `Instant` arithmetic costs a hundred instructions more
-/// per call. It is not read
-/// from `CLOCK_MONOTONIC_COARSE` (4 ns against 16 here): that clock is
-/// supposed to trail the precise one by less than its resolution, but on
-/// this machine's VM it trailed by up to 6.6 ms against a resolution of
-/// 4 ms (more than 4 ms in over half of 50 million paired readings), and a
-/// 150 ms call timed out after 149 ms.
+/// A receive's deadline is one reading (its worker's, stamped: `stamp.rs`)
+/// and an addition, where `Instant` arithmetic costs a hundred instructions
+/// more per receive. It is not read from `CLOCK_MONOTONIC_COARSE` (4 ns
+/// against 16 here): that clock is supposed to trail the precise one by
+/// less than its resolution, but on this machine's VM it trailed by up to
+/// 6.6 ms against a resolution of 4 ms (more than 4 ms in over half of 50
+/// million paired readings), and a 150 ms call timed out after 149 ms.
 #[derive(Debug)]
 pub(crate) struct Clock {
     epoch: Instant,

@@ -5,8 +5,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::receive::LocalTimer;
 use crate::scheduler::worker::with_current;
+use crate::timer::deadline::LocalTimer;
 
 /// Waits for `duration` (millisecond resolution, never less).
 ///

@@ -1,6 +1,8 @@
-//! A call's first miss without a clock reading: the worker stamps the
-//! caller's slot with its *next* reading instead (see
-//! `receive::CallDeadline`).
+//! A timed receive's first miss without a clock reading: the worker stamps
+//! the receiving process's slot with its *next* reading instead (see
+//! `deadline.rs`). Below, a *call* stands for any receive with a timeout (a
+//! call's wait, `recv_timeout`, `receive!` with `after`) and the *caller*
+//! for its process.
 //!
 //! A call's timeout counts from the first poll that misses its reply (S),
 //! and the deadline must never pass early. Reading the clock at S costs

@@ -1,6 +1,7 @@
-//! Standing wake-up timers: one wheel timer per process that its calls
-//! share, instead of one armed and disarmed per call (see
-//! `receive::CallDeadline`).
+//! Standing wake-up timers: one wheel timer per process that its timed
+//! receives share, instead of one armed and disarmed per receive (see
+//! `deadline.rs`). Below, a *call* stands for any receive with a timeout (a
+//! call's wait, `recv_timeout`, `receive!` with `after`).
 //!
 //! A process that makes call after call with the same timeout needs, for
 //! each call, *some* timer that wakes it no later than that call's
@@ -35,7 +36,7 @@
 //!    belongs to an ended incarnation (same index, other serial: nobody waits
 //!    on it). A process whose slot holds another live process's pending entry
 //!    arms a timer of its own for the call instead, disarmed when the call
-//!    ends (the call's `LocalTimer`).
+//!    ends (the deadline's `LocalTimer`).
 //! 3. *Wrong wake-ups are harmless.* A standing timer that fires after its
 //!    call ended wakes its process once for nothing (a poll that finds
 //!    nothing new), or nobody if that incarnation has exited (the wake's
