@@ -1,12 +1,14 @@
 //! The future of a stub's call ([`Client::call`]): find the server, start the runtime's call,
 //! wait for its reply, turn the reply into the procedure's result.
 //!
-//! Written by hand rather than as nested `async fn`s so that the common case — a server whose
-//! Pid is known at once (a Pid target, a name on this node, a resolved remote name) — is the
-//! runtime's own call future under one match, and the reply is unpacked by a function the
-//! compiler can inline (the stub's `map`, a type parameter rather than a function pointer). A
-//! Pid target's call is built with the future; a name is looked up (on this node) or resolved
-//! (on another, through a boxed `async` resolution, the first time) when it is first polled.
+//! Written by hand rather than as nested `async fn`s so that the common case — a Pid target —
+//! is the runtime's own call future behind one check, and the reply is unpacked by a function
+//! the compiler can inline (the stub's `map`, a type parameter rather than a function pointer).
+//! The runtime's call is built with the future in every case, with the request in it: for a Pid
+//! target, made with that server; for a name, made with a placeholder and redirected (the
+//! runtime's hidden `Calling::redirect`) to the server once the name has been looked up (on this
+//! node) or resolved (on another, through a boxed `async` resolution, the first time) when the
+//! future is first polled. One future for both cases, and the request is never moved again.
 //!
 //! Invariants (those of [`Client::call`]): nothing happens before the first poll (as with an
 //! `async fn`: the name is looked up and the request sent then, from the polling process); a
@@ -34,86 +36,95 @@ type Resolving<'a> = Pin<Box<dyn Future<Output = (Result<Pid, CallError>, Durati
 /// the result (a stub's procedure result out of its reply enum).
 #[must_use = "futures do nothing unless awaited"]
 pub struct Calling<'a, Q, R: Send + 'static, M = fn(R) -> Result<R, CallError>> {
-    client: &'a Client,
+    /// The runtime's call (which starts when first polled), made with the server if it is known
+    /// (a Pid target), else redirected to the server once found.
+    call: krarup_runtime::Calling<Request<Q>, R>,
     map: M,
-    /// The server found by name, once found: what the client forgets if the call finds it gone.
-    server: Option<Pid>,
-    state: State<'a, Q, R>,
+    client: &'a Client,
+    lookup: Lookup<'a>,
 }
 
-/// The states of a [`Calling`].
-enum State<'a, Q, R: Send + 'static> {
-    /// The server's Pid is known: the runtime's call (which starts when first polled).
-    Call(krarup_runtime::Calling<Request<Q>, R>),
+/// Where a [`Calling`] is in finding its server.
+enum Lookup<'a> {
+    /// Nothing to find: the call was made with its server (a Pid target).
+    Known,
     /// The server is named: its Pid is found when first polled.
-    Find(Q),
-    /// A remote name being resolved, then `Q` sent.
-    Resolving(Q, Resolving<'a>),
+    Find,
+    /// A remote name being resolved.
+    Resolving(Resolving<'a>),
+    /// The server found by name, which the call was redirected to: what the client forgets if
+    /// the call finds it gone.
+    Found(Pid),
     /// Failed before the request was sent.
     Failed,
 }
 
+/// The server a named target's call is made with until the real one is found (never called).
+const NOBODY: Pid = Pid::from_parts(0, 0, 0);
+
 impl<'a, Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>> Calling<'a, Q, R, M> {
+    #[inline]
     pub(crate) fn new(client: &'a Client, body: Q, map: M) -> Self {
-        let state = match client.target() {
-            Target::Pid(server) => State::Call(call(*server, body, client.timeout())),
-            Target::Named { .. } => State::Find(body),
+        let (server, lookup) = match client.target() {
+            Target::Pid(server) => (*server, Lookup::Known),
+            Target::Named { .. } => (NOBODY, Lookup::Find),
         };
-        // Built once, after the match: a construction in each arm costs ~10 instructions a call.
-        Calling { client, map, server: None, state }
+        Calling { call: call(server, body, client.timeout()), map, client, lookup }
     }
 
-    /// Finds a named server; `Ready` once the call was started (and polled), or failed.
+    /// Finds a named server and polls the call redirected to it; `Ready` once the call has
+    /// ended, or failed before it was sent.
     #[cold]
     fn find(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, CallError>> {
-        let (found, timeout) = match &mut self.state {
-            State::Resolving(_, resolving) => match ready!(resolving.as_mut().poll(cx)) {
+        let (found, timeout) = match &mut self.lookup {
+            Lookup::Found(_) => return self.poll_call(cx),
+            Lookup::Resolving(resolving) => match ready!(resolving.as_mut().poll(cx)) {
                 (Ok(_), left) if left.is_zero() => {
                     // The lookup took the whole timeout: the request is not sent.
-                    self.state = State::Failed;
+                    self.lookup = Lookup::Failed;
                     return Poll::Ready(Err(CallError::Timeout));
                 }
                 found => found,
             },
-            State::Find(_) => match self.client.known_server() {
+            Lookup::Find => match self.client.known_server() {
                 Some(found) => (found, self.client.timeout()),
                 None => {
-                    let State::Find(body) = std::mem::replace(&mut self.state, State::Failed) else {
-                        unreachable!("just matched")
-                    };
-                    self.state = State::Resolving(body, Box::pin(resolve::<Q>(self.client)));
+                    self.lookup = Lookup::Resolving(Box::pin(resolve::<Q>(self.client)));
                     return self.find(cx);
                 }
             },
-            State::Call(_) => unreachable!("the server is known"),
-            State::Failed => panic!("krarup-rpc: a call's future was polled after it completed"),
-        };
-        let (State::Find(body) | State::Resolving(body, ..)) = std::mem::replace(&mut self.state, State::Failed) else {
-            unreachable!("just matched")
+            Lookup::Known => unreachable!("the server is known"),
+            Lookup::Failed => panic!("krarup-rpc: a call's future was polled after it completed"),
         };
         match found {
             Ok(server) => {
-                self.server = Some(server);
-                self.state = State::Call(call(server, body, timeout));
+                self.lookup = Lookup::Found(server);
+                self.call.redirect(server, timeout);
                 self.poll_call(cx)
             }
-            Err(error) => Poll::Ready(Err(error)),
+            Err(error) => {
+                self.lookup = Lookup::Failed;
+                Poll::Ready(Err(error))
+            }
         }
     }
 
     /// Polls the runtime's call.
     #[inline]
     fn poll_call(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, CallError>> {
-        let State::Call(call) = &mut self.state else { unreachable!("the call was started") };
-        Poll::Ready(match ready!(Pin::new(call).poll(cx)) {
+        Poll::Ready(match ready!(Pin::new(&mut self.call).poll(cx)) {
             Ok(reply) => (self.map)(reply),
-            Err(error) => {
-                if let Some(server) = self.server {
-                    self.client.forget(server, &error);
-                }
-                Err(error)
-            }
+            Err(error) => Err(self.failed(error)),
         })
+    }
+
+    /// The call failed with `error`: a server found by name that is gone is forgotten.
+    #[cold]
+    fn failed(&self, error: CallError) -> CallError {
+        if let Lookup::Found(server) = self.lookup {
+            self.client.forget(server, &error);
+        }
+        error
     }
 }
 
@@ -134,11 +145,11 @@ impl<Q, R: Send + 'static, M> fmt::Debug for Calling<'_, Q, R, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = f.debug_struct("Calling");
         out.field("client", self.client);
-        match &self.state {
-            State::Call(call) => out.field("call", call),
-            State::Find(_) => out.field("state", &"find"),
-            State::Resolving(..) => out.field("state", &"resolving"),
-            State::Failed => out.field("state", &"failed"),
+        match &self.lookup {
+            Lookup::Known | Lookup::Found(_) => out.field("call", &self.call),
+            Lookup::Find => out.field("state", &"find"),
+            Lookup::Resolving(..) => out.field("state", &"resolving"),
+            Lookup::Failed => out.field("state", &"failed"),
         };
         out.finish()
     }
@@ -153,8 +164,8 @@ impl<Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>> Future for Cal
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        match this.state {
-            State::Call(_) => this.poll_call(cx),
+        match this.lookup {
+            Lookup::Known => this.poll_call(cx),
             _ => this.find(cx),
         }
     }

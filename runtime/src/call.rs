@@ -639,6 +639,23 @@ impl<Q: Send + 'static, R: Send + 'static> Calling<Q, R> {
     }
 }
 
+impl<Q, R: Send + 'static> Calling<Q, R> {
+    /// Calls `server` instead of the server the call was made with, waiting
+    /// at most `timeout`: for a caller that finds its server only when the
+    /// call is first polled (the RPC stubs' client, for a server it knows by
+    /// name), so that one future serves both cases. Nothing has been sent
+    /// yet, so nothing else changes.
+    ///
+    /// # Panics
+    /// After the first poll.
+    #[doc(hidden)]
+    pub fn redirect(&mut self, server: Pid, timeout: Duration) {
+        let Some((to, ..)) = &mut self.start else { panic!("krarup: a call was redirected after its first poll") };
+        *to = server;
+        self.wait.deadline = CallDeadline::new(timeout);
+    }
+}
+
 impl<Q, R: Send + 'static> fmt::Debug for Calling<Q, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.start {
