@@ -20,6 +20,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
@@ -30,7 +31,32 @@ use crate::client::{remaining, Client, Target};
 use crate::wire::Request;
 
 /// A name on another node being resolved to a Pid, and the time then left for the call.
-type Resolving<'a> = Pin<Box<dyn Future<Output = (Result<Pid, CallError>, Duration)> + Send + 'a>>;
+type Resolution<'a> = Pin<Box<dyn Future<Output = (Result<Pid, CallError>, Duration)> + Send + 'a>>;
+
+/// A [`Resolution`] in progress, dropped out of line.
+struct Resolving<'a>(ManuallyDrop<Resolution<'a>>);
+
+impl<'a> Resolving<'a> {
+    fn new(resolution: Resolution<'a>) -> Self {
+        Resolving(ManuallyDrop::new(resolution))
+    }
+
+    fn as_mut(&mut self) -> Pin<&mut (dyn Future<Output = (Result<Pid, CallError>, Duration)> + Send + 'a)> {
+        self.0.as_mut()
+    }
+}
+
+impl Drop for Resolving<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        drop_resolution(&mut self.0);
+    }
+}
+
+#[inline(never)]
+extern "C" fn drop_resolution(resolution: &mut ManuallyDrop<Resolution<'_>>) {
+    drop(std::mem::replace(&mut **resolution, Box::pin(std::future::pending())));
+}
 
 /// The future of [`Client::call`] and [`Client::call_map`]: the reply `R`, turned by `M` into
 /// the result (a stub's procedure result out of its reply enum).
@@ -38,10 +64,10 @@ type Resolving<'a> = Pin<Box<dyn Future<Output = (Result<Pid, CallError>, Durati
 pub struct Calling<'a, Q, R: Send + 'static, M = fn(R) -> Result<R, CallError>> {
     /// The runtime's call (which starts when first polled), made with the server if it is known
     /// (a Pid target), else redirected to the server once found.
+    lookup: Lookup<'a>,
     call: krarup_runtime::Calling<Request<Q>, R>,
     map: M,
     client: &'a Client,
-    lookup: Lookup<'a>,
 }
 
 /// Where a [`Calling`] is in finding its server.
@@ -89,7 +115,7 @@ impl<'a, Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>> Calling<'a
             Lookup::Find => match self.client.known_server() {
                 Some(found) => (found, self.client.timeout()),
                 None => {
-                    self.lookup = Lookup::Resolving(Box::pin(resolve::<Q>(self.client)));
+                    self.lookup = Lookup::Resolving(Resolving::new(Box::pin(resolve::<Q>(self.client))));
                     return self.find(cx);
                 }
             },
