@@ -92,10 +92,10 @@ impl<'a, Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>> Calling<'a
     #[inline]
     pub(crate) fn new(client: &'a Client, body: Q, map: M) -> Self {
         let (server, lookup) = match client.target() {
-            Target::Pid(server) => (*server, Lookup::Known),
-            Target::Named { .. } => (NOBODY, Lookup::Find),
+            Target::Pid(server) => (server, Lookup::Known),
+            Target::Named { .. } => (&NOBODY, Lookup::Find),
         };
-        Calling { call: call(server, body, client.timeout()), map, client, lookup }
+        Calling { call: call(*server, body, client.timeout()), map, client, lookup }
     }
 
     /// Finds a named server and polls the call redirected to it; `Ready` once the call has
