@@ -138,10 +138,11 @@ impl<'a, Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>> Calling<'a
     /// Polls the runtime's call.
     #[inline]
     fn poll_call(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, CallError>> {
-        Poll::Ready(match ready!(Pin::new(&mut self.call).poll(cx)) {
-            Ok(reply) => (self.map)(reply),
-            Err(error) => Err(self.failed(error)),
-        })
+        match Pin::new(&mut self.call).poll(cx) {
+            Poll::Ready(Ok(reply)) => Poll::Ready((self.map)(reply)),
+            Poll::Ready(Err(error)) => Poll::Ready(Err(self.failed(error))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// The call failed with `error`: a server found by name that is gone is forgotten.
