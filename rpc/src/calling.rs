@@ -103,7 +103,7 @@ impl<'a, Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>> Calling<'a
     #[cold]
     fn find(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, CallError>> {
         let (found, timeout) = match &mut self.lookup {
-            Lookup::Found(_) => return self.poll_call(cx),
+            &mut Lookup::Found(server) => return self.poll_found(server, cx),
             Lookup::Resolving(resolving) => match ready!(resolving.as_mut().poll(cx)) {
                 (Ok(_), left) if left.is_zero() => {
                     // The lookup took the whole timeout: the request is not sent.
@@ -126,7 +126,7 @@ impl<'a, Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>> Calling<'a
             Ok(server) => {
                 self.lookup = Lookup::Found(server);
                 self.call.redirect(server, timeout);
-                self.poll_call(cx)
+                self.poll_found(server, cx)
             }
             Err(error) => {
                 self.lookup = Lookup::Failed;
@@ -138,20 +138,16 @@ impl<'a, Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>> Calling<'a
     /// Polls the runtime's call.
     #[inline]
     fn poll_call(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, CallError>> {
-        match Pin::new(&mut self.call).poll(cx) {
-            Poll::Ready(Ok(reply)) => Poll::Ready((self.map)(reply)),
-            Poll::Ready(Err(error)) => Poll::Ready(Err(self.failed(error))),
-            Poll::Pending => Poll::Pending,
-        }
+        Pin::new(&mut self.call).poll(cx).map(|result| result.and_then(&self.map))
     }
 
-    /// The call failed with `error`: a server found by name that is gone is forgotten.
-    #[cold]
-    fn failed(&self, error: CallError) -> CallError {
-        if let Lookup::Found(server) = self.lookup {
-            self.client.forget(server, &error);
+    /// Polls the runtime's call to a server found by name: if that is gone, it is forgotten.
+    fn poll_found(&mut self, server: Pid, cx: &mut Context<'_>) -> Poll<Result<T, CallError>> {
+        let result = ready!(self.poll_call(cx));
+        if let Err(error) = &result {
+            self.client.forget(server, error);
         }
-        error
+        Poll::Ready(result)
     }
 }
 
