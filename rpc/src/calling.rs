@@ -33,7 +33,10 @@ use crate::wire::Request;
 /// A name on another node being resolved to a Pid, and the time then left for the call.
 type Resolution<'a> = Pin<Box<dyn Future<Output = (Result<Pid, CallError>, Duration)> + Send + 'a>>;
 
-/// A [`Resolution`] in progress, dropped out of line.
+/// A [`Resolution`] in progress, dropped out of line by a function that cannot unwind
+/// ([`drop_resolution`]). Inlined, or able to unwind, the boxed future's drop made every call
+/// future's drop too big to inline where the call is awaited, and what it returned was moved
+/// around that call (~10 instructions a call, for a state that a Pid target never has).
 struct Resolving<'a>(ManuallyDrop<Resolution<'a>>);
 
 impl<'a> Resolving<'a> {
@@ -53,6 +56,9 @@ impl Drop for Resolving<'_> {
     }
 }
 
+/// Drops the resolution in `resolution`, leaving in its place a box of a zero-sized future
+/// (no allocation; never dropped, nothing to free). `extern "C"`: it cannot unwind (a panic in
+/// the resolution's drop aborts), so the drop of a call's future needs no landing pad for it.
 #[inline(never)]
 extern "C" fn drop_resolution(resolution: &mut ManuallyDrop<Resolution<'_>>) {
     drop(std::mem::replace(&mut **resolution, Box::pin(std::future::pending())));
@@ -62,9 +68,10 @@ extern "C" fn drop_resolution(resolution: &mut ManuallyDrop<Resolution<'_>>) {
 /// the result (a stub's procedure result out of its reply enum).
 #[must_use = "futures do nothing unless awaited"]
 pub struct Calling<'a, Q, R: Send + 'static, M = fn(R) -> Result<R, CallError>> {
-    /// The runtime's call (which starts when first polled), made with the server if it is known
-    /// (a Pid target), else redirected to the server once found.
+    /// Dropped first, so that the drop of `call` after it needs no landing pad.
     lookup: Lookup<'a>,
+    /// The runtime's call (which starts when first polled), made with the server if it is known
+    /// (a Pid target), else with [`NOBODY`] and redirected to the server once found.
     call: krarup_runtime::Calling<Request<Q>, R>,
     map: M,
     client: &'a Client,
@@ -91,6 +98,7 @@ const NOBODY: Pid = Pid::from_parts(0, 0, 0);
 impl<'a, Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>> Calling<'a, Q, R, M> {
     #[inline]
     pub(crate) fn new(client: &'a Client, body: Q, map: M) -> Self {
+        // The Pid by reference: copied out of the match, it went through the stack (~6 instructions).
         let (server, lookup) = match client.target() {
             Target::Pid(server) => (server, Lookup::Known),
             Target::Named { .. } => (&NOBODY, Lookup::Find),
@@ -135,7 +143,7 @@ impl<'a, Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>> Calling<'a
         }
     }
 
-    /// Polls the runtime's call.
+    /// Polls the runtime's call. (A Pid target's call forgets nothing when it fails.)
     #[inline]
     fn poll_call(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, CallError>> {
         Pin::new(&mut self.call).poll(cx).map(|result| result.and_then(&self.map))
