@@ -698,6 +698,33 @@ mod tests {
         }
     }
 
+    /// A call redirected before its first poll goes to the new server only,
+    /// with the new timeout.
+    #[test]
+    fn a_redirected_call_reaches_the_new_server_only() {
+        let rt = Runtime::new();
+        rt.block_on(async {
+            // Replies with how many calls it has had.
+            let first = spawn(async {
+                for calls in 1u64.. {
+                    let c: Call<u64, u64> = recv().await;
+                    c.reply_to.reply(calls);
+                }
+            });
+            let second = spawn(increment());
+            let mut redirected = call::<u64, u64>(first, 1, Duration::from_secs(5));
+            redirected.redirect(second, Duration::from_secs(5));
+            assert_eq!(redirected.await, Ok(2));
+            // The new timeout holds: a server that never answers is given up on after it.
+            let silent = spawn(std::future::pending::<()>());
+            let mut redirected = call::<u64, u64>(first, 1, Duration::from_secs(10));
+            redirected.redirect(silent, Duration::from_millis(20));
+            assert_eq!(redirected.await, Err(CallError::Timeout));
+            let t = Duration::from_secs(5);
+            assert_eq!(call::<u64, u64>(first, 0, t).await, Ok(1), "the first server had no call before");
+        });
+    }
+
     /// The monitors of ended calls stay on the server only until the next
     /// pruning: many callers, one call each, leave a short list behind.
     #[test]
