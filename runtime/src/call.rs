@@ -719,7 +719,9 @@ mod tests {
             let silent = spawn(std::future::pending::<()>());
             let mut redirected = call::<u64, u64>(first, 1, Duration::from_secs(10));
             redirected.redirect(silent, Duration::from_millis(20));
+            let started = std::time::Instant::now();
             assert_eq!(redirected.await, Err(CallError::Timeout));
+            assert!(started.elapsed() < Duration::from_secs(5), "the call waited {:?}", started.elapsed());
             let t = Duration::from_secs(5);
             assert_eq!(call::<u64, u64>(first, 0, t).await, Ok(1), "the first server had no call before");
         });
