@@ -113,6 +113,10 @@ static SEQ: AtomicU64 = AtomicU64::new(1);
 pub struct Client {
     target: Target,
     timeout: Duration,
+    /// `timeout` in whole nanoseconds (at most `u64::MAX`, which the runtime's call takes as
+    /// never), for [`Calling`]: a `Duration` made from it in the call converts back to the
+    /// runtime's nanoseconds without the multiplication and overflow check (~8 instructions).
+    timeout_nanos: u64,
     retry: Option<Retry>,
     resolved: Arc<Mutex<Option<Pid>>>,
 }
@@ -134,12 +138,20 @@ impl Client {
             Target::Pid(pid) => Some(pid),
             Target::Named { .. } => None,
         };
-        Client { target, timeout: DEFAULT_TIMEOUT, retry: None, resolved: Arc::new(Mutex::new(resolved)) }
+        Client {
+            target,
+            timeout: DEFAULT_TIMEOUT,
+            timeout_nanos: 0,
+            retry: None,
+            resolved: Arc::new(Mutex::new(resolved)),
+        }
+        .with_timeout(DEFAULT_TIMEOUT)
     }
 
     /// The same client with another timeout per call (per attempt, when retrying).
     pub fn with_timeout(mut self, timeout: Duration) -> Client {
         self.timeout = timeout;
+        self.timeout_nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
         self
     }
 
@@ -157,6 +169,12 @@ impl Client {
     /// The timeout per call.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The timeout per call in whole nanoseconds, `u64::MAX` for one as long or longer (about
+    /// 584 years: the runtime's call then never times out, as with the `Duration` itself).
+    pub(crate) fn timeout_nanos(&self) -> u64 {
+        self.timeout_nanos
     }
 
     /// A new request sequence number: with the calling process, a new request id.
