@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use krarup_runtime::{CallError, Message, Pid};
 
-use crate::client::{remaining, Client, Target};
+use crate::client::{remaining, Client};
 use crate::wire::Request;
 
 /// A name on another node being resolved to a Pid, and the time then left for the call.
@@ -71,7 +71,7 @@ pub struct Calling<'a, Q, R: Send + 'static, M = fn(R) -> Result<R, CallError>> 
     /// Dropped first, so that the drop of `call` after it needs no landing pad.
     lookup: Lookup<'a>,
     /// The runtime's call (which starts when first polled), made with the server if it is known
-    /// (a Pid target), else with [`NOBODY`] and redirected to the server once found.
+    /// (a Pid target), else with a placeholder and redirected to the server once found.
     call: krarup_runtime::Calling<Request<Q>, R>,
     map: M,
     client: &'a Client,
@@ -92,21 +92,16 @@ enum Lookup<'a> {
     Failed,
 }
 
-/// The server a named target's call is made with until the real one is found (never called).
-const NOBODY: Pid = Pid::from_parts(0, 0, 0);
-
 impl<'a, Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>> Calling<'a, Q, R, M> {
     #[inline]
     pub(crate) fn new(client: &'a Client, body: Q, map: M) -> Self {
-        // The Pid by reference: copied out of the match, it went through the stack (~6 instructions).
-        let (server, lookup) = match client.target() {
-            Target::Pid(server) => (server, Lookup::Known),
-            Target::Named { .. } => (&NOBODY, Lookup::Find),
-        };
+        // Read as they are, not matched out of the target (~8 instructions a call).
+        let server = client.call_to();
+        let lookup = if client.is_named() { Lookup::Find } else { Lookup::Known };
         // The timeout as whole nanoseconds, which the runtime's call turns back into nanoseconds
         // for free (from `client.timeout()`, ~8 instructions a call).
         let timeout = Duration::from_nanos(client.timeout_nanos());
-        Calling { call: call(*server, body, timeout), map, client, lookup }
+        Calling { call: call(server, body, timeout), map, client, lookup }
     }
 
     /// Finds a named server and polls the call redirected to it; `Ready` once the call has
