@@ -293,6 +293,7 @@ fn expand(krate: &Path, mut service: ItemTrait) -> syn::Result<TokenStream2> {
             }
 
             #[doc(hidden)]
+            #[inline]
             fn #unpack(reply: #reply) -> ::core::result::Result<#ret, #krate::CallError> {
                 #[allow(unreachable_patterns)]
                 match reply {

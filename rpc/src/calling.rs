@@ -1,12 +1,14 @@
 //! The future of a stub's call ([`Client::call`]): find the server, start the runtime's call,
 //! wait for its reply, turn the reply into the procedure's result.
 //!
-//! Written by hand rather than as nested `async fn`s so that the common case — a server whose
-//! Pid is known at once (a Pid target, a name on this node, a resolved remote name) — is the
-//! runtime's own call future under one match, and the reply is unpacked by a function the
-//! compiler can inline (the stub's `map`, a type parameter rather than a function pointer). A
-//! Pid target's call is built with the future; a name is looked up (on this node) or resolved
-//! (on another, through a boxed `async` resolution, the first time) when it is first polled.
+//! Written by hand rather than as nested `async fn`s so that the common case — a Pid target —
+//! is the runtime's own call future behind one check, and the reply is unpacked by a function
+//! the compiler can inline (the stub's `map`, a type parameter rather than a function pointer).
+//! The runtime's call is built with the future in every case, with the request in it: for a Pid
+//! target, made with that server; for a name, made with a placeholder and redirected (the
+//! runtime's hidden `Calling::redirect`) to the server once the name has been looked up (on this
+//! node) or resolved (on another, through a boxed `async` resolution, the first time) when the
+//! future is first polled. One future for both cases, and the request is never moved again.
 //!
 //! Invariants (those of [`Client::call`]): nothing happens before the first poll (as with an
 //! `async fn`: the name is looked up and the request sent then, from the polling process); a
@@ -18,102 +20,140 @@
 
 use std::fmt;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use krarup_runtime::{CallError, Message, Pid};
 
-use crate::client::{remaining, Client, Target};
+use crate::client::{remaining, Client};
 use crate::wire::Request;
 
 /// A name on another node being resolved to a Pid, and the time then left for the call.
-type Resolving<'a> = Pin<Box<dyn Future<Output = (Result<Pid, CallError>, Duration)> + Send + 'a>>;
+type Resolution<'a> = Pin<Box<dyn Future<Output = (Result<Pid, CallError>, Duration)> + Send + 'a>>;
+
+/// A [`Resolution`] in progress, dropped out of line by a function that cannot unwind
+/// ([`drop_resolution`]). Inlined, or able to unwind, the boxed future's drop made every call
+/// future's drop too big to inline where the call is awaited, and what it returned was moved
+/// around that call (~10 instructions a call, for a state that a Pid target never has).
+struct Resolving<'a>(ManuallyDrop<Resolution<'a>>);
+
+impl<'a> Resolving<'a> {
+    fn new(resolution: Resolution<'a>) -> Self {
+        Resolving(ManuallyDrop::new(resolution))
+    }
+
+    fn as_mut(&mut self) -> Pin<&mut (dyn Future<Output = (Result<Pid, CallError>, Duration)> + Send + 'a)> {
+        self.0.as_mut()
+    }
+}
+
+impl Drop for Resolving<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        drop_resolution(&mut self.0);
+    }
+}
+
+/// Drops the resolution in `resolution`, leaving in its place a box of a zero-sized future
+/// (no allocation; never dropped, nothing to free). `extern "C"`: it cannot unwind (a panic in
+/// the resolution's drop aborts), so the drop of a call's future needs no landing pad for it.
+#[inline(never)]
+extern "C" fn drop_resolution(resolution: &mut ManuallyDrop<Resolution<'_>>) {
+    drop(std::mem::replace(&mut **resolution, Box::pin(std::future::pending())));
+}
 
 /// The future of [`Client::call`] and [`Client::call_map`]: the reply `R`, turned by `M` into
 /// the result (a stub's procedure result out of its reply enum).
 #[must_use = "futures do nothing unless awaited"]
 pub struct Calling<'a, Q, R: Send + 'static, M = fn(R) -> Result<R, CallError>> {
-    client: &'a Client,
+    /// Dropped first, so that the drop of `call` after it needs no landing pad.
+    lookup: Lookup<'a>,
+    /// The runtime's call (which starts when first polled), made with the server if it is known
+    /// (a Pid target), else with a placeholder and redirected to the server once found.
+    call: krarup_runtime::Calling<Request<Q>, R>,
     map: M,
-    /// The server found by name, once found: what the client forgets if the call finds it gone.
-    server: Option<Pid>,
-    state: State<'a, Q, R>,
+    client: &'a Client,
 }
 
-/// The states of a [`Calling`].
-enum State<'a, Q, R: Send + 'static> {
-    /// The server's Pid is known: the runtime's call (which starts when first polled).
-    Call(krarup_runtime::Calling<Request<Q>, R>),
+/// Where a [`Calling`] is in finding its server.
+enum Lookup<'a> {
+    /// Nothing to find: the call was made with its server (a Pid target).
+    Known,
     /// The server is named: its Pid is found when first polled.
-    Find(Q),
-    /// A remote name being resolved, then `Q` sent.
-    Resolving(Q, Resolving<'a>),
+    Find,
+    /// A remote name being resolved.
+    Resolving(Resolving<'a>),
+    /// The server found by name, which the call was redirected to: what the client forgets if
+    /// the call finds it gone.
+    Found(Pid),
     /// Failed before the request was sent.
     Failed,
 }
 
 impl<'a, Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>> Calling<'a, Q, R, M> {
+    #[inline]
     pub(crate) fn new(client: &'a Client, body: Q, map: M) -> Self {
-        let state = match client.target() {
-            Target::Pid(server) => State::Call(call(*server, body, client.timeout())),
-            Target::Named { .. } => State::Find(body),
-        };
-        // Built once, after the match: a construction in each arm costs ~10 instructions a call.
-        Calling { client, map, server: None, state }
+        // Read as they are, not matched out of the target (~8 instructions a call).
+        let server = client.call_to();
+        let lookup = if client.is_named() { Lookup::Find } else { Lookup::Known };
+        // The timeout as whole nanoseconds, which the runtime's call turns back into nanoseconds
+        // for free (from `client.timeout()`, ~8 instructions a call).
+        let timeout = Duration::from_nanos(client.timeout_nanos());
+        Calling { call: call(server, body, timeout), map, client, lookup }
     }
 
-    /// Finds a named server; `Ready` once the call was started (and polled), or failed.
+    /// Finds a named server and polls the call redirected to it; `Ready` once the call has
+    /// ended, or failed before it was sent.
     #[cold]
     fn find(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, CallError>> {
-        let (found, timeout) = match &mut self.state {
-            State::Resolving(_, resolving) => match ready!(resolving.as_mut().poll(cx)) {
+        let (found, timeout) = match &mut self.lookup {
+            &mut Lookup::Found(server) => return self.poll_found(server, cx),
+            Lookup::Resolving(resolving) => match ready!(resolving.as_mut().poll(cx)) {
                 (Ok(_), left) if left.is_zero() => {
                     // The lookup took the whole timeout: the request is not sent.
-                    self.state = State::Failed;
+                    self.lookup = Lookup::Failed;
                     return Poll::Ready(Err(CallError::Timeout));
                 }
                 found => found,
             },
-            State::Find(_) => match self.client.known_server() {
+            Lookup::Find => match self.client.known_server() {
                 Some(found) => (found, self.client.timeout()),
                 None => {
-                    let State::Find(body) = std::mem::replace(&mut self.state, State::Failed) else {
-                        unreachable!("just matched")
-                    };
-                    self.state = State::Resolving(body, Box::pin(resolve::<Q>(self.client)));
+                    self.lookup = Lookup::Resolving(Resolving::new(Box::pin(resolve::<Q>(self.client))));
                     return self.find(cx);
                 }
             },
-            State::Call(_) => unreachable!("the server is known"),
-            State::Failed => panic!("krarup-rpc: a call's future was polled after it completed"),
-        };
-        let (State::Find(body) | State::Resolving(body, ..)) = std::mem::replace(&mut self.state, State::Failed) else {
-            unreachable!("just matched")
+            Lookup::Known => unreachable!("the server is known"),
+            Lookup::Failed => panic!("krarup-rpc: a call's future was polled after it completed"),
         };
         match found {
             Ok(server) => {
-                self.server = Some(server);
-                self.state = State::Call(call(server, body, timeout));
-                self.poll_call(cx)
+                self.lookup = Lookup::Found(server);
+                self.call.redirect(server, timeout);
+                self.poll_found(server, cx)
             }
-            Err(error) => Poll::Ready(Err(error)),
+            Err(error) => {
+                self.lookup = Lookup::Failed;
+                Poll::Ready(Err(error))
+            }
         }
     }
 
-    /// Polls the runtime's call.
+    /// Polls the runtime's call. (A Pid target's call forgets nothing when it fails.)
     #[inline]
     fn poll_call(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, CallError>> {
-        let State::Call(call) = &mut self.state else { unreachable!("the call was started") };
-        Poll::Ready(match ready!(Pin::new(call).poll(cx)) {
-            Ok(reply) => (self.map)(reply),
-            Err(error) => {
-                if let Some(server) = self.server {
-                    self.client.forget(server, &error);
-                }
-                Err(error)
-            }
-        })
+        Pin::new(&mut self.call).poll(cx).map(|result| result.and_then(&self.map))
+    }
+
+    /// Polls the runtime's call to a server found by name: if that is gone, it is forgotten.
+    fn poll_found(&mut self, server: Pid, cx: &mut Context<'_>) -> Poll<Result<T, CallError>> {
+        let result = ready!(self.poll_call(cx));
+        if let Err(error) = &result {
+            self.client.forget(server, error);
+        }
+        Poll::Ready(result)
     }
 }
 
@@ -134,11 +174,11 @@ impl<Q, R: Send + 'static, M> fmt::Debug for Calling<'_, Q, R, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = f.debug_struct("Calling");
         out.field("client", self.client);
-        match &self.state {
-            State::Call(call) => out.field("call", call),
-            State::Find(_) => out.field("state", &"find"),
-            State::Resolving(..) => out.field("state", &"resolving"),
-            State::Failed => out.field("state", &"failed"),
+        match &self.lookup {
+            Lookup::Known | Lookup::Found(_) => out.field("call", &self.call),
+            Lookup::Find => out.field("state", &"find"),
+            Lookup::Resolving(..) => out.field("state", &"resolving"),
+            Lookup::Failed => out.field("state", &"failed"),
         };
         out.finish()
     }
@@ -153,8 +193,8 @@ impl<Q: Message, R: Message, T, M: Fn(R) -> Result<T, CallError>> Future for Cal
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        match this.state {
-            State::Call(_) => this.poll_call(cx),
+        match this.lookup {
+            Lookup::Known => this.poll_call(cx),
             _ => this.find(cx),
         }
     }

@@ -68,6 +68,9 @@ use parking_lot::Mutex;
 use crate::calling::Calling;
 use crate::wire::{Cast, Request, Resolve, Resolved};
 
+/// The server a call to a name is made with until the name is found (never called).
+pub(crate) const NOBODY: Pid = Pid::from_parts(0, 0, 0);
+
 /// The default time a call may take: Erlang's `gen_server:call` default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -113,6 +116,16 @@ static SEQ: AtomicU64 = AtomicU64::new(1);
 pub struct Client {
     target: Target,
     timeout: Duration,
+    /// `timeout` in whole nanoseconds (at most `u64::MAX`, which the runtime's call takes as
+    /// never), for [`Calling`]: a `Duration` made from it in the call converts back to the
+    /// runtime's nanoseconds without the multiplication and overflow check (~8 instructions).
+    timeout_nanos: u64,
+    /// The server a call is made with ([`Calling`]): a Pid target's Pid, or [`NOBODY`] for a
+    /// name, found when the call is first polled. Kept beside `target` so that a call reads it as
+    /// it is rather than matching it out (~8 instructions a call).
+    call_to: Pid,
+    /// Whether `target` is a name.
+    named: bool,
     retry: Option<Retry>,
     resolved: Arc<Mutex<Option<Pid>>>,
 }
@@ -130,16 +143,26 @@ impl fmt::Debug for Client {
 impl Client {
     /// A client of the server `target`, with the default timeout and no retries.
     pub fn new(target: Target) -> Client {
-        let resolved = match target {
+        let pid = match target {
             Target::Pid(pid) => Some(pid),
             Target::Named { .. } => None,
         };
-        Client { target, timeout: DEFAULT_TIMEOUT, retry: None, resolved: Arc::new(Mutex::new(resolved)) }
+        Client {
+            target,
+            timeout: DEFAULT_TIMEOUT,
+            timeout_nanos: 0,
+            call_to: pid.unwrap_or(NOBODY),
+            named: pid.is_none(),
+            retry: None,
+            resolved: Arc::new(Mutex::new(pid)),
+        }
+        .with_timeout(DEFAULT_TIMEOUT)
     }
 
     /// The same client with another timeout per call (per attempt, when retrying).
     pub fn with_timeout(mut self, timeout: Duration) -> Client {
         self.timeout = timeout;
+        self.timeout_nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
         self
     }
 
@@ -154,9 +177,25 @@ impl Client {
         &self.target
     }
 
+    /// The server a call is made with: a Pid target's Pid, or [`NOBODY`] for a name.
+    pub(crate) fn call_to(&self) -> Pid {
+        self.call_to
+    }
+
+    /// Whether the target is a name.
+    pub(crate) fn is_named(&self) -> bool {
+        self.named
+    }
+
     /// The timeout per call.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The timeout per call in whole nanoseconds, `u64::MAX` for one as long or longer (about
+    /// 584 years: the runtime's call then never times out, as with the `Duration` itself).
+    pub(crate) fn timeout_nanos(&self) -> u64 {
+        self.timeout_nanos
     }
 
     /// A new request sequence number: with the calling process, a new request id.

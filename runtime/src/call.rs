@@ -639,6 +639,23 @@ impl<Q: Send + 'static, R: Send + 'static> Calling<Q, R> {
     }
 }
 
+impl<Q, R: Send + 'static> Calling<Q, R> {
+    /// Calls `server` instead of the server the call was made with, waiting
+    /// at most `timeout`: for a caller that finds its server only when the
+    /// call is first polled (the RPC stubs' client, for a server it knows by
+    /// name), so that one future serves both cases. Nothing has been sent
+    /// yet, so nothing else changes.
+    ///
+    /// # Panics
+    /// After the first poll.
+    #[doc(hidden)]
+    pub fn redirect(&mut self, server: Pid, timeout: Duration) {
+        let Some((to, ..)) = &mut self.start else { panic!("krarup: a call was redirected after its first poll") };
+        *to = server;
+        self.wait.deadline = CallDeadline::new(timeout);
+    }
+}
+
 impl<Q, R: Send + 'static> fmt::Debug for Calling<Q, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.start {
@@ -679,6 +696,35 @@ mod tests {
             let c: Call<u64, u64> = recv().await;
             c.reply_to.reply(c.request + 1);
         }
+    }
+
+    /// A call redirected before its first poll goes to the new server only,
+    /// with the new timeout.
+    #[test]
+    fn a_redirected_call_reaches_the_new_server_only() {
+        let rt = Runtime::new();
+        rt.block_on(async {
+            // Replies with how many calls it has had.
+            let first = spawn(async {
+                for calls in 1u64.. {
+                    let c: Call<u64, u64> = recv().await;
+                    c.reply_to.reply(calls);
+                }
+            });
+            let second = spawn(increment());
+            let mut redirected = call::<u64, u64>(first, 1, Duration::from_secs(5));
+            redirected.redirect(second, Duration::from_secs(5));
+            assert_eq!(redirected.await, Ok(2));
+            // The new timeout holds: a server that never answers is given up on after it.
+            let silent = spawn(std::future::pending::<()>());
+            let mut redirected = call::<u64, u64>(first, 1, Duration::from_secs(10));
+            redirected.redirect(silent, Duration::from_millis(20));
+            let started = std::time::Instant::now();
+            assert_eq!(redirected.await, Err(CallError::Timeout));
+            assert!(started.elapsed() < Duration::from_secs(5), "the call waited {:?}", started.elapsed());
+            let t = Duration::from_secs(5);
+            assert_eq!(call::<u64, u64>(first, 0, t).await, Ok(1), "the first server had no call before");
+        });
     }
 
     /// The monitors of ended calls stay on the server only until the next
