@@ -113,10 +113,11 @@ use crate::exit::ExitReason;
 use crate::link::{Processes, Table};
 use crate::monitor::{demonitor, monitor, Down, MonitorRef};
 use crate::pid::Pid;
-use crate::receive::{self, CallDeadline, Decode, Scan};
+use crate::receive::{self, Decode, Scan};
 use crate::scheduler::worker::{with_current, with_worker};
 use crate::send::{deliver_unless, deliver_unless_or, with_runtime_of, Message};
 use crate::slot::Slot;
+use crate::timer::deadline::Deadline;
 
 /// Where the reply to one call goes. Serializable, so a server can keep it
 /// and reply later (a deferred reply), or hand it to another process.
@@ -485,7 +486,7 @@ impl<R: Send + 'static> PendingCall<R> {
     /// # Panics
     /// If awaited outside the process that started the call.
     pub fn wait(self, timeout: Duration) -> CallWait<R> {
-        CallWait { call: self, scan: Scan::default(), deadline: CallDeadline::new(timeout) }
+        CallWait { call: self, scan: Scan::default(), deadline: Deadline::new(timeout) }
     }
 
     /// Step 4 of the module docs.
@@ -540,7 +541,7 @@ impl<R: Send + 'static> PendingCall<R> {
 pub struct CallWait<R: Send + 'static> {
     call: PendingCall<R>,
     scan: Scan,
-    deadline: CallDeadline,
+    deadline: Deadline,
 }
 
 impl<R: Send + 'static> fmt::Debug for CallWait<R> {
@@ -652,7 +653,7 @@ impl<Q, R: Send + 'static> Calling<Q, R> {
     pub fn redirect(&mut self, server: Pid, timeout: Duration) {
         let Some((to, ..)) = &mut self.start else { panic!("krarup: a call was redirected after its first poll") };
         *to = server;
-        self.wait.deadline = CallDeadline::new(timeout);
+        self.wait.deadline = Deadline::new(timeout);
     }
 }
 

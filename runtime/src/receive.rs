@@ -56,9 +56,6 @@ use crate::send::Message;
 use crate::slot::Slot;
 use crate::timer::deadline::Deadline;
 
-/// The name `call.rs` knows [`Deadline`] by.
-pub(crate) use crate::timer::deadline::Deadline as CallDeadline;
-
 /// What the receives of one poll did, for the after-poll decision.
 ///
 /// A poll may hold several pending receives (`join!` of two `recv`s). If

@@ -1,4 +1,4 @@
-//! A call's deadline (`receive::CallDeadline`) and the standing wake-up
+//! A call's deadline (`timer::deadline::Deadline`) and the standing wake-up
 //! timers its process shares between calls (`timer/standing.rs`): every call
 //! times out no earlier than its own timeout, whatever timers earlier calls
 //! left, whoever else shares its slot of a worker's table, and whichever
