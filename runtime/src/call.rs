@@ -317,6 +317,7 @@ const PRUNE_FIRST: usize = 32;
 ///
 /// A caller that calls one server again and again, alone, replaces its
 /// previous call's monitor (if it is the last one) instead of adding one.
+#[inline(always)]
 pub(crate) fn start_local(processes: &impl Processes, own: &Slot, reference: MonitorRef, request: Envelope) -> bool {
     let (me, server) = (reference.watcher(), reference.target());
     let only_call = own.await_reply(me.serial(), reference.id());
@@ -463,8 +464,9 @@ impl<R: Send + 'static> PendingCall<R> {
                 own.await_reply(me.serial(), tag);
                 return Some(Call { request, reply_to });
             }
-            self.reference = MonitorRef::new(tag, server, me);
-            let alive = start_local(&Table, own, self.reference, Envelope::new(Call { request, reply_to }));
+            let reference = MonitorRef::new(tag, server, me);
+            self.reference = reference;
+            let alive = start_local(&Table, own, reference, Envelope::new(Call { request, reply_to }));
             self.watch = if alive { Watch::Local } else { Watch::NotRunning };
             None
         });
@@ -588,19 +590,21 @@ impl<R: Send + 'static> Future for CallWait<R> {
         let Poll::Ready(got) = receive::poll_call(scan, deadline, awaited, is_ours, remote, expected) else {
             return Poll::Pending;
         };
-        let (result, outcome) = match got {
-            Some((0, env)) => {
-                (Ok(env.downcast::<Reply<R>>().unwrap_or_else(|_| unreachable!("matched")).value), Outcome::Replied)
-            }
-            Some((2, _)) => (Err(CallError::Undecodable), Outcome::Failed),
-            Some((_, env)) => {
-                let down = env.downcast::<Down>().unwrap_or_else(|_| unreachable!("matched"));
-                (Err(CallError::from_down(down.reason)), Outcome::Down)
-            }
-            None => (Err(CallError::Timeout), Outcome::Failed),
+        let outcome = match &got {
+            Some((0, _)) => Outcome::Replied,
+            Some((2, _)) | None => Outcome::Failed,
+            Some(_) => Outcome::Down,
         };
         call.finish(outcome);
-        Poll::Ready(result)
+        Poll::Ready(match got {
+            Some((0, env)) => Ok(env.downcast::<Reply<R>>().unwrap_or_else(|_| unreachable!("matched")).value),
+            Some((2, _)) => Err(CallError::Undecodable),
+            Some((_, env)) => {
+                let down = env.downcast::<Down>().unwrap_or_else(|_| unreachable!("matched"));
+                Err(CallError::from_down(down.reason))
+            }
+            None => Err(CallError::Timeout),
+        })
     }
 }
 

@@ -189,7 +189,7 @@ pub mod __private {
     }
 
     /// What a matcher returns for a message to drop (see `receive::DISCARD`).
-    pub const DISCARD: u32 = crate::receive::DISCARD;
+    pub const DISCARD: usize = crate::receive::DISCARD;
 }
 
 /// loom models of the runtime's synchronization (`--cfg loom`, see `models/mod.rs`).

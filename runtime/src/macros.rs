@@ -141,11 +141,11 @@ macro_rules! __receive_expand {
             $( __t = ::core::option::Option::Some($timeout); )?
             __t
         };
-        let __matcher = |__env: &mut $crate::__private::Envelope| -> ::core::option::Option<u32> {
+        let __matcher = |__env: &mut $crate::__private::Envelope| -> ::core::option::Option<usize> {
             #[allow(unused_imports)]
             use $crate::__private::{Decodes as _, Local as _};
             #[allow(unused_mut, unused_variables)]
-            let mut __clause: u32 = 0;
+            let mut __clause: usize = 0;
             $(
                 if !(&&$crate::__private::Probe::<$($ty)+>::new()).decode(__env) {
                     return ::core::option::Option::Some($crate::__private::DISCARD);
@@ -169,7 +169,7 @@ macro_rules! __receive_expand {
         match $crate::__private::receive_with(__matcher, __expected, __timeout).await {
             ::core::option::Option::Some((__index, __env)) => {
                 #[allow(unused_mut, unused_variables)]
-                let mut __clause: u32 = 0;
+                let mut __clause: usize = 0;
                 #[allow(unused_mut)]
                 let mut __env = ::core::option::Option::Some(__env);
                 $crate::__receive_bodies!(__index __clause __env $( ([$($pat)+] [$($ty)+] [$($guard)?] ($body)) )*)

@@ -82,7 +82,7 @@ impl<A: Message, B: Message, C: Message> Future for RecvOneOf<A, B, C> {
 /// other message. Out of line: a message of one of the types never gets here, and inlined, the
 /// set-up of the three tag lookups was hoisted into every receive (~28 instructions a call).
 #[inline(never)]
-fn remote_clause<A: Message, B: Message, C: Message>(env: &mut Envelope) -> Option<u32> {
+fn remote_clause<A: Message, B: Message, C: Message>(env: &mut Envelope) -> Option<usize> {
     let decoders: [fn(&mut Envelope) -> Materialized; 3] = [materialize::<A>, materialize::<B>, materialize::<C>];
     for (clause, decode) in (0..).zip(decoders) {
         match decode(env) {

@@ -179,7 +179,7 @@ impl Scan {
 
 /// What a matcher returns for a message that must be dropped, not matched
 /// (bytes from another node that do not decode as their tag's type).
-pub(crate) const DISCARD: u32 = u32::MAX;
+pub(crate) const DISCARD: usize = usize::MAX;
 
 /// Decodes a message from another node in place if it carries `T`'s tag
 /// (see `dist/remote.rs`); what [`recv`] does and [`recv_local`] does not.
@@ -191,9 +191,9 @@ pub(crate) type Decode = fn(&mut Envelope) -> Materialized;
 /// The caller owns the process whose slot this is, and `matcher` cannot
 /// reach the inner queue (it cannot start a receive: see `ScanGuard`).
 #[inline(always)]
-unsafe fn scan_inner<M>(slot: &Slot, scan: &mut Scan, matcher: &mut M) -> Option<(u32, Envelope)>
+unsafe fn scan_inner<M>(slot: &Slot, scan: &mut Scan, matcher: &mut M) -> Option<(usize, Envelope)>
 where
-    M: FnMut(&mut Envelope) -> Option<u32>,
+    M: FnMut(&mut Envelope) -> Option<usize>,
 {
     // SAFETY: as the caller guarantees.
     unsafe {
@@ -232,8 +232,8 @@ where
 unsafe fn take_inner_front(
     slot: &Slot,
     scan: &mut Scan,
-    is_wanted: impl Fn(&Envelope) -> Option<u32>,
-) -> Option<(u32, Envelope)> {
+    is_wanted: impl Fn(&Envelope) -> Option<usize>,
+) -> Option<(usize, Envelope)> {
     // SAFETY: as the caller guarantees; `is_wanted` does not reach the slot.
     unsafe {
         slot.with_inner(|inner| {
@@ -274,9 +274,9 @@ fn slot_epoch_moved(slot: &Slot, scan: &Scan) -> bool {
 ///
 /// # Safety
 /// As for `scan_inner`.
-pub(crate) unsafe fn scan<M>(slot: &Slot, scan: &mut Scan, book: &PollBook, mut matcher: M) -> Option<(u32, Envelope)>
+pub(crate) unsafe fn scan<M>(slot: &Slot, scan: &mut Scan, book: &PollBook, mut matcher: M) -> Option<(usize, Envelope)>
 where
-    M: FnMut(&mut Envelope) -> Option<u32>,
+    M: FnMut(&mut Envelope) -> Option<usize>,
 {
     loop {
         // SAFETY: as the caller guarantees.
@@ -350,10 +350,10 @@ pub(crate) unsafe fn scan_types(
     slot: &Slot,
     scan: &mut Scan,
     book: &PollBook,
-    is_wanted: impl Fn(&Envelope) -> Option<u32>,
-    mut remote: impl FnMut(&mut Envelope) -> Option<u32>,
+    is_wanted: impl Fn(&Envelope) -> Option<usize>,
+    mut remote: impl FnMut(&mut Envelope) -> Option<usize>,
     is_absent: impl FnOnce() -> bool,
-) -> Option<(u32, Envelope)> {
+) -> Option<(usize, Envelope)> {
     // SAFETY: the caller owns the process.
     if let Some(hit) = unsafe { take_inner_front(slot, scan, &is_wanted) } {
         return Some(hit);
@@ -390,9 +390,9 @@ pub(crate) unsafe fn scan_types(
 pub(crate) fn poll_types(
     what: &'static str,
     scan: &mut Scan,
-    is_wanted: impl Fn(&Envelope) -> Option<u32>,
-    remote: impl FnMut(&mut Envelope) -> Option<u32>,
-) -> Poll<(u32, Envelope)> {
+    is_wanted: impl Fn(&Envelope) -> Option<usize>,
+    remote: impl FnMut(&mut Envelope) -> Option<usize>,
+) -> Poll<(usize, Envelope)> {
     let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
         // SAFETY: `poll_now` passes the slot of the process being polled.
         unsafe { scan_types(slot, scan, worker.book(), is_wanted, remote, || false) }
@@ -595,10 +595,10 @@ pub(crate) fn poll_call(
     scan: &mut Scan,
     deadline: &mut Deadline,
     awaited: Option<u64>,
-    is_ours: impl Fn(&Envelope) -> Option<u32>,
-    remote: impl FnMut(&mut Envelope) -> Option<u32>,
+    is_ours: impl Fn(&Envelope) -> Option<usize>,
+    remote: impl FnMut(&mut Envelope) -> Option<usize>,
     expected: impl FnOnce() -> Vec<&'static str>,
-) -> Poll<Option<(u32, Envelope)>> {
+) -> Poll<Option<(usize, Envelope)>> {
     let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
         let is_absent = || awaited.is_some_and(|tag| slot.awaits().holds(tag));
         // SAFETY: `poll_receive` passes the slot of the process being polled;
@@ -759,8 +759,8 @@ impl<M> std::fmt::Debug for ReceiveFuture<'_, M> {
 // The matcher is only called through `&mut`, never pinned.
 impl<M> Unpin for ReceiveFuture<'_, M> {}
 
-impl<M: FnMut(&mut Envelope) -> Option<u32>> Future for ReceiveFuture<'_, M> {
-    type Output = Option<(u32, Envelope)>;
+impl<M: FnMut(&mut Envelope) -> Option<usize>> Future for ReceiveFuture<'_, M> {
+    type Output = Option<(usize, Envelope)>;
 
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
@@ -780,7 +780,7 @@ impl<M: FnMut(&mut Envelope) -> Option<u32>> Future for ReceiveFuture<'_, M> {
 #[doc(hidden)]
 pub fn receive_with<M>(matcher: M, expected: &[fn() -> &'static str], timeout: Option<Duration>) -> ReceiveFuture<'_, M>
 where
-    M: FnMut(&mut Envelope) -> Option<u32>,
+    M: FnMut(&mut Envelope) -> Option<usize>,
 {
     ReceiveFuture { scan: Scan::default(), deadline: Deadline::after(timeout), matcher, expected }
 }
