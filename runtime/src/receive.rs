@@ -179,6 +179,11 @@ impl Scan {
 
 /// What a matcher returns for a message that must be dropped, not matched
 /// (bytes from another node that do not decode as their tag's type).
+///
+/// Clause numbers are `usize`, not `u32`: a hit, `(clause, envelope)`, is
+/// written and read back at once, and a 4-byte clause was read together with
+/// the `Option` around it as 8 bytes, a load the processor cannot forward
+/// from the narrower store (it waited several nanoseconds per call).
 pub(crate) const DISCARD: usize = usize::MAX;
 
 /// Decodes a message from another node in place if it carries `T`'s tag
