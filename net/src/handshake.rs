@@ -122,7 +122,7 @@ impl fmt::Debug for Cookie {
     }
 }
 
-/// Why a [`Cookie`] could not be made.
+/// Why a cookie (the shared secret of [`NodeConfig::new`](crate::NodeConfig::new)) could not be made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CookieError {

@@ -181,7 +181,7 @@ impl fmt::Debug for NodeName {
     }
 }
 
-/// Why a string is not a valid [`NodeName`].
+/// Why a string is not a valid node name (`name@host:port`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NameError {

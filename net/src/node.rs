@@ -176,6 +176,12 @@ impl Node {
     /// Connects to node `node` (`name@host:port`) if it is not connected yet, and waits until it
     /// is (at most the connect timeout). Sends connect by themselves; this is for knowing.
     ///
+    /// A connection that is up counts, as in Erlang's `net_kernel:connect_node`: if it was cut
+    /// and this node has not noticed yet (no failed write, and less than the
+    /// [heartbeat](crate::NodeConfig::heartbeat) bound of silence), this returns Ok at once, and
+    /// the loss shows later as `NodeDown`, and as `Down` with `NoConnection` for the monitors
+    /// across it. Watch the node ([`monitor_node`](Node::monitor_node)) to hear of it.
+    ///
     /// # Errors
     /// A [`ConnectError`] saying why: a bad name, our own name, a refusal (wrong cookie or
     /// version, another node at that address), a timeout, or a node that has shut down.
