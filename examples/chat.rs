@@ -167,19 +167,29 @@ async fn client(name: &'static str) {
 // ANCHOR_END: client
 
 /// Waits until `group`, as this node sees it, has exactly `count` members
-/// (polling, at most [`TIMEOUT`]); its first member then.
+/// (at most [`TIMEOUT`]); one of them then. A group monitor gives the
+/// members and then every change, so nothing is polled.
 async fn first_member(group: &str, count: usize) -> Option<Pid> {
+    let (watch, mut members) = pg::monitor(group).await.ok()?;
     let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let members = pg::members(group);
-        if members.len() == count {
-            return members.first().copied();
+    while members.len() != count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        receive! {
+            event: pg::GroupEvent if event.monitor == watch => match event.change {
+                pg::GroupChange::Joined => members.extend(event.pids),
+                pg::GroupChange::Left => {
+                    for pid in event.pids {
+                        if let Some(at) = members.iter().position(|&p| p == pid) {
+                            members.swap_remove(at);
+                        }
+                    }
+                }
+            },
+            after left => break,
         }
-        if Instant::now() > deadline {
-            return None;
-        }
-        sleep(Duration::from_millis(1)).await;
     }
+    let _ = pg::demonitor(watch).await;
+    members.first().copied().filter(|_| members.len() == count)
 }
 
 /// One line as the host recorded it.

@@ -348,3 +348,28 @@ fn a_node_that_restarts_under_its_name_replaces_its_old_members_with_its_new_one
     old.send(Stop);
     new.send(Stop);
 }
+
+#[test]
+fn a_group_monitor_hears_of_another_nodes_joins_and_of_its_loss() {
+    let (a, b) = pair();
+    let (_scope_a, _scope_b) = (pg::start(&a.rt).unwrap(), pg::start(&b.rt).unwrap());
+    let (to_test, from_watcher) = std::sync::mpsc::channel();
+    a.rt.spawn(async move {
+        let (watch, members) = pg::monitor("g").await.unwrap();
+        to_test.send(format!("members {}", members.len())).unwrap();
+        for _ in 0..2 {
+            let event: pg::GroupEvent = recv_bounded().await;
+            assert_eq!((event.monitor, event.group.as_str()), (watch, "g"));
+            to_test.send(format!("{:?} {:?}", event.change, event.pids)).unwrap();
+        }
+    });
+    let next = || from_watcher.recv_timeout(TIMEOUT).expect("the watcher reports in time");
+    assert_eq!(next(), "members 0");
+    let on_b = idle_on(&b);
+    join(&b.rt, "g", on_b);
+    let seen_on_a = remote_pid(on_b, &b, &a);
+    assert_eq!(next(), format!("Joined [{seen_on_a}]"));
+    b.node.shutdown(); // b's members go with the connection
+    assert_eq!(next(), format!("Left [{seen_on_a}]"));
+    on_b.send(Stop);
+}

@@ -251,3 +251,104 @@ fn a_scope_that_exits_leaves_no_stale_members_behind() {
     });
     assert!(scope.members("g").is_empty(), "read through the handle too");
 }
+
+/// The next group event of `watch` (bounded).
+async fn event_of(watch: pg::GroupMonitor) -> (pg::GroupChange, String, Vec<Pid>) {
+    loop {
+        let event: pg::GroupEvent = recv_bounded().await;
+        if event.monitor == watch {
+            assert!(!event.pids.is_empty(), "an event names who joined or left");
+            return (event.change, event.group, event.pids);
+        }
+    }
+}
+
+#[test]
+fn a_group_monitor_gives_the_members_then_every_join_leave_and_exit_in_order() {
+    use pg::GroupChange::{Joined, Left};
+    let rt = runtime(2);
+    rt.block_on(async {
+        let (a, b, c) = (spawn(idle()), spawn(idle()), spawn(idle()));
+        pg::join("room", a).await.unwrap();
+        pg::join("elsewhere", c).await.unwrap();
+        let (watch, members) = pg::monitor("room").await.unwrap();
+        assert_eq!(members, vec![a]);
+
+        pg::join("room", b).await.unwrap();
+        pg::join_many("room", &[a, c]).await.unwrap();
+        pg::join("elsewhere", b).await.unwrap(); // another group: no event
+        pg::leave("room", a).await.unwrap();
+        c.send(Quit); // c exits: its membership goes
+        let r = || "room".to_owned();
+        assert_eq!(event_of(watch).await, (Joined, r(), vec![b]));
+        assert_eq!(event_of(watch).await, (Joined, r(), vec![a, c]));
+        assert_eq!(event_of(watch).await, (Left, r(), vec![a]));
+        assert_eq!(event_of(watch).await, (Left, r(), vec![c]));
+        // The members as returned, plus the events, are the members now.
+        assert_eq!(sorted(pg::members("room")), sorted(vec![a, b]));
+        a.send(Quit);
+        b.send(Quit);
+    });
+}
+
+#[test]
+fn a_scope_monitor_sees_every_group() {
+    use pg::GroupChange::{Joined, Left};
+    let rt = runtime(2);
+    rt.block_on(async {
+        let (a, b) = (spawn(idle()), spawn(idle()));
+        pg::join("x", a).await.unwrap();
+        let (watch, groups) = pg::monitor_scope().await.unwrap();
+        assert_eq!(groups, vec![("x".to_owned(), vec![a])]);
+        pg::join("y", b).await.unwrap();
+        pg::leave("x", a).await.unwrap();
+        assert_eq!(event_of(watch).await, (Joined, "y".to_owned(), vec![b]));
+        assert_eq!(event_of(watch).await, (Left, "x".to_owned(), vec![a]));
+        a.send(Quit);
+        b.send(Quit);
+    });
+}
+
+#[test]
+fn demonitor_ends_the_monitor_and_removes_its_events_still_in_the_mailbox() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let a = spawn(idle());
+        let (watch, _) = pg::monitor("g").await.unwrap();
+        let (other, _) = pg::monitor("g").await.unwrap();
+        pg::join("g", a).await.unwrap(); // one event for each monitor, unread
+        assert!(pg::demonitor(watch).await.unwrap());
+        pg::leave("g", a).await.unwrap(); // after demonitor: only `other` hears it
+        let mut seen = Vec::new();
+        while let Some(event) = krarup_runtime::try_recv::<pg::GroupEvent>() {
+            seen.push((event.monitor, event.change));
+        }
+        assert_eq!(seen, vec![(other, pg::GroupChange::Joined), (other, pg::GroupChange::Left)]);
+        assert!(!pg::demonitor(watch).await.unwrap(), "a second demonitor finds nothing to end");
+        assert!(pg::demonitor(other).await.unwrap());
+        a.send(Quit);
+    });
+}
+
+#[test]
+fn the_monitor_of_a_watcher_that_exits_ends_and_the_scope_goes_on() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let me = self_pid();
+        let watcher = spawn(async move {
+            let (watch, _) = pg::monitor("g").await.unwrap();
+            me.send(watch);
+        });
+        let watch: pg::GroupMonitor = recv_bounded().await;
+        // The watcher's exit delivers its Downs in the order the monitors
+        // were made: the scope's (made inside `pg::monitor`) before ours,
+        // so the scope has it before our next request.
+        down_of(monitor(watcher)).await;
+        let a = spawn(idle());
+        pg::join("g", a).await.unwrap();
+        // The scope forgot the dead watcher's monitor: it is not active.
+        assert!(!pg::demonitor(watch).await.unwrap());
+        assert_eq!(pg::members("g"), vec![a]);
+        a.send(Quit);
+    });
+}

@@ -99,8 +99,12 @@
 //! - **One scope per runtime**, named `"pg"`: Erlang lets a program start
 //!   further scopes (`pg:start_link(Scope)`); krarup has only the default
 //!   one.
-//! - **No group monitors** (`pg:monitor/1`, `pg:monitor_scope/0`): watch
-//!   members with [`monitor`](crate::monitor()) instead.
+//! - **Group monitors** as in Erlang (`pg:monitor/1`,
+//!   `pg:monitor_scope/0`, `pg:demonitor/1`): [`monitor`] and
+//!   [`monitor_scope`] return the members as of now, and the watcher then
+//!   gets a [`GroupEvent`] for every change, where Erlang sends
+//!   `{Ref, join | leave, Group, Pids}`. [`demonitor`] also removes the
+//!   monitor's events still in the mailbox (Erlang's leaves them).
 //! - **Typed results:** [`join`] and [`leave`] are `async` (they wait for
 //!   the scope's answer, like Erlang's `gen_server:call`) and return a
 //!   [`PgError`] where Erlang returns `not_joined` or crashes the caller.
@@ -115,7 +119,9 @@ use std::time::Duration;
 
 pub use self::error::{PgError, StartError};
 
-use self::scope::{Answer, Request};
+use serde::{Deserialize, Serialize};
+
+use self::scope::{Answer, Request, Watch, Watching};
 use self::table::Members;
 use crate::pid::Pid;
 use crate::runtime::{Runtime, Shared};
@@ -341,4 +347,132 @@ pub fn broadcast<M: Message + Clone>(group: &str, msg: M) -> Vec<Pid> {
         crate::send::send(*last, msg);
     }
     to
+}
+
+/// A group monitor: the watcher gets a [`GroupEvent`] carrying it for every
+/// change to the watched group (or groups) until [`demonitor`]. Made by
+/// [`monitor`] and [`monitor_scope`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GroupMonitor {
+    scope: Pid,
+    id: u64,
+}
+
+/// Whether a [`GroupEvent`]'s processes joined or left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum GroupChange {
+    /// They joined the group (once each).
+    Joined,
+    /// They left it (once each), or exited, or their node or its scope
+    /// went away.
+    Left,
+}
+
+/// What a group monitor's watcher receives: `pids` joined or left `group`
+/// (a process listed twice joined or left twice). Events come in the order
+/// the scope made the changes, after the members that [`monitor`] returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupEvent {
+    /// The monitor this event is for.
+    pub monitor: GroupMonitor,
+    /// The group that changed.
+    pub group: String,
+    /// Joined or left.
+    pub change: GroupChange,
+    /// Who joined or left; never empty.
+    pub pids: Vec<Pid>,
+}
+
+/// The calling process watches `group` (Erlang's `pg:monitor/1`): returns
+/// the monitor and the group's members as of now, on every node; from then
+/// on the process receives a [`GroupEvent`] for each change, so the
+/// members plus the events are the group's members at every point (other
+/// nodes' members as this node learns of them). Several monitors of one
+/// group are independent; each ends with [`demonitor`] or when the
+/// watcher exits.
+///
+/// # Errors
+/// [`PgError::Scope`] if the scope server has exited.
+///
+/// # Panics
+/// If called outside a krarup process.
+///
+/// # Examples
+///
+/// ```
+/// use krarup_runtime::pg::{self, GroupChange, GroupEvent};
+/// use krarup_runtime::{recv, self_pid, spawn, Runtime};
+///
+/// let rt = Runtime::new();
+/// rt.block_on(async {
+///     let (watch, members) = pg::monitor("room").await.unwrap();
+///     assert!(members.is_empty());
+///     let guest = spawn(async move {
+///         pg::join("room", self_pid()).await.unwrap();
+///         let () = recv().await; // stays until told
+///     });
+///     let event: GroupEvent = recv().await;
+///     assert_eq!((event.monitor, event.change, event.pids), (watch, GroupChange::Joined, vec![guest]));
+///     guest.send(());
+///     let event: GroupEvent = recv().await; // it exited
+///     assert_eq!((event.change, event.pids), (GroupChange::Left, vec![guest]));
+///     assert!(pg::demonitor(watch).await.unwrap());
+/// });
+/// ```
+pub async fn monitor(group: &str) -> Result<(GroupMonitor, Vec<Pid>), PgError> {
+    let scope = current("pg::monitor");
+    let (monitor, mut groups) = start_watch(scope.server, Some(group.to_owned())).await?;
+    Ok((monitor, groups.pop().map(|(_, pids)| pids).unwrap_or_default()))
+}
+
+/// The calling process watches every group (Erlang's
+/// `pg:monitor_scope/0`): as [`monitor`], for all groups at once; returns
+/// each group that has members, with its members.
+///
+/// # Errors
+/// [`PgError::Scope`] if the scope server has exited.
+///
+/// # Panics
+/// If called outside a krarup process.
+pub async fn monitor_scope() -> Result<(GroupMonitor, Vec<(String, Vec<Pid>)>), PgError> {
+    let scope = current("pg::monitor_scope");
+    start_watch(scope.server, None).await
+}
+
+async fn start_watch(server: Pid, group: Option<String>) -> Result<(GroupMonitor, Vec<(String, Vec<Pid>)>), PgError> {
+    let watcher = crate::send::self_pid();
+    match crate::call::call_local::<Watch, Watching>(server, Watch::Start { watcher, group }, CALL_TIMEOUT).await {
+        Ok(Watching::Started(monitor, groups)) => Ok((monitor, groups)),
+        Ok(Watching::Stopped(_)) => unreachable!("the scope answers Start with Started"),
+        Err(error) => Err(PgError::Scope(error)),
+    }
+}
+
+/// Ends a group monitor of the calling process (Erlang's `pg:demonitor/1`)
+/// and removes its events that are still in the mailbox: none arrives
+/// after this returns. Returns whether the monitor was active (false for
+/// one already ended, or made on another runtime).
+///
+/// # Errors
+/// [`PgError::Scope`] if the scope server has exited.
+///
+/// # Panics
+/// If called outside a krarup process.
+pub async fn demonitor(monitor: GroupMonitor) -> Result<bool, PgError> {
+    let scope = current("pg::demonitor");
+    let active =
+        match crate::call::call_local::<Watch, Watching>(scope.server, Watch::Stop(monitor), CALL_TIMEOUT).await {
+            Ok(Watching::Stopped(active)) => active,
+            Ok(Watching::Started(..)) => unreachable!("the scope answers Stop with Stopped"),
+            Err(error) => return Err(PgError::Scope(error)),
+        };
+    // The scope sends nothing for it after its answer, which came after
+    // every earlier event: what is left is in the mailbox now.
+    loop {
+        crate::receive! {
+            event: GroupEvent if event.monitor == monitor => drop(event),
+            after Duration::ZERO => break,
+        }
+    }
+    Ok(active)
 }

@@ -36,6 +36,15 @@
 //! a new connection arrives, so a stale peer is dropped before it is
 //! rediscovered.
 //!
+//! **Group monitors.** A local process may watch one group, or every
+//! group ([`Watch`]). The server answers with the members as of now and
+//! then sends the watcher a [`GroupEvent`] for every change it makes to
+//! the table that touches the watched group (steps 3 to 5 and local joins
+//! and leaves), after making it. The answer and the events travel from
+//! the server to the watcher, so they arrive in that order: the members
+//! in the answer, plus the events, are the group's members at every point.
+//! A watcher that exits is forgotten (the server monitors it).
+//!
 //! When the server ends (it is killed; it does not fail by itself) it
 //! empties the table: no member is listed from then on, rather than the
 //! members as they were when it died.
@@ -50,7 +59,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::table::{Members, Side};
-use super::PgError;
+use super::{GroupChange, GroupEvent, GroupMonitor, PgError};
 use crate::any::AnyMessage;
 use crate::call::Call;
 use crate::dist::NodeEvent;
@@ -72,6 +81,33 @@ pub(crate) enum Request {
 
 /// The scope's answer to a [`Request`].
 pub(crate) type Answer = Result<(), PgError>;
+
+/// A local process starting or ending a group monitor (by `call_local`).
+#[derive(Debug)]
+pub(crate) enum Watch {
+    /// `watcher` watches `group`, or every group if None.
+    Start { watcher: Pid, group: Option<String> },
+    /// The monitor ends.
+    Stop(GroupMonitor),
+}
+
+/// The scope's answer to a [`Watch`].
+#[derive(Debug)]
+pub(crate) enum Watching {
+    /// The new monitor, and every watched group's members as of now.
+    Started(GroupMonitor, Vec<(String, Vec<Pid>)>),
+    /// Whether the monitor was active (it is not any more).
+    Stopped(bool),
+}
+
+/// A group monitor's watcher.
+struct Watcher {
+    pid: Pid,
+    /// The group it watches; None for every group.
+    group: Option<String>,
+    /// The server's monitor of the watcher (to forget it when it exits).
+    down: MonitorRef,
+}
 
 /// What scope servers on different nodes tell each other (see the module docs).
 #[derive(Debug, Serialize, Deserialize)]
@@ -106,6 +142,10 @@ struct Server {
     members: Arc<Members>,
     local: HashMap<Pid, Local>,
     peers: HashMap<Pid, Peer>,
+    /// Group monitors by id.
+    watchers: HashMap<u64, Watcher>,
+    /// The id of the next group monitor.
+    next_watch: u64,
 }
 
 /// Empties the table when the server ends (it is killed, or its runtime
@@ -126,13 +166,15 @@ impl Drop for ClearOnExit {
 pub(crate) async fn serve(members: Arc<Members>) {
     let _clear = ClearOnExit(members.clone());
     let me = crate::send::self_pid();
-    let mut server = Server { me, members, local: HashMap::new(), peers: HashMap::new() };
+    let mut server =
+        Server { me, members, local: HashMap::new(), peers: HashMap::new(), watchers: HashMap::new(), next_watch: 1 };
     for node in crate::dist::monitor_nodes() {
         server.discover(&node);
     }
     loop {
         crate::receive! {
             call: Call<Request, Answer> => server.request(call),
+            call: Call<Watch, Watching> => server.watch(call),
             down: Down => server.down(down),
             event: NodeEvent => server.node_event(event),
             message: PeerMessage => server.peer(message),
@@ -176,6 +218,7 @@ impl Server {
             entry.groups.push(group.clone());
         }
         self.members.edit(|e| e.add(Side::Local, &group, &pids));
+        self.tell_watchers(&group, GroupChange::Joined, &pids);
         self.tell_peers(|scope| PeerMessage::Join { scope, group: group.clone(), pids: pids.clone() });
         Ok(())
     }
@@ -198,6 +241,7 @@ impl Server {
                 demonitor(entry.monitor);
             }
         }
+        self.tell_watchers(group, GroupChange::Left, &removed);
         self.tell_peers(|scope| PeerMessage::Leave { scope, group: group.to_owned(), pids: removed.clone() });
         Ok(())
     }
@@ -212,15 +256,20 @@ impl Server {
             for (group, times) in by_group {
                 let pids = vec![down.pid; times];
                 self.members.edit(|e| e.remove(Side::Local, &group, &pids));
+                self.tell_watchers(&group, GroupChange::Left, &pids);
                 self.tell_peers(|scope| PeerMessage::Leave { scope, group: group.clone(), pids: pids.clone() });
             }
         } else if self.peers.get(&down.pid).is_some_and(|p| p.monitor == down.reference) {
             let peer = self.peers.remove(&down.pid).expect("just found");
-            self.members.edit(|e| {
-                for (group, pids) in &peer.groups {
-                    e.remove(Side::Remote, group, pids);
-                }
+            let removed: Vec<(String, Vec<Pid>)> = self.members.edit(|e| {
+                peer.groups.iter().map(|(group, pids)| (group.clone(), e.remove(Side::Remote, group, pids))).collect()
             });
+            for (group, pids) in removed {
+                self.tell_watchers(&group, GroupChange::Left, &pids);
+            }
+        } else {
+            // A watcher exited: its monitors end.
+            self.watchers.retain(|_, w| w.down != down.reference);
         }
     }
 
@@ -250,12 +299,20 @@ impl Server {
                         e.add(Side::Remote, group, pids);
                     }
                 });
+                if !self.watchers.is_empty() {
+                    let changes = changes(&old, new);
+                    for (group, left, joined) in changes {
+                        self.tell_watchers(&group, GroupChange::Left, &left);
+                        self.tell_watchers(&group, GroupChange::Joined, &joined);
+                    }
+                }
             }
             PeerMessage::Join { scope, group, mut pids } => {
                 let Some(peer) = self.peers.get_mut(&scope) else { return };
                 pids.retain(|p| p.node() == scope.node());
                 self.members.edit(|e| e.add(Side::Remote, &group, &pids));
-                peer.groups.entry(group).or_default().extend(pids);
+                peer.groups.entry(group.clone()).or_default().extend(&pids);
+                self.tell_watchers(&group, GroupChange::Joined, &pids);
             }
             PeerMessage::Leave { scope, group, pids } => {
                 let Some(peer) = self.peers.get_mut(&scope) else { return };
@@ -271,6 +328,7 @@ impl Server {
                     peer.groups.remove(&group);
                 }
                 self.members.edit(|e| e.remove(Side::Remote, &group, &gone));
+                self.tell_watchers(&group, GroupChange::Left, &gone);
             }
             // A Discover or Sync naming a local process as a scope: forged.
             PeerMessage::Discover { .. } | PeerMessage::Sync { .. } => {}
@@ -288,9 +346,97 @@ impl Server {
         groups.into_iter().map(|(group, pids)| (group.to_owned(), pids)).collect()
     }
 
+    fn watch(&mut self, call: Call<Watch, Watching>) {
+        let answer = match call.request {
+            Watch::Start { watcher, group } => {
+                let id = self.next_watch;
+                self.next_watch += 1;
+                let groups = match &group {
+                    Some(group) => vec![(group.clone(), self.members.members(group))],
+                    None => {
+                        self.members.which_groups().into_iter().map(|g| (g.clone(), self.members.members(&g))).collect()
+                    }
+                };
+                self.watchers.insert(id, Watcher { pid: watcher, group, down: monitor(watcher) });
+                Watching::Started(GroupMonitor { scope: self.me, id }, groups)
+            }
+            Watch::Stop(watch) => match self.watchers.remove(&watch.id) {
+                Some(watcher) if watch.scope == self.me => {
+                    demonitor(watcher.down);
+                    Watching::Stopped(true)
+                }
+                _ => Watching::Stopped(false),
+            },
+        };
+        call.reply_to.reply_local(answer);
+    }
+
+    /// Tells every watcher of `group` that `pids` joined or left it (once
+    /// each); nothing if `pids` is empty.
+    fn tell_watchers(&self, group: &str, change: GroupChange, pids: &[Pid]) {
+        if pids.is_empty() {
+            return;
+        }
+        for (&id, watcher) in &self.watchers {
+            if watcher.group.as_deref().is_none_or(|g| g == group) {
+                let monitor = GroupMonitor { scope: self.me, id };
+                watcher.pid.send(GroupEvent { monitor, group: group.to_owned(), change, pids: pids.to_vec() });
+            }
+        }
+    }
+
     fn tell_peers(&self, message: impl Fn(Pid) -> PeerMessage) {
         for &scope in self.peers.keys() {
             scope.send(message(self.me));
         }
+    }
+}
+
+/// For each group, who left and who joined between two views of a peer's
+/// members (multisets: a process listed twice counts twice).
+fn changes(old: &HashMap<String, Vec<Pid>>, new: &HashMap<String, Vec<Pid>>) -> Vec<(String, Vec<Pid>, Vec<Pid>)> {
+    let mut groups: Vec<&String> = old.keys().chain(new.keys()).collect();
+    groups.sort();
+    groups.dedup();
+    let empty = Vec::new();
+    groups
+        .into_iter()
+        .map(|group| {
+            let (mut left, mut joined) = (old.get(group).unwrap_or(&empty).clone(), Vec::new());
+            for &pid in new.get(group).unwrap_or(&empty) {
+                match left.iter().position(|&p| p == pid) {
+                    Some(at) => {
+                        left.swap_remove(at);
+                    }
+                    None => joined.push(pid),
+                }
+            }
+            (group.clone(), left, joined)
+        })
+        .filter(|(_, left, joined)| !left.is_empty() || !joined.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pid(index: u32) -> Pid {
+        Pid::from_parts(1, index, 1)
+    }
+
+    #[test]
+    fn changes_between_two_views_count_each_membership() {
+        let old = HashMap::from([("a".to_owned(), vec![pid(1), pid(1), pid(2)]), ("gone".to_owned(), vec![pid(3)])]);
+        let new = HashMap::from([("a".to_owned(), vec![pid(1), pid(4)]), ("fresh".to_owned(), vec![pid(5)])]);
+        assert_eq!(
+            changes(&old, &new),
+            vec![
+                ("a".to_owned(), vec![pid(2), pid(1)], vec![pid(4)]),
+                ("fresh".to_owned(), vec![], vec![pid(5)]),
+                ("gone".to_owned(), vec![pid(3)], vec![]),
+            ]
+        );
+        assert!(changes(&new, &new).is_empty());
     }
 }
