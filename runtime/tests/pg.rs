@@ -325,6 +325,10 @@ fn demonitor_ends_the_monitor_and_removes_its_events_still_in_the_mailbox() {
         }
         assert_eq!(seen, vec![(other, pg::GroupChange::Joined), (other, pg::GroupChange::Left)]);
         assert!(!pg::demonitor(watch).await.unwrap(), "a second demonitor finds nothing to end");
+        // Only its watcher ends a monitor.
+        let me = self_pid();
+        spawn(async move { me.send(pg::demonitor(other).await.unwrap()) });
+        assert!(!recv_bounded::<bool>().await, "another process cannot end it");
         assert!(pg::demonitor(other).await.unwrap());
         a.send(Quit);
     });

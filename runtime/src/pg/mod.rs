@@ -451,7 +451,8 @@ async fn start_watch(server: Pid, group: Option<String>) -> Result<(GroupMonitor
 /// Ends a group monitor of the calling process (Erlang's `pg:demonitor/1`)
 /// and removes its events that are still in the mailbox: none arrives
 /// after this returns. Returns whether the monitor was active (false for
-/// one already ended, or made on another runtime).
+/// one already ended, made by another process, or on another runtime; it
+/// is then left as it was).
 ///
 /// # Errors
 /// [`PgError::Scope`] if the scope server has exited.
@@ -460,12 +461,12 @@ async fn start_watch(server: Pid, group: Option<String>) -> Result<(GroupMonitor
 /// If called outside a krarup process.
 pub async fn demonitor(monitor: GroupMonitor) -> Result<bool, PgError> {
     let scope = current("pg::demonitor");
-    let active =
-        match crate::call::call_local::<Watch, Watching>(scope.server, Watch::Stop(monitor), CALL_TIMEOUT).await {
-            Ok(Watching::Stopped(active)) => active,
-            Ok(Watching::Started(..)) => unreachable!("the scope answers Stop with Stopped"),
-            Err(error) => return Err(PgError::Scope(error)),
-        };
+    let stop = Watch::Stop { monitor, by: crate::send::self_pid() };
+    let active = match crate::call::call_local::<Watch, Watching>(scope.server, stop, CALL_TIMEOUT).await {
+        Ok(Watching::Stopped(active)) => active,
+        Ok(Watching::Started(..)) => unreachable!("the scope answers Stop with Stopped"),
+        Err(error) => return Err(PgError::Scope(error)),
+    };
     // The scope sends nothing for it after its answer, which came after
     // every earlier event: what is left is in the mailbox now.
     loop {

@@ -87,8 +87,8 @@ pub(crate) type Answer = Result<(), PgError>;
 pub(crate) enum Watch {
     /// `watcher` watches `group`, or every group if None.
     Start { watcher: Pid, group: Option<String> },
-    /// The monitor ends.
-    Stop(GroupMonitor),
+    /// The monitor ends, if `by` is its watcher.
+    Stop { monitor: GroupMonitor, by: Pid },
 }
 
 /// The scope's answer to a [`Watch`].
@@ -360,13 +360,14 @@ impl Server {
                 self.watchers.insert(id, Watcher { pid: watcher, group, down: monitor(watcher) });
                 Watching::Started(GroupMonitor { scope: self.me, id }, groups)
             }
-            Watch::Stop(watch) => match self.watchers.remove(&watch.id) {
-                Some(watcher) if watch.scope == self.me => {
+            Watch::Stop { monitor, by } => {
+                let ours = monitor.scope == self.me && self.watchers.get(&monitor.id).is_some_and(|w| w.pid == by);
+                if ours {
+                    let watcher = self.watchers.remove(&monitor.id).expect("just found");
                     demonitor(watcher.down);
-                    Watching::Stopped(true)
                 }
-                _ => Watching::Stopped(false),
-            },
+                Watching::Stopped(ours)
+            }
         };
         call.reply_to.reply_local(answer);
     }
