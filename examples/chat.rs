@@ -175,16 +175,7 @@ async fn first_member(group: &str, count: usize) -> Option<Pid> {
     while members.len() != count {
         let left = deadline.saturating_duration_since(Instant::now());
         receive! {
-            event: pg::GroupEvent if event.monitor == watch => match event.change {
-                pg::GroupChange::Joined => members.extend(event.pids),
-                pg::GroupChange::Left => {
-                    for pid in event.pids {
-                        if let Some(at) = members.iter().position(|&p| p == pid) {
-                            members.swap_remove(at);
-                        }
-                    }
-                }
-            },
+            event: pg::GroupEvent if event.monitor == watch => event.apply(&mut members),
             after left => break,
         }
     }

@@ -383,6 +383,21 @@ pub struct GroupEvent {
     pub pids: Vec<Pid>,
 }
 
+impl GroupEvent {
+    /// Applies the event to `members`, a list of the group's members (as
+    /// [`monitor`] returned it, with the earlier events applied): adds each
+    /// process that joined, removes one membership of each that left. See
+    /// [`monitor`] for an example.
+    pub fn apply(&self, members: &mut Vec<Pid>) {
+        match self.change {
+            GroupChange::Joined => members.extend_from_slice(&self.pids),
+            GroupChange::Left => {
+                table::remove_each(members, &self.pids);
+            }
+        }
+    }
+}
+
 /// The calling process watches `group` (Erlang's `pg:monitor/1`): returns
 /// the monitor and the group's members as of now, on every node; from then
 /// on the process receives a [`GroupEvent`] for each change, so the
@@ -405,17 +420,21 @@ pub struct GroupEvent {
 ///
 /// let rt = Runtime::new();
 /// rt.block_on(async {
-///     let (watch, members) = pg::monitor("room").await.unwrap();
+///     let (watch, mut members) = pg::monitor("room").await.unwrap();
 ///     assert!(members.is_empty());
 ///     let guest = spawn(async move {
 ///         pg::join("room", self_pid()).await.unwrap();
 ///         let () = recv().await; // stays until told
 ///     });
 ///     let event: GroupEvent = recv().await;
-///     assert_eq!((event.monitor, event.change, event.pids), (watch, GroupChange::Joined, vec![guest]));
+///     assert_eq!((event.monitor, event.change), (watch, GroupChange::Joined));
+///     event.apply(&mut members);
+///     assert_eq!(members, [guest]);
 ///     guest.send(());
 ///     let event: GroupEvent = recv().await; // it exited
-///     assert_eq!((event.change, event.pids), (GroupChange::Left, vec![guest]));
+///     assert_eq!((event.change, &event.pids), (GroupChange::Left, &vec![guest]));
+///     event.apply(&mut members);
+///     assert!(members.is_empty());
 ///     assert!(pg::demonitor(watch).await.unwrap());
 /// });
 /// ```

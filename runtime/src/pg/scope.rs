@@ -58,7 +58,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::table::{Members, Side};
+use super::table::{remove_each, Members, Side};
 use super::{GroupChange, GroupEvent, GroupMonitor, PgError};
 use crate::any::AnyMessage;
 use crate::call::Call;
@@ -317,13 +317,7 @@ impl Server {
             PeerMessage::Leave { scope, group, pids } => {
                 let Some(peer) = self.peers.get_mut(&scope) else { return };
                 let Some(known) = peer.groups.get_mut(&group) else { return };
-                let mut gone = Vec::new();
-                for pid in pids {
-                    if let Some(at) = known.iter().position(|&p| p == pid) {
-                        known.swap_remove(at);
-                        gone.push(pid);
-                    }
-                }
+                let gone = remove_each(known, &pids);
                 if known.is_empty() {
                     peer.groups.remove(&group);
                 }
@@ -354,7 +348,11 @@ impl Server {
                 let groups = match &group {
                     Some(group) => vec![(group.clone(), self.members.members(group))],
                     None => {
-                        self.members.which_groups().into_iter().map(|g| (g.clone(), self.members.members(&g))).collect()
+                        let with_members = |group: String| {
+                            let pids = self.members.members(&group);
+                            (group, pids)
+                        };
+                        self.members.which_groups().into_iter().map(with_members).collect()
                     }
                 };
                 self.watchers.insert(id, Watcher { pid: watcher, group, down: monitor(watcher) });
@@ -403,15 +401,10 @@ fn changes(old: &HashMap<String, Vec<Pid>>, new: &HashMap<String, Vec<Pid>>) -> 
     groups
         .into_iter()
         .map(|group| {
-            let (mut left, mut joined) = (old.get(group).unwrap_or(&empty).clone(), Vec::new());
-            for &pid in new.get(group).unwrap_or(&empty) {
-                match left.iter().position(|&p| p == pid) {
-                    Some(at) => {
-                        left.swap_remove(at);
-                    }
-                    None => joined.push(pid),
-                }
-            }
+            let (mut left, mut joined) =
+                (old.get(group).unwrap_or(&empty).clone(), new.get(group).unwrap_or(&empty).clone());
+            let stayed = remove_each(&mut left, &joined);
+            remove_each(&mut joined, &stayed);
             (group.clone(), left, joined)
         })
         .filter(|(_, left, joined)| !left.is_empty() || !joined.is_empty())
@@ -433,7 +426,7 @@ mod tests {
         assert_eq!(
             changes(&old, &new),
             vec![
-                ("a".to_owned(), vec![pid(2), pid(1)], vec![pid(4)]),
+                ("a".to_owned(), vec![pid(1), pid(2)], vec![pid(4)]),
                 ("fresh".to_owned(), vec![], vec![pid(5)]),
                 ("gone".to_owned(), vec![pid(3)], vec![]),
             ]

@@ -76,18 +76,26 @@ impl Edit<'_> {
             Side::Local => &mut entry.local,
             Side::Remote => &mut entry.remote,
         };
-        let mut removed = Vec::new();
-        for &pid in pids {
-            if let Some(at) = list.iter().position(|&p| p == pid) {
-                list.remove(at);
-                removed.push(pid);
-            }
-        }
+        let removed = remove_each(list, pids);
         if entry.is_empty() {
             self.groups.remove(group);
         }
         removed
     }
+}
+
+/// Removes one occurrence of each of `pids` from `list` (a Pid not there
+/// is skipped), keeping the others in order; returns the Pids removed. A
+/// membership list is a multiset: this is one leave of each.
+pub(crate) fn remove_each(list: &mut Vec<Pid>, pids: &[Pid]) -> Vec<Pid> {
+    let mut removed = Vec::new();
+    for &pid in pids {
+        if let Some(at) = list.iter().position(|&p| p == pid) {
+            list.remove(at);
+            removed.push(pid);
+        }
+    }
+    removed
 }
 
 impl Members {
