@@ -373,3 +373,68 @@ fn a_group_monitor_hears_of_another_nodes_joins_and_of_its_loss() {
     assert_eq!(next(), format!("Left [{seen_on_a}]"));
     on_b.send(Stop);
 }
+
+/// A scope monitor's view of every group, kept with [`pg::GroupEvent::apply`] from the members
+/// `monitor_scope` answered: sorted, empty groups left out, so that two views compare equal
+/// whatever order the events came in.
+fn view_of(groups: &std::collections::BTreeMap<String, Vec<Pid>>) -> Vec<(String, Vec<Pid>)> {
+    groups.iter().filter(|(_, pids)| !pids.is_empty()).map(|(g, pids)| (g.clone(), sorted(pids.clone()))).collect()
+}
+
+#[test]
+fn a_scope_monitor_follows_the_members_a_node_brings_when_it_connects_and_when_it_restarts() {
+    // As in the restart test above: the first b listens behind the proxy, the second takes its
+    // name and dials a itself.
+    let (b, _proxy) = common::proxy::behind_proxy("b");
+    let a = Side::start("a");
+    let (scope_a, _scope_b) = (pg::start(&a.rt).unwrap(), pg::start(&b.rt).unwrap());
+    // b's members join before the nodes connect: a learns of them only through b's sync.
+    let (twice, once) = (idle_on(&b), idle_on(&b));
+    join(&b.rt, "g", twice);
+    join(&b.rt, "g", twice);
+    join(&b.rt, "h", once);
+
+    // The watcher on a reports its view after the answer and after every event.
+    let (to_test, from_watcher) = std::sync::mpsc::channel();
+    a.rt.spawn(async move {
+        let (watch, groups) = pg::monitor_scope().await.unwrap();
+        let mut groups: std::collections::BTreeMap<String, Vec<Pid>> = groups.into_iter().collect();
+        to_test.send(view_of(&groups)).unwrap();
+        loop {
+            let Some(event) = recv_timeout::<pg::GroupEvent>(TIMEOUT).await else { return };
+            assert_eq!(event.monitor, watch);
+            event.apply(groups.entry(event.group.clone()).or_default());
+            to_test.send(view_of(&groups)).unwrap();
+        }
+    });
+    let next = || from_watcher.recv_timeout(TIMEOUT).expect("the watcher reports in time");
+    assert_eq!(next(), vec![], "nothing to see before b connects");
+    // Views until one equals `expected`, which must also be what the scope itself says then.
+    let follow_until = |expected: Vec<(String, Vec<Pid>)>| {
+        while next() != expected {}
+        let scope_view: Vec<_> = ["g", "h"]
+            .into_iter()
+            .map(|g| (g.to_owned(), sorted(scope_a.members(g))))
+            .filter(|(_, pids)| !pids.is_empty())
+            .collect();
+        assert_eq!(scope_view, expected, "the events applied add up to the scope's members");
+    };
+
+    a.node.connect(b.name()).expect("a connects to b through the proxy");
+    let (twice_at_a, once_at_a) = (remote_pid(twice, &b, &a), remote_pid(once, &b, &a));
+    follow_until(vec![("g".to_owned(), vec![twice_at_a, twice_at_a]), ("h".to_owned(), vec![once_at_a])]);
+
+    // b restarts: its second incarnation brings one member of g, and the first one's go.
+    let b2 = Side::with(krarup_net::NodeConfig::new(b.name(), common::COOKIE).listen("127.0.0.1:0"));
+    pg::start(&b2.rt).unwrap();
+    let new = idle_on(&b2);
+    join(&b2.rt, "g", new);
+    b2.node.connect(a.name()).expect("the second b connects to a");
+    b.node.shutdown();
+    let new_at_a = remote_pid(new, &b2, &a);
+    let _ = b2.node.connect(a.name());
+    follow_until(vec![("g".to_owned(), vec![new_at_a])]);
+    for pid in [twice, once, new] {
+        pid.send(Stop);
+    }
+}
