@@ -12,6 +12,7 @@
 //! | 22   | `DEMONITOR`| `reference`                                                 |
 //! | 23   | `DOWN`     | `(reference, reason)`                                       |
 //! | 24   | `TICK`     | empty: "I am alive" on an idle connection                   |
+//! | 25   | `MONITOR_NAMED` | `(reference, name)`: a monitor of the process registered as `name` (the reference's target names no process) |
 //!
 //! `SEND`, by far the most frequent frame, has a fixed binary header rather than a postcard one:
 //! its receiver is always a process of the node it is sent to, so the general Pid encoding is not
@@ -49,6 +50,8 @@ pub(crate) const DEMONITOR: u8 = 22;
 pub(crate) const DOWN: u8 = 23;
 /// Frame kind: a heartbeat.
 pub(crate) const TICK: u8 = 24;
+/// Frame kind: a monitor of a registered name.
+pub(crate) const MONITOR_NAMED: u8 = 25;
 
 /// Appends the frame for `item` to `buf`. On error `buf` is unchanged.
 pub(crate) fn encode(item: &Outgoing<'_>, wire: &Wire, buf: &mut Vec<u8>, max: u32) -> Result<(), EncodeError> {
@@ -59,6 +62,7 @@ pub(crate) fn encode(item: &Outgoing<'_>, wire: &Wire, buf: &mut Vec<u8>, max: u
         Outgoing::Link { .. } => LINK,
         Outgoing::Unlink { .. } => UNLINK,
         Outgoing::Monitor { .. } => MONITOR,
+        Outgoing::MonitorNamed { .. } => MONITOR_NAMED,
         Outgoing::Demonitor { .. } => DEMONITOR,
         Outgoing::Down { .. } => DOWN,
         _ => return Err(EncodeError::Unknown),
@@ -85,6 +89,7 @@ pub(crate) fn encode(item: &Outgoing<'_>, wire: &Wire, buf: &mut Vec<u8>, max: u
         Outgoing::Exit { from, to, reason, link } => wire.encode(&(from, to, reason, link), buf),
         Outgoing::Link { from, to } | Outgoing::Unlink { from, to } => wire.encode(&(from, to), buf),
         Outgoing::Monitor { reference } | Outgoing::Demonitor { reference } => wire.encode(reference, buf),
+        Outgoing::MonitorNamed { reference, name } => wire.encode(&(reference, name), buf),
         Outgoing::Down { reference, reason } => wire.encode(&(reference, reason), buf),
         _ => unreachable!("kinds are matched above"),
     };
@@ -212,6 +217,10 @@ pub(crate) fn apply(inbound: &Inbound, frame: Frame<'_>) -> Result<(), ProtocolE
             let reference: MonitorRef = whole(inbound, MONITOR, frame.body)?;
             inbound.monitor(reference).map_err(refused)
         }
+        MONITOR_NAMED => {
+            let (reference, name): (MonitorRef, String) = whole(inbound, MONITOR_NAMED, frame.body)?;
+            inbound.monitor_named(reference, &name).map_err(refused)
+        }
         DEMONITOR => {
             let reference: MonitorRef = whole(inbound, DEMONITOR, frame.body)?;
             inbound.demonitor(reference).map_err(refused)
@@ -272,6 +281,10 @@ mod tests {
         add(LINK, &|b| wire.encode(&(theirs, ours), b).unwrap());
         add(UNLINK, &|b| wire.encode(&(theirs, ours), b).unwrap());
         add(DOWN, &|b| wire.encode(&(theirs, ExitReason::Normal), b).unwrap());
+        // A `MonitorRef` encodes as its fields in order: id, target (here the placeholder of a
+        // monitor on a name: a Pid of ours that names no process), watcher.
+        let placeholder = Pid::from_parts(ours.node(), u32::MAX, 0);
+        add(MONITOR_NAMED, &|b| wire.encode(&((7u64, placeholder, theirs), "server"), b).unwrap());
         add(TICK, &|_| {});
         out
     }

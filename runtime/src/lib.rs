@@ -98,7 +98,9 @@ pub use crate::exit::{ExitReason, IntoExitReason};
 pub use crate::external::{Mailbox, MailboxRecv, MailboxRecvTimeout};
 pub use crate::gen_server::{CallReply, Flow, GenServer, ServerRef};
 pub use crate::link::{link, links, spawn_link, unlink};
-pub use crate::monitor::{demonitor, monitor, monitor_name, monitored_by, spawn_monitor, Down, MonitorRef};
+pub use crate::monitor::{
+    demonitor, monitor, monitor_name, monitor_name_at, monitored_by, spawn_monitor, Down, MonitorRef,
+};
 pub use crate::pid::Pid;
 pub use crate::process::{spawn, yield_now, YieldNow};
 pub use crate::receive::{recv, recv_local, recv_timeout, try_recv, Recv, RecvTimeout};

@@ -105,6 +105,10 @@ impl Processes for Table {
             // Only a `Down` goes to another node this way (`monitor::fire`);
             // the veto runs on the watcher's node when it arrives.
             if let Ok(down) = env.downcast::<crate::monitor::Down>() {
+                if crate::dist::is_on_name(&down.reference) {
+                    // Off its target now: its record goes too (`dist/named.rs`).
+                    with_runtime_of(down.pid, |shared| shared.named_monitors.remove(&down.reference));
+                }
                 crate::dist::down_remote(down.reference, &down.reason);
             }
             return false;

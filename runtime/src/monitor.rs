@@ -168,6 +168,45 @@ pub fn monitor_name(name: &str) -> MonitorRef {
     monitor(target)
 }
 
+/// Monitors the process registered as `name` on node `node` (Erlang's
+/// `monitor(process, {Name, Node})`): that node looks the name up when the
+/// request arrives, in order with what this process sent it before, and
+/// the monitor is on the process the name refers to then. So a message
+/// sent to the name with [`send_named_at`](crate::send_named_at) right
+/// after this call reaches the process the monitor watches (unless the
+/// name moves in between). `node` is a node name as the network node knows
+/// it; this node's own name is [`monitor_name`].
+///
+/// Exactly one [`Down`] comes, as for [`monitor`]: when that process exits
+/// (with its reason), at once with `NoProc` if no process has the name,
+/// and with `NoConnection` if the node cannot be reached or the connection
+/// is lost — as for a runtime that is no network node. Its `pid` is a Pid
+/// of `node` that names no process (Erlang reports `{Name, Node}` there):
+/// the monitor identifies itself by its reference. [`demonitor`] ends it.
+///
+/// # Panics
+/// If called outside a krarup process.
+pub fn monitor_name_at(name: &str, node: &str) -> MonitorRef {
+    let shared = with_current("monitor_name_at", |worker, _, _| worker.shared.clone());
+    let Some(attached) = shared.dist.get() else {
+        // No network: no other node can be reached.
+        let reference = new_reference("monitor_name_at", Pid::from_parts(shared.node, crate::dist::NAMELESS, 0));
+        let down = Down { reference, pid: reference.target, reason: ExitReason::NoConnection };
+        crate::send::deliver_unless(reference.watcher, Envelope::new(down), crate::awaits::Accept);
+        return reference;
+    };
+    if attached.name == node {
+        return monitor_name(name);
+    }
+    // Creation 0, which no incarnation has: the entry of "whichever
+    // incarnation is up", which holds the node's route and no process.
+    let entry = crate::node::intern_remote(shared.node, crate::node::atom(node), 0, Some(&*attached.dist));
+    let reference = new_reference("monitor_name_at", Pid::from_parts(entry, crate::dist::NAMELESS, 0));
+    let remote = crate::node::lookup_remote(entry).expect("an interned node has an entry");
+    crate::dist::monitor_named_remote(reference, name, remote);
+    reference
+}
+
 /// Spawns `future` and monitors it (Erlang's `spawn_monitor/1`). The monitor
 /// exists before the child first runs, so its `Down` always comes.
 ///

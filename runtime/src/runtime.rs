@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     pub(crate) dist: std::sync::OnceLock<crate::dist::Attached>,
     /// The connected nodes and who watches them (see `dist/nodes.rs`).
     pub(crate) nodes: crate::dist::NodeWatch,
+    /// Other nodes' monitors on names registered here (see `dist/named.rs`).
+    pub(crate) named_monitors: crate::dist::NamedMonitors,
     /// The `pg` scope, once started (see `pg/mod.rs`).
     pub(crate) pg: std::sync::OnceLock<crate::pg::Scope>,
 }
@@ -310,6 +312,7 @@ impl Builder {
             shutdown: AtomicBool::new(false),
             dist: std::sync::OnceLock::new(),
             nodes: crate::dist::NodeWatch::default(),
+            named_monitors: crate::dist::NamedMonitors::default(),
             pg: std::sync::OnceLock::new(),
         });
         let prefix = self.name.unwrap_or_else(|| "krarup".to_owned());

@@ -14,9 +14,9 @@ mod util;
 use std::collections::{HashMap, HashSet};
 
 use krarup_runtime::{
-    demonitor, exit, is_alive, mailbox_len, monitor, monitor_name, monitored_by, receive, recv_timeout, register,
-    self_pid, send_named, spawn, spawn_link, spawn_monitor, try_recv, unregister, whereis, yield_now, Down, ExitReason,
-    MonitorRef, Pid,
+    demonitor, exit, is_alive, mailbox_len, monitor, monitor_name, monitor_name_at, monitored_by, receive,
+    recv_timeout, register, self_pid, send_named, spawn, spawn_link, spawn_monitor, try_recv, unregister, whereis,
+    yield_now, Down, ExitReason, MonitorRef, Pid,
 };
 use serde::{Deserialize, Serialize};
 use util::{down_of, exit_reason, poll_for, recv_bounded, release, runtime, spawn_held, Spinner, TIMEOUT};
@@ -249,6 +249,17 @@ fn monitor_name_of_unregistered_name_gives_noproc() {
         let reference = monitor_name("gone");
         let down = try_recv::<Down>().expect("the NoProc Down is delivered at once");
         assert_eq!((down.reference, down.reason), (reference, ExitReason::NoProc));
+    });
+}
+
+#[test]
+fn monitor_name_at_another_node_from_a_runtime_that_is_no_node_gives_noconnection_at_once() {
+    let rt = runtime(1);
+    rt.block_on(async {
+        let reference = monitor_name_at("server", "b@127.0.0.1:9101");
+        let down = try_recv::<Down>().expect("the NoConnection Down is delivered at once");
+        assert_eq!((down.reference, down.reason), (reference, ExitReason::NoConnection));
+        assert!(!is_alive(down.pid), "the Down names a live process");
     });
 }
 

@@ -43,6 +43,7 @@
 //! `demonitor` returns.
 
 mod gate;
+mod named;
 mod nodes;
 mod ops;
 mod remote;
@@ -54,11 +55,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use self::gate::Gate;
+pub(crate) use self::named::{is_on_name, NamedMonitors, NAMELESS};
 pub(crate) use self::nodes::NodeWatch;
 pub use self::nodes::{demonitor_nodes, monitor_nodes, NodeEvent};
 pub(crate) use self::ops::{
-    demonitor_remote, down_remote, exit_remote, is_remote, link_remote, monitor_remote, send_named_at, send_remote,
-    send_via, unlink_remote,
+    demonitor_remote, down_remote, exit_remote, is_remote, link_remote, monitor_named_remote, monitor_remote,
+    send_named_at, send_remote, send_via, unlink_remote,
 };
 pub(crate) use self::remote::{materialize, undecodable, Materialized, RemoteMessage};
 pub(crate) use self::wire::{deserialize_pid, serialize_pid};
@@ -78,8 +80,10 @@ use crate::sync::global::Arc;
 /// name.
 ///
 /// This is how a client that knows a server only by name (`{Name, Node}`)
-/// learns at once that the node is unreachable, instead of waiting out its
-/// timeout (Erlang's `monitor(process, {Name, Node})` reports the same).
+/// and asks the name's holder a question learns at once that the node is
+/// unreachable, instead of waiting out its timeout. To watch the process
+/// the name stands for, use [`monitor_name_at`](crate::monitor_name_at)
+/// (Erlang's `monitor(process, {Name, Node})`).
 pub fn probe(node: &str) -> Option<Pid> {
     let shared = crate::scheduler::worker::with_worker(|w| w.map(|w| w.shared.clone()))?;
     let attached = shared.dist.get()?;
@@ -165,6 +169,15 @@ pub enum Outgoing<'a> {
         /// The monitor.
         reference: MonitorRef,
     },
+    /// A local watcher monitors the process registered as `name` on the
+    /// node (Erlang's `monitor(process, {Name, Node})`); the target in
+    /// `reference` is a placeholder that names no process (see `named.rs`).
+    MonitorNamed {
+        /// The monitor.
+        reference: MonitorRef,
+        /// The registered name.
+        name: &'a str,
+    },
     /// The local watcher removed its monitor of a remote target.
     Demonitor {
         /// The monitor.
@@ -196,6 +209,9 @@ impl fmt::Debug for Outgoing<'_> {
             Outgoing::Link { from, to } => f.debug_struct("Link").field("from", from).field("to", to).finish(),
             Outgoing::Unlink { from, to } => f.debug_struct("Unlink").field("from", from).field("to", to).finish(),
             Outgoing::Monitor { reference } => f.debug_struct("Monitor").field("reference", reference).finish(),
+            Outgoing::MonitorNamed { reference, name } => {
+                f.debug_struct("MonitorNamed").field("reference", reference).field("name", name).finish()
+            }
             Outgoing::Demonitor { reference } => f.debug_struct("Demonitor").field("reference", reference).finish(),
             Outgoing::Down { reference, reason } => {
                 f.debug_struct("Down").field("reference", reference).field("reason", reason).finish()
@@ -553,13 +569,36 @@ impl Inbound {
         Ok(())
     }
 
-    /// The peer's watcher removed its monitor of a local target.
+    /// The peer's watcher monitors the process registered here as `name`
+    /// (the target in `reference` is a placeholder of this node): the
+    /// monitor is recorded on the process the name stands for now, or, if
+    /// none, the watcher gets `Down` with `NoProc` back (see `named.rs`).
+    ///
+    /// # Errors
+    /// [`Refused`] if the watcher is not the peer's or the target not of
+    /// this node.
+    pub fn monitor_named(&self, reference: MonitorRef, name: &str) -> Result<(), Refused> {
+        self.peers(reference.watcher())?;
+        self.local(reference.target())?;
+        ops::monitor_named_arrived(&self.shared, reference, name);
+        Ok(())
+    }
+
+    /// The peer's watcher removed its monitor of a local target (or of a
+    /// local name: see `named.rs`).
     ///
     /// # Errors
     /// [`Refused`] if the watcher is not the peer's and the target ours.
     pub fn demonitor(&self, reference: MonitorRef) -> Result<(), Refused> {
         self.peers(reference.watcher())?;
-        if self.local(reference.target())?.is_none() {
+        let target = self.local(reference.target())?;
+        if is_on_name(&reference) {
+            if let Some(target) = self.shared.named_monitors.remove(&reference) {
+                crate::link::with_extras_of(target, |e| crate::monitor::forget(&mut e.monitors, reference));
+            }
+            return Ok(());
+        }
+        if target.is_none() {
             return Ok(());
         }
         crate::link::with_extras_of(reference.target(), |e| crate::monitor::forget(&mut e.monitors, reference));

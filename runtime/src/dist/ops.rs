@@ -92,6 +92,15 @@ pub(crate) fn monitor_remote(reference: MonitorRef, remote: &Remote) {
     }
 }
 
+/// The local watcher in `reference` monitors the process registered as
+/// `name` on `remote` (see `named.rs`): as [`monitor_remote`].
+pub(crate) fn monitor_named_remote(reference: MonitorRef, name: &str, remote: &Remote) {
+    crate::link::with_extras_of(reference.watcher(), |e| e.watching.push(reference));
+    if !settle(route(remote, Outgoing::MonitorNamed { reference, name })) {
+        down_arrived(reference, unreachable(remote));
+    }
+}
+
 /// The local watcher in `reference` removes its monitor of a remote
 /// target (its `watching` entry is already gone).
 pub(crate) fn demonitor_remote(reference: MonitorRef) {
@@ -127,6 +136,18 @@ pub(super) fn link_arrived(from: Pid, to: Pid) {
 /// The peer's watcher monitors local target.
 pub(super) fn monitor_arrived(reference: MonitorRef) {
     let added = crate::link::with_extras_of(reference.target(), |e| e.monitors.push(reference)).is_some();
+    if !added {
+        down_remote(reference, &ExitReason::NoProc);
+    }
+}
+
+/// The peer's watcher monitors the process registered as `name` here.
+pub(super) fn monitor_named_arrived(shared: &Shared, reference: MonitorRef, name: &str) {
+    let added = shared.whereis(name).is_some_and(|target| {
+        shared
+            .named_monitors
+            .add(reference, target, || crate::link::with_extras_of(target, |e| e.monitors.push(reference)).is_some())
+    });
     if !added {
         down_remote(reference, &ExitReason::NoProc);
     }
@@ -169,6 +190,7 @@ pub(crate) fn node_down(shared: &Shared, peer: &str, scanned: impl FnOnce()) {
         });
         extras.monitors.retain(|reference| !of_peer(reference.watcher()));
     });
+    shared.named_monitors.forget_watchers(of_peer);
     scanned();
     let pid_of = |(index, serial): (u32, u32)| Pid::from_parts(shared.node, index, serial);
     for (local, other) in signals {
