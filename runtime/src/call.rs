@@ -39,7 +39,10 @@
 //! with [`monitor`] (which reports a lost node as `NoConnection`) and sends
 //! the `Call`; step 4 is [`demonitor`] (unless the `Down` came) and, on
 //! failure, the same giving up. A reply from another node is checked
-//! against (and ends) the record when it arrives (`dist/remote.rs`).
+//! against (and ends) the record when it arrives (`dist/remote.rs`). A
+//! call to a name on another node ([`call_named_at`]) is the same with a
+//! monitor of the name ([`monitor_name_at`](crate::monitor_name_at)) and
+//! the request sent to the name, which that node looks up as each arrives.
 //!
 //! Erlang needed process aliases (OTP 24) for the same guarantee: that a
 //! reply which arrives after the caller gave up never shows up in its
@@ -422,6 +425,41 @@ pub fn call_start<Q: Message, R: Message>(server: Pid, request: Q) -> PendingCal
     start_any(server, request, |to, call: Call<Q, R>| to.send(call), Some(materialize::<Reply<R>>))
 }
 
+/// Calls the process registered as `name` on node `node` and waits at most
+/// `timeout` for its reply: Erlang's `gen_server:call({Name, Node}, Request)`.
+/// The call monitors the name ([`monitor_name_at`](crate::monitor_name_at))
+/// and sends the request to it ([`send_named_at`](crate::send_named_at)):
+/// that node looks the name up as each arrives, so a server restarted under
+/// its name is reached by the first call after the restart. Nothing is sent
+/// before the first poll. This node's own name calls the local name.
+///
+/// # Errors
+/// As [`call`]: `NoProc` at once if nobody has the name, `NoConnection` if
+/// the node cannot be reached.
+///
+/// # Panics
+/// If polled outside a krarup process.
+pub async fn call_named_at<Q: Message, R: Message>(
+    name: &str,
+    node: &str,
+    request: Q,
+    timeout: Duration,
+) -> Result<R, CallError> {
+    call_start_named_at::<Q, R>(name, node, request).wait(timeout).await
+}
+
+/// [`call_start`] to the process registered as `name` on node `node` (see
+/// [`call_named_at`]): sends the request now; await it with
+/// [`PendingCall::wait`].
+///
+/// # Panics
+/// If called outside a krarup process.
+pub fn call_start_named_at<Q: Message, R: Message>(name: &str, node: &str, request: Q) -> PendingCall<R> {
+    let mut call = PendingCall::unstarted(Some(materialize::<Reply<R>>));
+    call.start_named(name, node, request);
+    call
+}
+
 /// Steps 1 and 2 of the module docs; `send` sends the [`Call`]
 /// (serializable or local-only) to a server elsewhere, `decode` decodes a
 /// reply from another node.
@@ -475,6 +513,28 @@ impl<R: Send + 'static> PendingCall<R> {
             self.watch = Watch::General;
             send(server, call);
         }
+    }
+
+    /// Steps 1 and 2 of the module docs for a server known by name on a
+    /// node: the record, then a monitor of the name (whose node looks it up
+    /// when the monitor arrives) and the request to the name, in that order
+    /// on one connection, so both find the same process unless the name
+    /// moves in between.
+    fn start_named<Q: Message>(&mut self, name: &str, node: &str, request: Q)
+    where
+        R: Message,
+    {
+        let call = with_current("call", |worker, current, own| {
+            let me = Pid::from_parts(worker.shared.node, current.index, current.serial);
+            let tag = worker.fresh_ref();
+            self.tag = tag;
+            self.done = false;
+            own.await_reply(me.serial(), tag);
+            Call { request, reply_to: ReplyTo::<R> { to: me, tag, _reply: PhantomData } }
+        });
+        self.reference = crate::monitor::monitor_name_at(name, node);
+        self.watch = Watch::General;
+        crate::send::send_named_at(name, node, call);
     }
 
     /// Waits at most `timeout` for the reply (steps 3 and 4 of the module

@@ -92,7 +92,10 @@ mod waker;
 
 pub use crate::any::{try_recv_any, AnyMessage};
 pub use crate::blocking::{spawn_blocking, BlockingTask};
-pub use crate::call::{call, call_local, call_start, Call, CallError, CallWait, Calling, PendingCall, ReplyTo};
+pub use crate::call::{
+    call, call_local, call_named_at, call_start, call_start_named_at, Call, CallError, CallWait, Calling, PendingCall,
+    ReplyTo,
+};
 pub use crate::error::{RegisterError, SendError, UnregisterError};
 pub use crate::exit::{ExitReason, IntoExitReason};
 pub use crate::external::{Mailbox, MailboxRecv, MailboxRecvTimeout};
