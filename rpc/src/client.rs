@@ -32,10 +32,10 @@
 //!
 //! `gen_server:call({Name, Node}, ..)` monitors and sends to `{Name, Node}`, which the server's
 //! node looks up as each arrives, so its first call after a restart reaches the new server. The
-//! runtime here calls and monitors Pids only (and the stubs' lookup also checks that the process
-//! serves this service), so a call to a name on another node goes to the Pid an earlier lookup
-//! found, and the first call after a restart reaches the dead server. Only an idempotent call is
-//! then sent again:
+//! runtime can do the same (`krarup_runtime::call_named_at`), but the stubs call the Pid their
+//! lookup found (the lookup also checks that the process serves this service), so a call to a
+//! name on another node goes to the Pid an earlier lookup found, and the first call after a
+//! restart reaches the dead server. Only an idempotent call is then sent again:
 //!
 //! - `NoProc` says that the request reached no process in every case but one. On this node the
 //!   server's lock decides: a dead server is never handed the request (the runtime's call
