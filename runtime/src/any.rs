@@ -3,13 +3,11 @@
 //!
 //! `receive!` asks for a message by type through `__private::take`; asking
 //! for [`AnyMessage`] takes the whole envelope instead of its value. The
-//! three helpers below do that switch on the type id, and the `unsafe` in
-//! them only moves a value of a type that the check proved to be
-//! `AnyMessage`.
+//! three helpers below do that switch on the type id, with a safe cast
+//! (`same`) that the compiler resolves for each message type.
 
-use std::any::TypeId;
+use std::any::{Any, TypeId};
 use std::fmt;
-use std::mem::{transmute_copy, ManuallyDrop};
 
 use crate::envelope::Envelope;
 use crate::receive::{scan, Scan};
@@ -76,15 +74,23 @@ fn is_any<T: 'static>() -> bool {
     TypeId::of::<T>() == TypeId::of::<AnyMessage>()
 }
 
+/// `value` as a `U`, if `T` is `U`: a safe cast, which the compiler
+/// resolves for each pair of types.
+#[inline(always)]
+fn same<T: 'static, U: 'static>(value: T) -> Result<U, T> {
+    let mut value = Some(value);
+    match (&mut value as &mut dyn Any).downcast_mut::<Option<U>>() {
+        Some(cast) => Ok(cast.take().expect("the value was put there")),
+        None => Err(value.expect("the value was not taken")),
+    }
+}
+
 /// `receive!`'s take: a `T` out of the envelope, or, for `AnyMessage`,
 /// the whole envelope.
 #[inline]
 pub(crate) fn take<T: Send + 'static>(env: &mut Envelope) -> Option<T> {
     if is_any::<T>() {
-        let any = ManuallyDrop::new(AnyMessage(std::mem::replace(env, Envelope::taken())));
-        // SAFETY: T is AnyMessage (same type id); the value is moved once
-        // (ManuallyDrop keeps the original from being dropped).
-        return Some(unsafe { transmute_copy::<AnyMessage, T>(&any) });
+        return same::<AnyMessage, T>(AnyMessage(std::mem::replace(env, Envelope::taken()))).ok();
     }
     env.take::<T>()
 }
@@ -92,23 +98,17 @@ pub(crate) fn take<T: Send + 'static>(env: &mut Envelope) -> Option<T> {
 /// `receive!`'s put-back after a failed pattern or guard.
 #[inline]
 pub(crate) fn put<T: Send + 'static>(env: &mut Envelope, value: T) {
-    if is_any::<T>() {
-        let value = ManuallyDrop::new(value);
-        // SAFETY: T is AnyMessage (same type id); moved once, as above.
-        let any = unsafe { transmute_copy::<T, AnyMessage>(&value) };
-        *env = any.0;
-        return;
+    match same::<T, AnyMessage>(value) {
+        Ok(any) => *env = any.0,
+        Err(value) => env.put(value),
     }
-    env.put(value);
 }
 
 /// `receive!`'s unwrap of a message already known to match.
 #[inline]
 pub(crate) fn unwrap<T: Send + 'static>(env: Envelope) -> T {
     if is_any::<T>() {
-        let any = ManuallyDrop::new(AnyMessage(env));
-        // SAFETY: T is AnyMessage (same type id); moved once, as above.
-        return unsafe { transmute_copy::<AnyMessage, T>(&any) };
+        return same::<AnyMessage, T>(AnyMessage(env)).unwrap_or_else(|_| unreachable!("T is AnyMessage"));
     }
     env.downcast::<T>().unwrap_or_else(|_| unreachable!("receive!: matched by type"))
 }
