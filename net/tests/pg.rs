@@ -314,6 +314,24 @@ fn views_converge_after_joins_leaves_deaths_and_lost_connections() {
     }
 }
 
+/// `b` restarted: a node of its name (a new creation) with a scope and one new member of `group`,
+/// which dials `a` itself while the first `b` is still connected, as a node that restarted
+/// before its old connection was noticed lost. The first `b` is then shut down, gone for good as
+/// the old self of a restarted node is: left running, it would connect again to send what it
+/// still had for `a`, and replace the second's connection in turn (they have the same name).
+/// Returns the second `b`, its member, and that member as `a` sees it.
+fn restart(b: &Side, a: &Side, group: &'static str) -> (Side, Pid, Pid) {
+    let b2 = Side::with(krarup_net::NodeConfig::new(b.name(), common::COOKIE).listen("127.0.0.1:0"));
+    assert_ne!(b2.node.creation(), b.node.creation());
+    pg::start(&b2.rt).unwrap();
+    let new = idle_on(&b2);
+    join(&b2.rt, group, new);
+    b2.node.connect(a.name()).expect("the second b connects to a");
+    b.node.shutdown();
+    let new_at_a = remote_pid(new, &b2, a);
+    (b2, new, new_at_a)
+}
+
 #[test]
 fn a_node_that_restarts_under_its_name_replaces_its_old_members_with_its_new_ones() {
     // The first incarnation of b is named after the proxy and listens behind it; the second
@@ -328,17 +346,7 @@ fn a_node_that_restarts_under_its_name_replaces_its_old_members_with_its_new_one
     let old_at_a = remote_pid(old, &b, &a);
     wait_until("the first b's member on a", || scope_a.members("g") == vec![old_at_a]);
 
-    let b2 = Side::with(krarup_net::NodeConfig::new(b.name(), common::COOKIE).listen("127.0.0.1:0"));
-    assert_ne!(b2.node.creation(), b.node.creation());
-    pg::start(&b2.rt).unwrap();
-    let new = idle_on(&b2);
-    join(&b2.rt, "g", new);
-    b2.node.connect(a.name()).expect("the second b connects to a");
-    // The first incarnation is gone for good from here, as the old self of a node that
-    // restarted is: left running, it would connect again to send what it still had for a, and
-    // replace the second's connection in turn (they have the same name).
-    b.node.shutdown();
-    let new_at_a = remote_pid(new, &b2, &a);
+    let (b2, new, new_at_a) = restart(&b, &a, "g");
     assert_ne!(new_at_a, old_at_a, "Pids of two incarnations differ");
     // Connect again if the first incarnation did so before it was shut down.
     wait_until("only the second b's member on a", || {
@@ -425,13 +433,7 @@ fn a_scope_monitor_follows_the_members_a_node_brings_when_it_connects_and_when_i
     follow_until(vec![("g".to_owned(), vec![twice_at_a, twice_at_a]), ("h".to_owned(), vec![once_at_a])]);
 
     // b restarts: its second incarnation brings one member of g, and the first one's go.
-    let b2 = Side::with(krarup_net::NodeConfig::new(b.name(), common::COOKIE).listen("127.0.0.1:0"));
-    pg::start(&b2.rt).unwrap();
-    let new = idle_on(&b2);
-    join(&b2.rt, "g", new);
-    b2.node.connect(a.name()).expect("the second b connects to a");
-    b.node.shutdown();
-    let new_at_a = remote_pid(new, &b2, &a);
+    let (b2, new, new_at_a) = restart(&b, &a, "g");
     let _ = b2.node.connect(a.name());
     follow_until(vec![("g".to_owned(), vec![new_at_a])]);
     for pid in [twice, once, new] {

@@ -623,3 +623,14 @@ impl Inbound {
         self.peer
     }
 }
+
+/// A network layer that reaches nobody, for unit tests of what arrives from a peer.
+#[cfg(test)]
+pub(crate) struct Nowhere;
+
+#[cfg(test)]
+impl Distribution for Nowhere {
+    fn route(&self, _node: &str) -> Option<Arc<dyn Route>> {
+        None
+    }
+}

@@ -81,18 +81,9 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::dist::{attach, Distribution, Route};
+    use crate::dist::{attach, Nowhere};
     use crate::sync::global::Arc;
     use crate::{ExitReason, Runtime};
-
-    /// A network layer that reaches nobody: the `Down`s the peer is owed go nowhere.
-    struct Nowhere;
-
-    impl Distribution for Nowhere {
-        fn route(&self, _: &str) -> Option<Arc<dyn Route>> {
-            None
-        }
-    }
 
     const PEER: &str = "peer@127.0.0.1:1";
 
@@ -112,6 +103,7 @@ mod tests {
     #[test]
     fn a_record_lasts_exactly_as_long_as_its_monitor_on_the_named_process() {
         let rt = Runtime::builder().workers(1).build().unwrap();
+        // The `Down`s the peer is owed go nowhere.
         let local = attach(&rt, "me@127.0.0.1:2", 9, Arc::new(Nowhere)).unwrap();
         let inbound = local.inbound(PEER, 5);
         let records = || rt.shared().named_monitors.len();

@@ -406,14 +406,9 @@ mod tests {
 
     #[test]
     fn a_peer_cannot_make_a_node_remember_unboundedly_many_node_incarnations() {
-        struct Nowhere;
-        impl super::super::Distribution for Nowhere {
-            fn route(&self, _: &str) -> Option<crate::sync::global::Arc<dyn super::super::Route>> {
-                None
-            }
-        }
         let rt = crate::Runtime::builder().workers(1).build().unwrap();
-        super::super::attach(&rt, "me@127.0.0.1:1", 7, crate::sync::global::Arc::new(Nowhere)).unwrap();
+        let nowhere = crate::sync::global::Arc::new(super::super::Nowhere);
+        super::super::attach(&rt, "me@127.0.0.1:1", 7, nowhere).unwrap();
         let view = View { local: rt.node(), origin: u32::MAX, own_creation: 7 };
         let third = |creation: u32| postcard::to_allocvec(&(THIRD as u32, 1u32, 1u32, "x@127.0.0.1:2", creation));
         let mut decoded = 0;
