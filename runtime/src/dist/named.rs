@@ -22,10 +22,13 @@
 //!   placeholder target names none) and takes the monitor off it. The loss
 //!   of the watcher's node removes its records with its monitors.
 //!
-//! Invariant: a record exists exactly while its monitor is in its target's
-//! `monitors`. Adding both happens under the table's lock, and each removal
-//! takes the lock after the monitor has left the list, so an exit racing
-//! the request cannot leave a record behind.
+//! Invariant: a record exists while its monitor is on the process, and
+//! goes with it. The monitor and its record are added in one section of
+//! the table's lock, so an exit racing the request, which removes the
+//! record after taking the monitor off the process, finds it. `demonitor`
+//! removes the record first (it is how the process is found) and then the
+//! monitor; should the process exit in between, its `Down` reaches a
+//! watcher that no longer holds the monitor, which turns it away.
 
 use std::collections::HashMap;
 
