@@ -117,7 +117,7 @@ use crate::link::{Processes, Table};
 use crate::monitor::{demonitor, monitor, Down, MonitorRef};
 use crate::pid::Pid;
 use crate::receive::{self, Decode, Scan};
-use crate::scheduler::worker::{with_current, with_worker};
+use crate::scheduler::worker::{with_current, with_worker, Current, Worker};
 use crate::send::{deliver_unless, deliver_unless_or, with_runtime_of, Message};
 use crate::slot::Slot;
 use crate::timer::deadline::Deadline;
@@ -488,16 +488,23 @@ impl<R: Send + 'static> PendingCall<R> {
         }
     }
 
+    /// The start of step 1, for both ways of starting: a fresh tag for this
+    /// call, and where its reply goes (the calling process, `current`).
+    #[inline(always)]
+    fn begin(&mut self, worker: &Worker, current: Current) -> ReplyTo<R> {
+        let tag = worker.fresh_ref();
+        self.tag = tag;
+        self.done = false;
+        ReplyTo { to: Pid::from_parts(worker.shared.node, current.index, current.serial), tag, _reply: PhantomData }
+    }
+
     /// Steps 1 and 2 of the module docs, written into this unstarted call in
     /// place (a call future is not moved to start it).
     #[inline]
     fn start<Q: Send + 'static>(&mut self, server: Pid, request: Q, send: impl FnOnce(Pid, Call<Q, R>)) {
         let elsewhere = with_current("call", |worker, current, own| {
-            let me = Pid::from_parts(worker.shared.node, current.index, current.serial);
-            let tag = worker.fresh_ref();
-            self.tag = tag;
-            self.done = false;
-            let reply_to = ReplyTo::<R> { to: me, tag, _reply: PhantomData };
+            let reply_to = self.begin(worker, current);
+            let (me, tag) = (reply_to.to, reply_to.tag);
             if server.node() != worker.shared.node {
                 own.await_reply(me.serial(), tag);
                 return Some(Call { request, reply_to });
@@ -525,12 +532,9 @@ impl<R: Send + 'static> PendingCall<R> {
         R: Message,
     {
         let call = with_current("call", |worker, current, own| {
-            let me = Pid::from_parts(worker.shared.node, current.index, current.serial);
-            let tag = worker.fresh_ref();
-            self.tag = tag;
-            self.done = false;
-            own.await_reply(me.serial(), tag);
-            Call { request, reply_to: ReplyTo::<R> { to: me, tag, _reply: PhantomData } }
+            let reply_to = self.begin(worker, current);
+            own.await_reply(reply_to.to.serial(), reply_to.tag);
+            Call { request, reply_to }
         });
         self.reference = crate::monitor::monitor_name_at(name, node);
         self.watch = Watch::General;
