@@ -198,9 +198,7 @@ pub fn monitor_name_at(name: &str, node: &str) -> MonitorRef {
     if attached.name == node {
         return monitor_name(name);
     }
-    // Creation 0, which no incarnation has: the entry of "whichever
-    // incarnation is up", which holds the node's route and no process.
-    let entry = crate::node::intern_remote(shared.node, crate::node::atom(node), 0, Some(&*attached.dist));
+    let entry = crate::dist::any_incarnation(&shared, attached, node);
     let reference = new_reference("monitor_name_at", Pid::from_parts(entry, crate::dist::NAMELESS, 0));
     let remote = crate::node::lookup_remote(entry).expect("an interned node has an entry");
     crate::dist::monitor_named_remote(reference, name, remote);

@@ -90,10 +90,17 @@ pub fn probe(node: &str) -> Option<Pid> {
     if attached.name == node {
         return None;
     }
-    // Creation 0 is no incarnation's: the peer takes the Pid for one of an
-    // earlier incarnation of itself, which is dead.
-    let entry = crate::node::intern_remote(shared.node, crate::node::atom(node), 0, Some(&*attached.dist));
-    Some(Pid::from_parts(entry, u32::MAX, 0))
+    // The peer takes the Pid for one of an earlier incarnation of itself,
+    // which is dead.
+    Some(Pid::from_parts(any_incarnation(&shared, attached, node), NAMELESS, 0))
+}
+
+/// The node-table entry of `node`'s "whichever incarnation is up", for
+/// runtime `shared` (attached as `attached`): creation 0, which no
+/// incarnation has. It holds the node's route and no process; a Pid of it
+/// names nothing (`probe`, a monitor on a name) or sends by name.
+pub(crate) fn any_incarnation(shared: &Shared, attached: &Attached, node: &str) -> u32 {
+    crate::node::intern_remote(shared.node, crate::node::atom(node), 0, Some(&*attached.dist))
 }
 
 /// A network layer attached to one runtime.

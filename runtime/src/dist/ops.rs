@@ -215,9 +215,7 @@ pub(crate) fn send_named_at<M: crate::Message>(shared: &Shared, name: &str, node
         }
         return;
     }
-    // Creation 0, which no incarnation has, stands for "whichever
-    // incarnation is up": its entry holds the node's route and no process.
-    let entry = crate::node::intern_remote(shared.node, crate::node::atom(node), 0, Some(&*attached.dist));
+    let entry = super::any_incarnation(shared, attached, node);
     let Some(remote) = crate::node::lookup_remote(entry) else { return crate::send::count_unroutable() };
     let tag = super::tag_of::<M>();
     if !settle(route(remote, Outgoing::Named { name, tag, payload: &msg })) {
