@@ -35,7 +35,8 @@
 //! port), registers both servers, prints `NODE <name>` and serves until its
 //! standard input closes. The hand-written client finds its server by name
 //! once per repetition (untimed); the stub is a client of the name
-//! (`IncrClient::named_at`), which it resolves on its first (warm-up) call.
+//! (`IncrClient::named_at`), which node b looks up for every call, as for
+//! Erlang's `gen_server:call({Name, Node}, ..)`.
 //!
 //! Workers: `--workers` for both halves if given, else (as `local_call` and
 //! `remote_bench`) one per core locally and one per node remotely.
@@ -297,8 +298,8 @@ async fn w4a_hand(node: String, calls: usize, warmup: usize) -> Vec<Duration> {
     times
 }
 
-/// W4a through the stub, a client of the server's name (resolved on the first
-/// warm-up call).
+/// W4a through the stub, a client of the server's name (looked up by node b
+/// for every call).
 async fn w4a_stub(node: String, calls: usize, warmup: usize) -> Vec<Duration> {
     let client = IncrClient::named_at("incr_rpc", node);
     for n in 0..warmup as u64 {

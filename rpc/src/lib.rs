@@ -214,7 +214,7 @@ mod wire;
 pub use crate::calling::Calling;
 pub use crate::client::{Client, Deferred, Retry, Target, DEFAULT_TIMEOUT};
 pub use crate::server::{Incoming, ServerLoop, CLIENTS, PER_CLIENT};
-pub use crate::wire::{Cast, Request, RequestId, Resolve, Resolved};
+pub use crate::wire::{Cast, Request, RequestId};
 pub use krarup_macros::service;
 pub use krarup_runtime::CallError;
 

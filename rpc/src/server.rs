@@ -1,6 +1,5 @@
 //! The server half every generated server stub runs: the receive that yields the next call or
-//! cast, and answers by itself name lookups and repeats of a retried call (from a bounded cache
-//! of replies).
+//! cast, and answers by itself repeats of a retried call (from a bounded cache of replies).
 //!
 //! Invariant (at-most-once): a call whose request id is in the cache is answered from it and not
 //! handed to the implementation again. A call without an id (one its client never retries) is
@@ -18,10 +17,9 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use krarup_runtime::__private::{recv_one_of, OneOf, RecvOneOf};
-use krarup_runtime::dist::tag_of;
-use krarup_runtime::{self_pid, Call, Message, Pid, ReplyTo};
+use krarup_runtime::{Call, Message, Pid, ReplyTo};
 
-use crate::wire::{Cast, Request, RequestId, Resolve, Resolved};
+use crate::wire::{Cast, Request, RequestId};
 
 /// Replies kept per client.
 pub const PER_CLIENT: usize = 8;
@@ -36,7 +34,7 @@ pub enum Incoming<Q, R> {
     Call(Option<NonZeroU64>, Q, ReplyTo<R>),
     /// A one-way request.
     Cast(Q),
-    /// Nothing for the implementation: the loop answered a repeated call or a name lookup itself.
+    /// Nothing for the implementation: the loop answered a repeated call itself.
     Answered,
 }
 
@@ -61,7 +59,7 @@ impl<Q: Message, R: Message + Clone> ServerLoop<Q, R> {
     }
 
     /// The next call or cast for the implementation, or [`Incoming::Answered`] once the loop
-    /// has dealt with a message itself (a repeated call answered from the cache, a name lookup).
+    /// has dealt with a message itself (a repeated call answered from the cache).
     ///
     /// # Panics
     /// When polled outside a krarup process.
@@ -72,7 +70,7 @@ impl<Q: Message, R: Message + Clone> ServerLoop<Q, R> {
 
     /// What [`receive`](Self::receive) makes of a message.
     #[inline]
-    fn take(&mut self, message: OneOf<Call<Request<Q>, R>, Cast<Q>, Resolve>) -> Incoming<Q, R> {
+    fn take(&mut self, message: OneOf<Call<Request<Q>, R>, Cast<Q>>) -> Incoming<Q, R> {
         match message {
             // Never retried: nothing to look up.
             OneOf::A(Call { request: Request { seq: None, body }, reply_to }) => Incoming::Call(None, body, reply_to),
@@ -80,10 +78,6 @@ impl<Q: Message, R: Message + Clone> ServerLoop<Q, R> {
                 self.take_retried(seq, body, reply_to)
             }
             OneOf::B(cast) => Incoming::Cast(cast.0),
-            OneOf::C(ask) => {
-                answer::<Q>(ask);
-                Incoming::Answered
-            }
         }
     }
 
@@ -139,14 +133,14 @@ impl<Q: Message, R: Message + Clone> ServerLoop<Q, R> {
     }
 }
 
-/// The future of [`ServerLoop::receive`]: one receive of a call, a cast or a name lookup (what a
-/// `receive!` of these three clauses does, at the cost of a receive by type). Written by hand so
+/// The future of [`ServerLoop::receive`]: one receive of a call or a cast (what a `receive!` of
+/// these two clauses does, at the cost of a receive by type). Written by hand so
 /// that the server stub's loop holds the receive's state itself, not an `async fn`'s around it,
 /// and the call it yields is moved fewer times.
 #[derive(Debug)]
 struct Receive<'a, Q, R> {
     server: &'a mut ServerLoop<Q, R>,
-    receive: RecvOneOf<Call<Request<Q>, R>, Cast<Q>, Resolve>,
+    receive: RecvOneOf<Call<Request<Q>, R>, Cast<Q>>,
 }
 
 impl<Q: Message, R: Message + Clone> Future for Receive<'_, Q, R> {
@@ -157,16 +151,6 @@ impl<Q: Message, R: Message + Clone> Future for Receive<'_, Q, R> {
         let this = self.get_mut();
         let message = ready!(Pin::new(&mut this.receive).poll(cx));
         Poll::Ready(this.server.take(message))
-    }
-}
-
-/// Answers a name lookup for service `Q`. A server of another service under this name stays
-/// silent: the asker then reports no server. Out of line: inlined, its tag lookup's set-up was
-/// hoisted into every receive.
-#[inline(never)]
-fn answer<Q: 'static>(ask: Resolve) {
-    if ask.service == tag_of::<Q>() {
-        ask.from.send(Resolved { nonce: ask.nonce, server: self_pid() });
     }
 }
 

@@ -1,6 +1,5 @@
 //! What the stubs send each other: a call's request carries a sequence number if it may be
-//! retried; a cast is the bare request; a client that knows only a server's name asks it for its
-//! Pid.
+//! retried; a cast is the bare request.
 //!
 //! A call's request id is the calling process — the reply address that the runtime's `Call`
 //! carries anyway — and the request's sequence number, which is all the request itself carries:
@@ -48,23 +47,3 @@ impl<Q> Request<Q> {
 /// A one-way request: no reply, no id.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Cast<Q>(pub Q);
-
-/// "Which Pid serves `service` under the name you were sent to?"
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Resolve {
-    /// Where to answer.
-    pub from: Pid,
-    /// Matches the answer to the question.
-    pub nonce: u64,
-    /// The service's request type tag: only a server of that service answers.
-    pub service: u64,
-}
-
-/// The answer to [`Resolve`].
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Resolved {
-    /// The question's nonce.
-    pub nonce: u64,
-    /// The server.
-    pub server: Pid,
-}

@@ -45,7 +45,7 @@ fn a_call_to_a_server_that_already_exited_is_noproc() {
     let work = WorkClient::new(server).with_timeout(TIMEOUT).with_retry(Retry::default());
     let answers = rt.block_on(async move {
         work.push(1); // a cast to a dead server: dropped, no error, no wait
-        let deferred = work.start_bump().await.expect("a Pid target resolves").wait().await;
+        let deferred = work.start_bump().await.expect("a Pid target starts").wait().await;
         (work.bump().await, work.runs().await, deferred)
     });
     assert_eq!(answers, (Err(CallError::NoProc), Err(CallError::NoProc), Err(CallError::NoProc)));

@@ -725,6 +725,25 @@ impl<Q, R: Send + 'static> Calling<Q, R> {
     }
 }
 
+impl<Q: Message, R: Message> Calling<Q, R> {
+    /// Starts the call now, to the process registered as `name` on node
+    /// `node` instead of the server the call was made with (as
+    /// [`call_start_named_at`] does), waiting at most `timeout`: for the RPC
+    /// stubs' client, at the first poll of a call to a name on another node,
+    /// so that one future serves every target.
+    ///
+    /// # Panics
+    /// After the first poll, or outside a krarup process.
+    #[doc(hidden)]
+    pub fn start_named_at(&mut self, name: &str, node: &str, timeout: Duration) {
+        let Some((_, request, _)) = self.start.take() else {
+            panic!("krarup: a call was redirected after its first poll")
+        };
+        self.wait.deadline = Deadline::new(timeout);
+        self.wait.call.start_named(name, node, request);
+    }
+}
+
 impl<Q, R: Send + 'static> fmt::Debug for Calling<Q, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.start {
@@ -793,6 +812,23 @@ mod tests {
             assert!(started.elapsed() < Duration::from_secs(5), "the call waited {:?}", started.elapsed());
             let t = Duration::from_secs(5);
             assert_eq!(call::<u64, u64>(first, 0, t).await, Ok(1), "the first server had no call before");
+        });
+    }
+
+    /// A call started at a name on another node goes to that name only, with
+    /// the new timeout: from a runtime that is no node, it fails with
+    /// `NoConnection` at once, not the reply of the server it was made with.
+    #[test]
+    fn a_call_started_at_a_name_on_another_node_goes_there_not_to_the_server_it_was_made_with() {
+        let rt = Runtime::new();
+        rt.block_on(async {
+            let first = spawn(increment());
+            let mut started = call::<u64, u64>(first, 1, Duration::from_secs(10));
+            started.start_named_at("increment", "elsewhere@127.0.0.1:1", Duration::from_secs(5));
+            let begun = std::time::Instant::now();
+            assert_eq!(started.await, Err(CallError::NoConnection));
+            assert!(begun.elapsed() < Duration::from_secs(5), "the call waited {:?}", begun.elapsed());
+            assert_eq!(crate::mailbox_len(self_pid()), Some(0), "the call left nothing behind");
         });
     }
 
