@@ -119,9 +119,7 @@ pub(crate) fn unwrap<T: Send + 'static>(env: Envelope) -> T {
 /// Outside a krarup process, or from inside a `receive!` guard.
 pub fn try_recv_any() -> Option<AnyMessage> {
     with_current("try_recv_any", |worker, _, slot| {
-        if worker.is_scanning() {
-            panic!("krarup: a receive was started from inside a receive! guard");
-        }
+        crate::receive::refuse_inside_guard(worker);
         // SAFETY: we are polling this process on this worker (BUSY); the
         // matcher runs no user code.
         let hit = unsafe { scan(slot, &mut Scan::default(), worker.book(), |_| Some(0)) };

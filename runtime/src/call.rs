@@ -595,9 +595,23 @@ impl<R: Send + 'static> PendingCall<R> {
                     || env.peek::<RemoteMessage>().is_some_and(|m| m.guard() == Some(tag))
                     || (local && env.peek::<Down>().is_some_and(|d| d.reference == reference))
             };
-            // SAFETY: `own` is the slot of the process being polled on this
-            // worker (BUSY): the caller.
-            with_current("call", |_, _, own| unsafe { give_up(own, me.serial(), tag, is_ours) });
+            with_current("call", |worker, _, own| {
+                if worker.is_scanning() {
+                    // Dropped by a `receive!` guard, whose receive holds the
+                    // inner queue: the reply cannot be taken out from under
+                    // it. The call is given up and the process crashes
+                    // (unless it is already unwinding).
+                    own.stop_awaiting(me.serial(), tag);
+                    if !std::thread::panicking() {
+                        receive::refuse_inside_guard(worker);
+                    }
+                    return;
+                }
+                // SAFETY: `own` is the slot of the process being polled on
+                // this worker (BUSY): the caller; no receive holds its inner
+                // queue (not inside a guard).
+                unsafe { give_up(own, me.serial(), tag, is_ours) }
+            });
         }
     }
 }

@@ -28,7 +28,9 @@
 ///
 /// Guards see the pattern's bindings by value, like Erlang guards, and
 /// must not have side effects: they may run for messages that end up not
-/// matching. Guards cannot start another receive.
+/// matching. A guard that touches its process's mailbox — starts another
+/// receive, calls `demonitor`, or drops a started call (whose reply it
+/// would take out) — panics, crashing the process.
 ///
 /// Types that are not serializable work too (messages sent with
 /// [`send_local`](crate::send_local)). A message from another node is

@@ -422,8 +422,10 @@ fn poll_now<H>(
     attempt: impl FnOnce(&Worker, &Slot, &mut Scan) -> Option<H>,
 ) -> Poll<H> {
     with_current(what, |worker, current, slot| {
+        refuse_inside_guard(worker);
         scan.claim(current);
-        // SAFETY: `with_current` gives us the slot of the process we are polling.
+        // SAFETY: `with_current` gives us the slot of the process we are
+        // polling, and no guard holds its inner queue (refused above).
         if unsafe { !has_unscanned(slot, scan) } {
             worker.book().note_pending();
             return Poll::Pending;
@@ -432,7 +434,6 @@ fn poll_now<H>(
             worker.book().yields(worker, current, slot);
             return Poll::Pending;
         }
-        refuse_inside_guard(worker);
         match attempt(worker, slot, scan) {
             Some(hit) => Poll::Ready(hit),
             None => {
@@ -523,7 +524,9 @@ impl Drop for ScanGuard<'_> {
 }
 
 /// A receive by type runs no user code, but must not run inside a guard
-/// (the guard's matcher holds the inner queue).
+/// (the guard's matcher holds the inner queue); nor must anything else that
+/// takes messages out of the inner queue (`demonitor`'s flush, an abandoned
+/// call's reply). Panics if called inside a guard.
 #[inline(always)]
 pub(crate) fn refuse_inside_guard(worker: &Worker) {
     if worker.is_scanning() {
@@ -534,7 +537,10 @@ pub(crate) fn refuse_inside_guard(worker: &Worker) {
 #[cold]
 #[inline(never)]
 fn nested_receive() -> ! {
-    panic!("krarup: a receive was started from inside a receive! guard")
+    panic!(
+        "krarup: a receive! guard touched its process's mailbox (started a receive, demonitored or abandoned a call): \
+         guards must not have side effects"
+    )
 }
 
 /// One poll of a receive in the current process: takes a unit of budget

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use krarup_runtime::{monitor, receive, recv_local, self_pid, send_local, sleep, spawn, try_recv, ExitReason, Pid};
+use krarup_runtime::{
+    call_start, monitor, receive, recv_local, self_pid, send_local, sleep, spawn, try_recv, Call, ExitReason, Pid,
+};
 use serde::{Deserialize, Serialize};
 use util::{down_of, recv_bounded, release, runtime, spawn_held, TIMEOUT};
 
@@ -330,6 +332,38 @@ fn a_guard_that_starts_a_receive_crashes_its_process() {
             receive! {
                 _n: u32 if try_recv::<u8>().is_none() => {}
                 after TIMEOUT => {}
+            }
+        });
+        let reference = monitor(child);
+        release(child);
+        match down_of(reference).await.reason {
+            ExitReason::Panic(msg) => assert!(msg.contains("guard"), "unexpected panic message: {msg}"),
+            other => panic!("expected a panic, got {other}"),
+        }
+    });
+}
+
+/// Abandoning a call (dropping it) removes its reply from the mailbox if the reply has come; a
+/// guard, whose receive holds the mailbox while it runs, must not. The process crashes with a
+/// message that says so, rather than the receive taking another message than the one it matched.
+#[test]
+fn a_guard_that_abandons_a_call_crashes_its_process() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let child = spawn_held(async {
+            let me = self_pid();
+            // Replies, then sends what the receive below looks at: the reply comes first.
+            let server = spawn(async move {
+                let c: Call<u64, u64> = recv_bounded().await;
+                c.reply_to.reply(c.request + 1);
+                me.send(1u32);
+                me.send("two".to_string());
+            });
+            let mut pending = Some(call_start::<u64, u64>(server, 1));
+            receive! {
+                n: u32 if { drop(pending.take()); n == 1 } => assert_eq!(n, 1),
+                s: String => panic!("took {s:?}, not the matched u32"),
+                after TIMEOUT => panic!("nothing came"),
             }
         });
         let reference = monitor(child);
