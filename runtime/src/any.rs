@@ -11,7 +11,7 @@ use std::fmt;
 
 use crate::envelope::Envelope;
 use crate::receive::{scan, Scan};
-use crate::scheduler::worker::with_current;
+use crate::scheduler::worker::with_owner;
 
 /// A message of some type, not yet looked at: ask what it is and take it
 /// as that.
@@ -118,11 +118,8 @@ pub(crate) fn unwrap<T: Send + 'static>(env: Envelope) -> T {
 /// # Panics
 /// Outside a krarup process, or from inside a `receive!` guard.
 pub fn try_recv_any() -> Option<AnyMessage> {
-    with_current("try_recv_any", |worker, _, slot| {
-        crate::receive::refuse_inside_guard(worker);
-        // SAFETY: we are polling this process on this worker (BUSY); the
-        // matcher runs no user code.
-        let hit = unsafe { scan(slot, &mut Scan::default(), worker.book(), |_| Some(0)) };
+    with_owner("try_recv_any", |worker, _, own| {
+        let hit = scan(own, &mut Scan::default(), worker.book(), |_| Some(0));
         hit.map(|(_, env)| AnyMessage(env))
     })
 }

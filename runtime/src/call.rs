@@ -117,9 +117,9 @@ use crate::link::{Processes, Table};
 use crate::monitor::{demonitor, monitor, Down, MonitorRef};
 use crate::pid::Pid;
 use crate::receive::{self, Decode, Scan};
-use crate::scheduler::worker::{with_current, with_worker, Current, Worker};
+use crate::scheduler::worker::{with_current, with_owner, with_worker, Current, Worker};
 use crate::send::{deliver_unless, deliver_unless_or, with_runtime_of, Message};
-use crate::slot::Slot;
+use crate::slot::{Owner, Slot};
 use crate::timer::deadline::Deadline;
 
 /// Where the reply to one call goes. Serializable, so a server can keep it
@@ -341,16 +341,12 @@ pub(crate) fn start_local(processes: &impl Processes, own: &Slot, reference: Mon
 
 /// Step 4 of the module docs for a call whose wait ended without its reply
 /// or `Down` (a timeout, an abandoned call, a server that was not
-/// running): the caller `own` gives up the call `tag`; `is_ours` recognises
-/// the call's reply and `Down`, one of which may have been accepted in
-/// between and is taken out of the mailbox.
-///
-/// # Safety
-/// The caller of this function owns the process whose slot is `own` (`BUSY`).
-pub(crate) unsafe fn give_up(own: &Slot, serial: u32, tag: u64, is_ours: impl Fn(&Envelope) -> bool) {
+/// running): the caller, whose mailbox `own` holds, gives up the call `tag`;
+/// `is_ours` recognises the call's reply and `Down`, one of which may have
+/// been accepted in between and is taken out of the mailbox.
+pub(crate) fn give_up(own: &mut Owner<'_>, serial: u32, tag: u64, is_ours: impl Fn(&Envelope) -> bool) {
     if !own.stop_awaiting(serial, tag) {
-        // SAFETY: the caller owns the process whose slot is `own`.
-        while unsafe { receive::remove_first_or(own, &is_ours, |_| {}) }.is_some() {}
+        while receive::remove_first_or(own, &is_ours, |_| {}).is_some() {}
     }
 }
 
@@ -595,23 +591,16 @@ impl<R: Send + 'static> PendingCall<R> {
                     || env.peek::<RemoteMessage>().is_some_and(|m| m.guard() == Some(tag))
                     || (local && env.peek::<Down>().is_some_and(|d| d.reference == reference))
             };
-            with_current("call", |worker, _, own| {
-                if worker.is_scanning() {
-                    // Dropped by a `receive!` guard, whose receive holds the
-                    // inner queue: the reply cannot be taken out from under
-                    // it. The call is given up and the process crashes
-                    // (unless it is already unwinding).
-                    own.stop_awaiting(me.serial(), tag);
-                    if !std::thread::panicking() {
-                        receive::refuse_inside_guard(worker);
-                    }
-                    return;
-                }
-                // SAFETY: `own` is the slot of the process being polled on
-                // this worker (BUSY): the caller; no receive holds its inner
-                // queue (not inside a guard).
-                unsafe { give_up(own, me.serial(), tag, is_ours) }
-            });
+            // Dropped inside a `receive!` guard, whose receive holds the
+            // inner queue, the call cannot take its reply out: `with_owner`
+            // panics, crashing the process, whether or not the reply has
+            // come. While already unwinding (a second panic would abort), the
+            // call is only given up.
+            if std::thread::panicking() && with_current("call", |worker, _, _| worker.is_holding()) {
+                with_current("call", |_, _, own| own.stop_awaiting(me.serial(), tag));
+                return;
+            }
+            with_owner("abandoning a call", |_, _, own| give_up(own, me.serial(), tag, is_ours));
         }
     }
 }

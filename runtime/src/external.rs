@@ -24,7 +24,7 @@ use crate::pid::Pid;
 use crate::receive::{report_timeout, scan_type, waiting_types, Decode, PollBook, Scan};
 use crate::runtime::Shared;
 use crate::send::Message;
-use crate::slot::Slot;
+use crate::slot::{Owner, Slot};
 use crate::sync::global::Arc;
 use crate::sync::Ordering;
 use crate::timer::wheel::TimerKey;
@@ -70,14 +70,19 @@ impl Mailbox {
         self.shared.table.slot(self.pid.index())
     }
 
+    /// The owner's hold on this mailbox ([`Owner`]).
+    fn owner(&mut self) -> Owner<'_> {
+        // SAFETY: `&mut self`: this handle is the mailbox's only owner (its
+        // slot is never polled), and the borrow keeps a second `Owner` from
+        // being made while this one is in use.
+        unsafe { Owner::new(self.shared.table.slot(self.pid.index())) }
+    }
+
     /// Takes the oldest message of type `T`, if one is there. `scan` is the
     /// position saved by this receive (a position belongs to one receive:
     /// another type's receive must start from the front).
     fn take<T: Send + 'static>(&mut self, scan: &mut Scan, decode: Option<Decode>) -> Option<T> {
-        let slot = self.shared.table.slot(self.pid.index());
-        // SAFETY: `&mut self`: this handle is the mailbox's only owner.
-        // One receive at a time (`&mut self`): no poll can hold two.
-        let hit = unsafe { scan_type::<T>(slot, scan, &PollBook::default(), decode) };
+        let hit = scan_type::<T>(&mut self.owner(), scan, &PollBook::default(), decode);
         hit.map(|env| env.downcast::<T>().unwrap_or_else(|_| unreachable!("matched by type")))
     }
 
@@ -139,10 +144,9 @@ impl Mailbox {
         }
     }
 
-    fn report_timeout<T>(&self) {
+    fn report_timeout<T>(&mut self) {
         if tracing::enabled!(tracing::Level::DEBUG) {
-            // SAFETY: `&self` of the only handle; nothing else touches the inner queue.
-            let (len, waiting) = unsafe { waiting_types(self.slot()) };
+            let (len, waiting) = waiting_types(&mut self.owner());
             report_timeout(self.pid, len, &waiting, &[std::any::type_name::<T>()]);
         }
     }

@@ -37,8 +37,8 @@ use crate::envelope::Envelope;
 use crate::exit::ExitReason;
 use crate::link::{with_extras_of, Processes, Table};
 use crate::pid::Pid;
-use crate::scheduler::worker::with_current;
-use crate::slot::Slot;
+use crate::scheduler::worker::{with_current, with_owner};
+use crate::slot::Owner;
 
 /// Identifies one monitor: returned by [`monitor`], carried by its [`Down`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -287,38 +287,30 @@ pub(crate) fn unwatch(processes: &impl Processes, mut watching: Vec<MonitorRef>)
 /// # Panics
 /// If called outside a krarup process.
 pub fn demonitor(reference: MonitorRef) -> bool {
-    with_current("demonitor", |worker, current, slot| {
-        crate::receive::refuse_inside_guard(worker);
+    with_owner("demonitor", |worker, current, own| {
         let me = Pid::from_parts(worker.shared.node, current.index, current.serial);
         if reference.watcher != me {
             return false;
         }
         if crate::dist::is_remote(reference.target) {
-            // SAFETY: as below.
-            return unsafe { demonitor_remote(slot, reference) };
+            return demonitor_remote(own, reference);
         }
-        // SAFETY: we are polling this process on this worker (BUSY), and
-        // `slot` is its slot.
-        unsafe { demonitor_with(&Table, slot, reference) == Demonitored::Removed }
+        demonitor_with(&Table, own, reference) == Demonitored::Removed
     })
 }
 
 /// [`demonitor`] of a monitor on a remote process: forgetting it from
 /// `watching` (under the watcher's lock) is what turns its `Down` away (see
 /// `dist::ops::down_arrived`); if it was no longer there, the `Down` has
-/// been delivered, and is taken out of the mailbox.
-///
-/// # Safety
-/// The caller owns the watcher's process (`BUSY`), whose slot is `own`.
-unsafe fn demonitor_remote(own: &Slot, reference: MonitorRef) -> bool {
+/// been delivered, and is taken out of the watcher's mailbox (`own`).
+fn demonitor_remote(own: &mut Owner<'_>, reference: MonitorRef) -> bool {
     let held = with_extras_of(reference.watcher, |e| forget(&mut e.watching, reference)).unwrap_or(false);
     if held {
         crate::dist::demonitor_remote(reference);
         return true;
     }
     let is_it = |env: &Envelope| env.peek::<Down>().is_some_and(|d| d.reference == reference);
-    // SAFETY: the caller owns the watcher.
-    unsafe { crate::receive::remove_first_or(own, is_it, |_| {}) };
+    crate::receive::remove_first_or(own, is_it, |_| {});
     false
 }
 
@@ -333,20 +325,16 @@ pub(crate) enum Demonitored {
     Suppressed,
 }
 
-/// The demonitor protocol of the module docs, by the watcher, whose slot
-/// is `own`.
-///
-/// # Safety
-/// The caller owns the watcher's process (`BUSY`).
-pub(crate) unsafe fn demonitor_with(processes: &impl Processes, own: &Slot, reference: MonitorRef) -> Demonitored {
+/// The demonitor protocol of the module docs, by the watcher, whose mailbox
+/// `own` holds.
+pub(crate) fn demonitor_with(processes: &impl Processes, own: &mut Owner<'_>, reference: MonitorRef) -> Demonitored {
     processes.with_extras(reference.watcher, |e| forget(&mut e.watching, reference));
     if processes.with_extras(reference.target, |e| forget(&mut e.monitors, reference)).unwrap_or(false) {
         return Demonitored::Removed;
     }
     // It fired: flush its Down, or suppress it if not here yet.
     let is_it = |env: &Envelope| env.peek::<Down>().is_some_and(|d| d.reference == reference);
-    // SAFETY: the caller owns the watcher.
-    match unsafe { crate::receive::remove_first_or(own, is_it, |extras| extras.suppressed.push(reference)) } {
+    match crate::receive::remove_first_or(own, is_it, |extras| extras.suppressed.push(reference)) {
         Some(_) => Demonitored::Flushed,
         None => Demonitored::Suppressed,
     }

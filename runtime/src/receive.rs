@@ -51,9 +51,9 @@ use std::time::Duration;
 
 use crate::dist::{materialize, Materialized};
 use crate::envelope::Envelope;
-use crate::scheduler::worker::{with_current, Current, Worker};
+use crate::scheduler::worker::{while_holding, with_owner, Current, Worker};
 use crate::send::Message;
-use crate::slot::Slot;
+use crate::slot::Owner;
 use crate::timer::deadline::Deadline;
 
 /// What the receives of one poll did, for the after-poll decision.
@@ -99,7 +99,7 @@ impl PollBook {
     /// A receive ran out of budget: it yields, or, if a send of this poll
     /// was throttled, pauses until the gate opens (registered with it).
     #[cold]
-    fn yields(&self, worker: &Worker, current: Current, slot: &Slot) {
+    fn yields(&self, worker: &Worker, current: Current, slot: &crate::slot::Slot) {
         if self.throttled.replace(false) {
             if let Some(gate) = self.throttle.borrow_mut().take() {
                 let me = crate::pid::Pid::from_parts(worker.shared.node, current.index, current.serial);
@@ -155,16 +155,10 @@ impl Default for Scan {
 impl Scan {
     /// Marks every message of the inner queue as scanned (none of them is
     /// what the receive waits for).
-    ///
-    /// # Safety
-    /// The caller owns the process whose slot this is.
     #[inline(always)]
-    unsafe fn skip_inner(&mut self, slot: &Slot) {
-        // SAFETY: as the caller guarantees.
-        unsafe {
-            self.pos = slot.inner_len_owned() as u32;
-            self.epoch = slot.inner_epoch_owned();
-        }
+    fn skip_inner(&mut self, own: &Owner<'_>) {
+        self.pos = own.inner_len() as u32;
+        self.epoch = own.inner_epoch();
     }
 
     /// Forgets a position saved for another process.
@@ -191,111 +185,95 @@ pub(crate) const DISCARD: usize = usize::MAX;
 pub(crate) type Decode = fn(&mut Envelope) -> Materialized;
 
 /// Step 1 of the module docs: scans the inner queue from the saved position.
-///
-/// # Safety
-/// The caller owns the process whose slot this is, and `matcher` cannot
-/// reach the inner queue (it cannot start a receive: see `ScanGuard`).
+/// (`matcher` may run user code, a `receive!`'s guards: it cannot reach the
+/// inner queue, which `own` holds; see `worker::with_owner`.)
 #[inline(always)]
-unsafe fn scan_inner<M>(slot: &Slot, scan: &mut Scan, matcher: &mut M) -> Option<(usize, Envelope)>
+fn scan_inner<M>(own: &mut Owner<'_>, scan: &mut Scan, matcher: &mut M) -> Option<(usize, Envelope)>
 where
     M: FnMut(&mut Envelope) -> Option<usize>,
 {
-    // SAFETY: as the caller guarantees.
-    unsafe {
-        slot.with_inner(|inner| {
-            if inner.epoch() != scan.epoch {
-                scan.pos = 0;
-                scan.epoch = inner.epoch();
-            }
-            // The position as a local `usize`, stored back per step: with
-            // `scan.pos` itself as the counter, one build set up a dozen
-            // spilled induction variables before the loop (~20 instructions
-            // per receive, even when the first message matched).
-            let mut pos = scan.pos as usize;
-            while let Some(env) = inner.get_mut(pos) {
-                if let Some(clause) = matcher(env) {
-                    let env = inner.remove(pos).expect("scanned position is in range");
-                    if clause == DISCARD {
-                        drop(env);
-                        scan.epoch = inner.epoch();
-                        continue;
-                    }
-                    inner.shrink_if_empty();
+    own.with_inner(|inner| {
+        if inner.epoch() != scan.epoch {
+            scan.pos = 0;
+            scan.epoch = inner.epoch();
+        }
+        // The position as a local `usize`, stored back per step: with
+        // `scan.pos` itself as the counter, one build set up a dozen
+        // spilled induction variables before the loop (~20 instructions
+        // per receive, even when the first message matched).
+        let mut pos = scan.pos as usize;
+        while let Some(env) = inner.get_mut(pos) {
+            if let Some(clause) = matcher(env) {
+                let env = inner.remove(pos).expect("scanned position is in range");
+                if clause == DISCARD {
+                    drop(env);
                     scan.epoch = inner.epoch();
-                    scan.pos = 0;
-                    return Some((clause, env));
+                    continue;
                 }
-                pos += 1;
-                scan.pos = pos as u32;
+                inner.shrink_if_empty();
+                scan.epoch = inner.epoch();
+                scan.pos = 0;
+                return Some((clause, env));
             }
-            None
-        })
-    }
+            pos += 1;
+            scan.pos = pos as u32;
+        }
+        None
+    })
 }
 
 /// Step 1's commonest case, taken without the general loop: the oldest
 /// message of the inner queue, if this receive has not looked at it yet and
 /// `is_wanted` accepts it (as its clause).
-///
-/// # Safety
-/// The caller owns the process whose slot this is.
 #[inline(always)]
-unsafe fn take_inner_front(
-    slot: &Slot,
+fn take_inner_front(
+    own: &mut Owner<'_>,
     scan: &mut Scan,
     is_wanted: impl Fn(&Envelope) -> Option<usize>,
 ) -> Option<(usize, Envelope)> {
-    // SAFETY: as the caller guarantees; `is_wanted` does not reach the slot.
-    unsafe {
-        slot.with_inner(|inner| {
-            if scan.pos != 0 && inner.epoch() == scan.epoch {
-                return None;
-            }
-            let clause = inner.get(0).and_then(&is_wanted)?;
-            let env = inner.pop_front()?;
-            inner.shrink_if_empty();
-            scan.epoch = inner.epoch();
-            scan.pos = 0;
-            Some((clause, env))
-        })
-    }
+    own.with_inner(|inner| {
+        if scan.pos != 0 && inner.epoch() == scan.epoch {
+            return None;
+        }
+        let clause = inner.get(0).and_then(&is_wanted)?;
+        let env = inner.pop_front()?;
+        inner.shrink_if_empty();
+        scan.epoch = inner.epoch();
+        scan.pos = 0;
+        Some((clause, env))
+    })
 }
 
 /// Whether anything arrived that this receive has not looked at: an inner
 /// message past its saved position, or anything in the outer queue.
-///
-/// # Safety
-/// The caller owns the process whose slot this is.
 #[inline(always)]
-unsafe fn has_unscanned(slot: &Slot, scan: &Scan) -> bool {
-    // SAFETY: as the caller guarantees.
-    slot.has_new_messages() || unsafe { slot.inner_len_owned() } > scan.pos as usize || slot_epoch_moved(slot, scan)
+fn has_unscanned(own: &Owner<'_>, scan: &Scan) -> bool {
+    own.has_new_messages() || own.inner_len() > scan.pos as usize || epoch_moved(own, scan)
 }
 
 /// Whether the inner queue lost messages since `scan` saved its position
 /// (its saved position no longer means anything).
 #[inline(always)]
-fn slot_epoch_moved(slot: &Slot, scan: &Scan) -> bool {
-    // SAFETY: only called from `has_unscanned`, whose caller owns the process.
-    unsafe { slot.inner_epoch_owned() != scan.epoch && slot.inner_len_owned() > 0 }
+fn epoch_moved(own: &Owner<'_>, scan: &Scan) -> bool {
+    own.inner_epoch() != scan.epoch && own.inner_len() > 0
 }
 
 /// Steps 1-2 for any matcher (user patterns and guards): the clause that
 /// matched and the message, or None if nothing matches yet.
-///
-/// # Safety
-/// As for `scan_inner`.
-pub(crate) unsafe fn scan<M>(slot: &Slot, scan: &mut Scan, book: &PollBook, mut matcher: M) -> Option<(usize, Envelope)>
+pub(crate) fn scan<M>(
+    own: &mut Owner<'_>,
+    scan: &mut Scan,
+    book: &PollBook,
+    mut matcher: M,
+) -> Option<(usize, Envelope)>
 where
     M: FnMut(&mut Envelope) -> Option<usize>,
 {
     loop {
-        // SAFETY: as the caller guarantees.
-        if let Some(hit) = unsafe { scan_inner(slot, scan, &mut matcher) } {
+        if let Some(hit) = scan_inner(own, scan, &mut matcher) {
             return Some(hit);
         }
-        // SAFETY: as the caller guarantees.
-        if !unsafe { slot.drain() } {
+        if !own.drain() {
             return None;
         }
         book.note_drained();
@@ -306,12 +284,9 @@ where
 /// `T` at the front of the outer queue is taken directly, under the lock,
 /// without moving anything: the common case of a process that receives
 /// every message it is sent costs one lock per message.
-///
-/// # Safety
-/// The caller owns the process whose slot this is.
 #[inline]
-pub(crate) unsafe fn scan_type<T: Send + 'static>(
-    slot: &Slot,
+pub(crate) fn scan_type<T: Send + 'static>(
+    own: &mut Owner<'_>,
     scan: &mut Scan,
     book: &PollBook,
     decode: Option<Decode>,
@@ -327,16 +302,14 @@ pub(crate) unsafe fn scan_type<T: Send + 'static>(
         }
     };
     loop {
-        // SAFETY: the caller owns the process; the matcher is a type check.
-        if let Some((_, env)) = unsafe { scan_inner(slot, scan, &mut matcher) } {
+        if let Some((_, env)) = scan_inner(own, scan, &mut matcher) {
             return Some(env);
         }
-        // SAFETY: as above, and every inner message was just rejected.
-        if let Some(env) = unsafe { slot.pop_front_if(Envelope::is::<T>) } {
+        // Every inner message was just rejected.
+        if let Some(env) = own.pop_front_if(Envelope::is::<T>) {
             return Some(env);
         }
-        // SAFETY: as above.
-        if !unsafe { slot.drain() } {
+        if !own.drain() {
             return None;
         }
         book.note_drained();
@@ -353,39 +326,32 @@ pub(crate) unsafe fn scan_type<T: Send + 'static>(
 /// it wants is in the mailbox skip the scan (a call's wait: see
 /// [`poll_call`]); it is asked once the inner queue's front is not a hit,
 /// and if it says so, every inner message counts as scanned.
-///
-/// # Safety
-/// The caller owns the process whose slot this is.
 #[inline]
-pub(crate) unsafe fn scan_types(
-    slot: &Slot,
+pub(crate) fn scan_types(
+    own: &mut Owner<'_>,
     scan: &mut Scan,
     book: &PollBook,
     is_wanted: impl Fn(&Envelope) -> Option<usize>,
     mut remote: impl FnMut(&mut Envelope) -> Option<usize>,
-    is_absent: impl FnOnce() -> bool,
+    is_absent: impl FnOnce(&Owner<'_>) -> bool,
 ) -> Option<(usize, Envelope)> {
-    // SAFETY: the caller owns the process.
-    if let Some(hit) = unsafe { take_inner_front(slot, scan, &is_wanted) } {
+    if let Some(hit) = take_inner_front(own, scan, &is_wanted) {
         return Some(hit);
     }
-    if is_absent() {
-        // SAFETY: as above.
-        unsafe { scan.skip_inner(slot) };
+    if is_absent(own) {
+        scan.skip_inner(own);
         return None;
     }
     let mut matcher = |env: &mut Envelope| is_wanted(env).or_else(|| remote(env));
     loop {
-        // SAFETY: the caller owns the process; the matcher runs no user code.
-        if let Some(hit) = unsafe { scan_inner(slot, scan, &mut matcher) } {
+        if let Some(hit) = scan_inner(own, scan, &mut matcher) {
             return Some(hit);
         }
-        // SAFETY: as above, and every inner message was just rejected.
-        if let Some(env) = unsafe { slot.pop_front_if(|env| is_wanted(env).is_some()) } {
+        // Every inner message was just rejected.
+        if let Some(env) = own.pop_front_if(|env| is_wanted(env).is_some()) {
             return is_wanted(&env).map(|clause| (clause, env));
         }
-        // SAFETY: as above.
-        if !unsafe { slot.drain() } {
+        if !own.drain() {
             return None;
         }
         book.note_drained();
@@ -404,9 +370,8 @@ pub(crate) fn poll_types(
     is_wanted: impl Fn(&Envelope) -> Option<usize>,
     remote: impl FnMut(&mut Envelope) -> Option<usize>,
 ) -> Poll<(usize, Envelope)> {
-    let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
-        // SAFETY: `poll_now` passes the slot of the process being polled.
-        unsafe { scan_types(slot, scan, worker.book(), is_wanted, remote, || false) }
+    let attempt = |worker: &Worker, own: &mut Owner<'_>, scan: &mut Scan| {
+        scan_types(own, scan, worker.book(), is_wanted, remote, |_| false)
     };
     poll_now(what, scan, attempt)
 }
@@ -419,22 +384,19 @@ pub(crate) fn poll_types(
 fn poll_now<H>(
     what: &'static str,
     scan: &mut Scan,
-    attempt: impl FnOnce(&Worker, &Slot, &mut Scan) -> Option<H>,
+    attempt: impl FnOnce(&Worker, &mut Owner<'_>, &mut Scan) -> Option<H>,
 ) -> Poll<H> {
-    with_current(what, |worker, current, slot| {
-        refuse_inside_guard(worker);
+    with_owner(what, |worker, current, own| {
         scan.claim(current);
-        // SAFETY: `with_current` gives us the slot of the process we are
-        // polling, and no guard holds its inner queue (refused above).
-        if unsafe { !has_unscanned(slot, scan) } {
+        if !has_unscanned(own, scan) {
             worker.book().note_pending();
             return Poll::Pending;
         }
         if !worker.consume_budget() {
-            worker.book().yields(worker, current, slot);
+            worker.book().yields(worker, current, own.slot());
             return Poll::Pending;
         }
-        match attempt(worker, slot, scan) {
+        match attempt(worker, own, scan) {
             Some(hit) => Poll::Ready(hit),
             None => {
                 worker.book().note_pending();
@@ -449,39 +411,27 @@ fn poll_now<H>(
 /// `otherwise` on the extras while still holding the lock, so that no
 /// delivery slips in between. `is_it` must not run user code (it runs
 /// under the slot lock).
-///
-/// # Safety
-/// The caller owns the process whose slot this is.
-pub(crate) unsafe fn remove_first_or(
-    slot: &Slot,
+pub(crate) fn remove_first_or(
+    own: &mut Owner<'_>,
     is_it: impl Fn(&Envelope) -> bool,
     otherwise: impl FnOnce(&mut crate::slot::Extras),
 ) -> Option<Envelope> {
-    // SAFETY: the caller owns the process.
-    let in_inner = unsafe {
-        slot.with_inner(|inner| {
-            let at = (0..inner.len()).find(|&i| inner.get(i).is_some_and(&is_it));
-            at.and_then(|i| inner.remove(i))
-        })
-    };
-    in_inner.or_else(|| slot.remove_outer_or(is_it, otherwise))
+    let in_inner = own.with_inner(|inner| {
+        let at = (0..inner.len()).find(|&i| inner.get(i).is_some_and(&is_it));
+        at.and_then(|i| inner.remove(i))
+    });
+    in_inner.or_else(|| own.remove_outer_or(is_it, otherwise))
 }
 
 /// The distinct type names of the messages waiting in the inner queue.
-///
-/// # Safety
-/// The caller owns the process whose slot this is.
-pub(crate) unsafe fn waiting_types(slot: &Slot) -> (usize, BTreeSet<&'static str>) {
+pub(crate) fn waiting_types(own: &mut Owner<'_>) -> (usize, BTreeSet<&'static str>) {
     let mut names = BTreeSet::new();
-    // SAFETY: the caller owns the process.
-    let len = unsafe {
-        slot.with_inner(|inner| {
-            inner.for_each(|env| {
-                names.insert(env.type_name());
-            });
-            inner.len()
-        })
-    };
+    let len = own.with_inner(|inner| {
+        inner.for_each(|env| {
+            names.insert(env.type_name());
+        });
+        inner.len()
+    });
     (len, names)
 }
 
@@ -502,47 +452,6 @@ pub(crate) fn report_timeout(
     }
 }
 
-/// Resets the "inside a matcher" flag even if a guard panics.
-struct ScanGuard<'a>(&'a Worker);
-
-impl<'a> ScanGuard<'a> {
-    #[inline]
-    fn enter(worker: &'a Worker) -> ScanGuard<'a> {
-        if worker.is_scanning() {
-            nested_receive();
-        }
-        worker.set_scanning(true);
-        ScanGuard(worker)
-    }
-}
-
-impl Drop for ScanGuard<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        self.0.set_scanning(false);
-    }
-}
-
-/// A receive by type runs no user code, but must not run inside a guard
-/// (the guard's matcher holds the inner queue); nor must anything else that
-/// takes messages out of the inner queue (`demonitor`'s flush, an abandoned
-/// call's reply). Panics if called inside a guard.
-#[inline(always)]
-pub(crate) fn refuse_inside_guard(worker: &Worker) {
-    if worker.is_scanning() {
-        nested_receive();
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn nested_receive() -> ! {
-    panic!(
-        "krarup: a receive! guard touched its process's mailbox (started a receive, demonitored or abandoned a call): \
-         guards must not have side effects"
-    )
-}
-
 /// One poll of a receive in the current process: takes a unit of budget
 /// (or yields), runs `attempt` over the mailbox, and handles the deadline.
 /// `Ready(Some)` on a match, `Ready(None)` on timeout.
@@ -551,21 +460,19 @@ fn poll_receive<H>(
     what: &'static str,
     scan: &mut Scan,
     deadline: &mut Deadline,
-    attempt: impl FnOnce(&Worker, &Slot, &mut Scan) -> Option<H>,
+    attempt: impl FnOnce(&Worker, &mut Owner<'_>, &mut Scan) -> Option<H>,
     expected: impl FnOnce() -> Vec<&'static str>,
 ) -> Poll<Option<H>> {
-    with_current(what, |worker, current, slot| {
-        refuse_inside_guard(worker);
+    with_owner(what, |worker, current, own| {
         scan.claim(current);
         // Nothing arrived since this receive last looked (the commonest case
         // of a first poll): only the deadline can end it.
-        // SAFETY: `with_current` gives us the slot of the process we are polling.
-        if unsafe { has_unscanned(slot, scan) } {
+        if has_unscanned(own, scan) {
             if !worker.consume_budget() {
-                worker.book().yields(worker, current, slot);
+                worker.book().yields(worker, current, own.slot());
                 return Poll::Pending;
             }
-            if let Some(hit) = attempt(worker, slot, scan) {
+            if let Some(hit) = attempt(worker, own, scan) {
                 deadline.matched();
                 return Poll::Ready(Some(hit));
             }
@@ -575,16 +482,15 @@ fn poll_receive<H>(
             return Poll::Pending;
         }
         deadline.expired();
-        timed_out(worker, current, slot, expected);
+        timed_out(worker, current, own, expected);
         Poll::Ready(None)
     })
 }
 
 #[cold]
-fn timed_out(worker: &Worker, current: Current, slot: &Slot, expected: impl FnOnce() -> Vec<&'static str>) {
+fn timed_out(worker: &Worker, current: Current, own: &mut Owner<'_>, expected: impl FnOnce() -> Vec<&'static str>) {
     if tracing::enabled!(tracing::Level::DEBUG) {
-        // SAFETY: we own the process (BUSY).
-        let (len, waiting) = unsafe { waiting_types(slot) };
+        let (len, waiting) = waiting_types(own);
         let pid = crate::pid::Pid::from_parts(worker.shared.node, current.index, current.serial);
         report_timeout(pid, len, &waiting, &expected());
     }
@@ -616,11 +522,9 @@ pub(crate) fn poll_call(
     remote: impl FnMut(&mut Envelope) -> Option<usize>,
     expected: impl FnOnce() -> Vec<&'static str>,
 ) -> Poll<Option<(usize, Envelope)>> {
-    let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
-        let is_absent = || awaited.is_some_and(|tag| slot.awaits().holds(tag));
-        // SAFETY: `poll_receive` passes the slot of the process being polled;
-        // the matchers run no user code.
-        unsafe { scan_types(slot, scan, worker.book(), is_ours, remote, is_absent) }
+    let attempt = |worker: &Worker, own: &mut Owner<'_>, scan: &mut Scan| {
+        let is_absent = |own: &Owner<'_>| awaited.is_some_and(|tag| own.awaits().holds(tag));
+        scan_types(own, scan, worker.book(), is_ours, remote, is_absent)
     };
     poll_receive("call", scan, deadline, attempt, expected)
 }
@@ -640,10 +544,8 @@ impl<T: Send + 'static> Future for Recv<T> {
     #[inline]
     fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<T> {
         let decode = self.decode;
-        let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
-            // SAFETY: `poll_now` passes the slot of the process being polled.
-            unsafe { scan_type::<T>(slot, scan, worker.book(), decode) }
-        };
+        let attempt =
+            |worker: &Worker, own: &mut Owner<'_>, scan: &mut Scan| scan_type::<T>(own, scan, worker.book(), decode);
         poll_now("recv", &mut self.scan, attempt).map(unwrap_as::<T>)
     }
 }
@@ -664,10 +566,8 @@ impl<T: Send + 'static> Future for RecvTimeout<T> {
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<T>> {
         let this = self.get_mut();
         let decode = this.decode;
-        let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
-            // SAFETY: `poll_receive` passes the slot of the process being polled.
-            unsafe { scan_type::<T>(slot, scan, worker.book(), decode) }
-        };
+        let attempt =
+            |worker: &Worker, own: &mut Owner<'_>, scan: &mut Scan| scan_type::<T>(own, scan, worker.book(), decode);
         poll_receive("recv_timeout", &mut this.scan, &mut this.deadline, attempt, || vec![std::any::type_name::<T>()])
             .map(|env| env.map(unwrap_as::<T>))
     }
@@ -749,10 +649,8 @@ pub fn recv_timeout<T: Message>(timeout: Duration) -> RecvTimeout<T> {
 /// # Panics
 /// Outside a krarup process, or from inside a `receive!` guard.
 pub fn try_recv<T: Message>() -> Option<T> {
-    with_current("try_recv", |worker, _, slot| {
-        refuse_inside_guard(worker);
-        // SAFETY: we are polling this process on this worker (BUSY).
-        unsafe { scan_type::<T>(slot, &mut Scan::default(), worker.book(), Some(materialize::<T>)) }.map(unwrap_as::<T>)
+    with_owner("try_recv", |worker, _, own| {
+        scan_type::<T>(own, &mut Scan::default(), worker.book(), Some(materialize::<T>)).map(unwrap_as::<T>)
     })
 }
 
@@ -783,11 +681,10 @@ impl<M: FnMut(&mut Envelope) -> Option<usize>> Future for ReceiveFuture<'_, M> {
         let this = self.get_mut();
         let expected = this.expected;
         let matcher = &mut this.matcher;
-        let attempt = |worker: &Worker, slot: &Slot, scan: &mut Scan| {
-            let _guard = ScanGuard::enter(worker);
-            // SAFETY: `with_current` gives us the slot of the process we are
-            // polling; `ScanGuard` keeps the guards from receiving.
-            unsafe { self::scan(slot, scan, worker.book(), matcher) }
+        // The guards run while `own` holds the inner queue: one that
+        // touches the mailbox panics (`worker::with_owner`).
+        let attempt = |worker: &Worker, own: &mut Owner<'_>, scan: &mut Scan| {
+            while_holding(worker, || self::scan(own, scan, worker.book(), matcher))
         };
         poll_receive("receive!", &mut this.scan, &mut this.deadline, attempt, || expected.iter().map(|f| f()).collect())
     }

@@ -71,6 +71,7 @@
 //! unlock in step 1) is acquired by the next thread that takes the lock and
 //! sets `BUSY`, which then publishes the slot through a run queue.
 
+use std::marker::PhantomData;
 use std::task::Waker;
 
 use crate::awaits::{Awaits, Veto};
@@ -859,6 +860,97 @@ impl Slot {
     pub(crate) unsafe fn clear_task(&self) -> Option<TaskRef> {
         // SAFETY: the caller owns `task`.
         self.task.with_mut(|t| unsafe { (*t).take() })
+    }
+}
+
+/// The owner's hold on its process's mailbox: what the owner-only parts of
+/// a slot (the inner queue) are reached through, by safe methods.
+///
+/// Invariant: while an `Owner` of a slot exists, its thread owns the
+/// process (the `BUSY` holder polling it, or the external mailbox's
+/// handle), and while one borrows the inner queue — only inside its own
+/// methods, [`Owner::with_inner`]'s closure included — no other `Owner` of
+/// that slot is made or used. [`Owner::new`] (`unsafe`) is where that is
+/// established: by the worker polling the process (`worker::with_owner`),
+/// and by an external mailbox's `&mut self`. What runs inside a borrow is
+/// crate code, which makes no `Owner`, and user code (a `receive!`'s guards,
+/// a message's `Deserialize`), which runs there only inside
+/// `worker::while_holding`, where `with_owner` panics instead. The closure
+/// of `with_inner` cannot use its own `Owner`, which it borrows mutably.
+/// Not `Send`: the ownership is its thread's.
+pub(crate) struct Owner<'a> {
+    slot: &'a Slot,
+    _this_thread: PhantomData<*const ()>,
+}
+
+impl<'a> Owner<'a> {
+    /// The owner's hold on `slot`.
+    ///
+    /// # Safety
+    /// For `'a`, the caller owns the process whose slot is `slot` (`BUSY`
+    /// holder on this thread, or the external handle), and uses no other
+    /// `Owner` of it while this one is in use.
+    #[inline(always)]
+    pub(crate) unsafe fn new(slot: &'a Slot) -> Owner<'a> {
+        Owner { slot, _this_thread: PhantomData }
+    }
+
+    /// The slot, for what anyone may do to it (under its lock).
+    #[inline(always)]
+    pub(crate) fn slot(&self) -> &'a Slot {
+        self.slot
+    }
+
+    /// Runs `f` on the inner queue. (User code that `f` runs must run
+    /// inside `worker::while_holding`.)
+    #[inline(always)]
+    pub(crate) fn with_inner<R>(&mut self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        // SAFETY: the invariant: this thread owns the process, and nothing
+        // `f` runs reaches the inner queue (through this `Owner`, borrowed
+        // here, or another, which nothing in `f` makes).
+        unsafe { self.slot.with_inner(f) }
+    }
+
+    /// The inner queue's length.
+    #[inline(always)]
+    pub(crate) fn inner_len(&self) -> usize {
+        // SAFETY: as in `with_inner`; a read, outside any borrow of the
+        // inner queue (`with_inner` borrows `self` mutably, and no other
+        // `Owner` is used inside one).
+        unsafe { self.slot.inner_len_owned() }
+    }
+
+    /// The inner queue's epoch.
+    #[inline(always)]
+    pub(crate) fn inner_epoch(&self) -> u32 {
+        // SAFETY: as in `inner_len`.
+        unsafe { self.slot.inner_epoch_owned() }
+    }
+
+    /// Step 3: moves newly arrived messages to the end of the inner queue.
+    /// Returns whether anything arrived.
+    #[inline(always)]
+    pub(crate) fn drain(&mut self) -> bool {
+        // SAFETY: as in `with_inner`.
+        unsafe { self.slot.drain() }
+    }
+
+    /// Step 3, fast path ([`Slot::pop_front_if`]): the caller's receive has
+    /// rejected every message of the inner queue (else it would take a
+    /// message out of order, never an unsound one).
+    #[inline(always)]
+    pub(crate) fn pop_front_if(&mut self, is_wanted: impl Fn(&Envelope) -> bool) -> Option<Envelope> {
+        // SAFETY: as in `with_inner`; the order condition is the caller's.
+        unsafe { self.slot.pop_front_if(is_wanted) }
+    }
+}
+
+impl std::ops::Deref for Owner<'_> {
+    type Target = Slot;
+
+    #[inline(always)]
+    fn deref(&self) -> &Slot {
+        self.slot
     }
 }
 

@@ -22,6 +22,7 @@ use super::wire::View;
 use crate::envelope::Envelope;
 use crate::pid::Pid;
 use crate::runtime::Shared;
+use crate::scheduler::worker::{while_holding, with_worker};
 use crate::send::Message;
 use crate::sync::global::{AtomicU64, Ordering};
 
@@ -144,8 +145,23 @@ pub(crate) fn materialize<T: Message>(env: &mut Envelope) -> Materialized {
     }
 }
 
+/// Runs `decode`, which runs user code (a type's `Deserialize`, a `tracing`
+/// subscriber) while a receive may hold the inner queue: inside a process,
+/// with `with_owner` refused meanwhile (`worker::while_holding`).
+#[inline(always)]
+fn user_code<R>(decode: impl FnOnce() -> R) -> R {
+    with_worker(|worker| match worker {
+        Some(worker) => while_holding(worker, decode),
+        None => decode(),
+    })
+}
+
 #[inline(never)]
 fn decode_small<T: Message>(env: &mut Envelope) -> Materialized {
+    user_code(|| decode_small_now::<T>(env))
+}
+
+fn decode_small_now<T: Message>(env: &mut Envelope) -> Materialized {
     let small = env.take::<SmallMessage>().expect("checked by materialize");
     let decoded = small.view().map(|view| view.decode::<T>(&small.bytes[..usize::from(small.len)]));
     match decoded {
@@ -172,6 +188,10 @@ fn garbage<T>(error: &dyn fmt::Display) -> Materialized {
 
 #[inline(never)]
 fn decode_into<T: Message>(env: &mut Envelope) -> Materialized {
+    user_code(|| decode_into_now::<T>(env))
+}
+
+fn decode_into_now<T: Message>(env: &mut Envelope) -> Materialized {
     let remote = env.take::<RemoteMessage>().expect("checked by materialize");
     match remote.view().decode::<T>(remote.payload()) {
         Ok(value) => {

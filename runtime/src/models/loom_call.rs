@@ -50,6 +50,7 @@ use crate::exit::ExitReason;
 use crate::link::Processes;
 use crate::monitor::{Down, MonitorRef};
 use crate::receive::remove_first_or;
+use crate::slot::Owner;
 use crate::sync::Arc;
 
 const TAG: u64 = 7;
@@ -70,11 +71,11 @@ fn reply(world: &World) -> bool {
 /// W, which the caller owns: one receive of the reply or the call's `Down`
 /// (None: a timeout), then the end of the call.
 fn receive_and_finish(world: &World, reference: MonitorRef) -> Outcome {
-    let own = world.slot(0);
+    // SAFETY: the caller owns W (BUSY) and holds no other `Owner` of it.
+    let own = &mut unsafe { Owner::new(world.slot(0)) };
     let is_down = is_down_of(reference);
     let is_ours = |env: &Envelope| is_reply(env) || is_down(env);
-    // SAFETY: the caller owns W (BUSY).
-    let got = unsafe { remove_first_or(own, is_ours, |_| {}) };
+    let got = remove_first_or(own, is_ours, |_| {});
     // What W found was delivered by taking the tag, before W's look: W's read
     // of its awaits word, after the look, cannot still find the tag there.
     assert!(got.is_none() || !own.awaits().holds(TAG), "W found a message of the call while the word held its tag");
@@ -82,8 +83,7 @@ fn receive_and_finish(world: &World, reference: MonitorRef) -> Outcome {
         Some(env) if is_reply(&env) => Outcome::Replied,
         Some(_) => Outcome::Down,
         None => {
-            // SAFETY: as above; `own` is W's slot.
-            unsafe { give_up(own, world.pid(0).serial(), TAG, is_ours) };
+            give_up(own, world.pid(0).serial(), TAG, is_ours);
             Outcome::Failed
         }
     }
@@ -202,8 +202,8 @@ fn loom_call_start_racing_exit() {
                 } else {
                     // NoProc at once: nothing was delivered (`PendingCall::finish`).
                     let is_ours = |env: &Envelope| is_reply(env) || is_down_of(reference)(env);
-                    // SAFETY: we own W (BUSY).
-                    unsafe { give_up(w.slot(0), w.pid(0).serial(), TAG, is_ours) };
+                    // SAFETY: we own W (BUSY) and hold no other `Owner` of it.
+                    give_up(&mut unsafe { Owner::new(w.slot(0)) }, w.pid(0).serial(), TAG, is_ours);
                     Outcome::Down
                 };
                 result = Some((alive, outcome));

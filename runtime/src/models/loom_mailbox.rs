@@ -58,7 +58,7 @@
 
 use crate::envelope::Envelope;
 use crate::receive::{scan, scan_type, PollBook, Scan};
-use crate::slot::{AfterPoll, Delivery, Slot, Wake, BUSY, LIVE};
+use crate::slot::{AfterPoll, Delivery, Owner, Slot, Wake, BUSY, LIVE};
 use crate::sync::{thread, Arc, AtomicBool, AtomicU32, Ordering, UnsafeCell};
 
 /// How a process receives (see the module docs).
@@ -191,10 +191,11 @@ impl Process {
     /// The receive(s) of `self.style`, once; `Both` notes its first receive
     /// pending before trying the second, as a `join!` would.
     fn attempt(&self, state: &mut State, book: &PollBook) -> Option<u64> {
+        // SAFETY: we own the process (BUSY) and hold no other `Owner` of it.
+        let own = &mut unsafe { Owner::new(&self.slot) };
         match self.style {
             Style::Typed => {
-                // SAFETY: we own the process (BUSY) and hold no part of its mailbox.
-                let env = unsafe { scan_type::<u32>(&self.slot, &mut state.scan, book, None) }?;
+                let env = scan_type::<u32>(own, &mut state.scan, book, None)?;
                 state.scan = Scan::default();
                 Some(env.downcast::<u32>().expect("scan_type matched a u32").into())
             }
@@ -204,9 +205,7 @@ impl Process {
                     () if env.is::<u64>() => Some(1),
                     () => None,
                 };
-                // SAFETY: as above; the matcher is a type check that cannot
-                // reach the mailbox.
-                let (clause, env) = unsafe { scan(&self.slot, &mut state.scan, book, matcher) }?;
+                let (clause, env) = scan(own, &mut state.scan, book, matcher)?;
                 state.scan = Scan::default();
                 Some(match clause {
                     0 => env.downcast::<u32>().expect("clause 0 matched a u32").into(),
@@ -214,14 +213,12 @@ impl Process {
                 })
             }
             Style::Both => {
-                // SAFETY: we own the process (BUSY) and hold no part of its mailbox.
-                if let Some(env) = unsafe { scan_type::<u32>(&self.slot, &mut state.scan, book, None) } {
+                if let Some(env) = scan_type::<u32>(own, &mut state.scan, book, None) {
                     state.scan = Scan::default();
                     return Some(env.downcast::<u32>().expect("scan_type matched a u32").into());
                 }
                 book.note_pending();
-                // SAFETY: as above.
-                let env = unsafe { scan_type::<u64>(&self.slot, &mut state.scan_u64, book, None) }?;
+                let env = scan_type::<u64>(own, &mut state.scan_u64, book, None)?;
                 state.scan_u64 = Scan::default();
                 Some(env.downcast::<u64>().expect("scan_type matched a u64"))
             }

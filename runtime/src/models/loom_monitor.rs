@@ -49,6 +49,7 @@ use super::loom_link::{reference, spawn_with, Msg, World};
 use crate::exit::ExitReason;
 use crate::monitor::{Demonitored, Down, MonitorRef};
 use crate::pid::Pid;
+use crate::slot::Owner;
 use crate::sync::Arc;
 
 /// `monitor(target)` by process `watcher`, which the caller owns: the real
@@ -62,8 +63,8 @@ fn monitor(world: &World, watcher: usize, target: Pid, id: u64) -> (MonitorRef, 
 /// `demonitor(reference)` by process `watcher`, which the caller owns: the
 /// real protocol (`monitor::demonitor_with`).
 fn demonitor(world: &World, watcher: usize, reference: MonitorRef) -> Demonitored {
-    // SAFETY: the caller owns the watcher (BUSY).
-    unsafe { crate::monitor::demonitor_with(world, world.slot(watcher), reference) }
+    // SAFETY: the caller owns the watcher (BUSY) and holds no other `Owner` of it.
+    crate::monitor::demonitor_with(world, &mut unsafe { Owner::new(world.slot(watcher)) }, reference)
 }
 
 /// The `Down`s among `msgs`.

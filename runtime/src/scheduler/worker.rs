@@ -42,7 +42,7 @@ use crate::receive::PollBook;
 use crate::refs::RefBlock;
 use crate::runtime::Shared;
 use crate::scheduler::contention::Contention;
-use crate::slot::{serial_of, AfterPoll, Delivery, Extras, Slot, Wake, EXITING};
+use crate::slot::{serial_of, AfterPoll, Delivery, Extras, Owner, Slot, Wake, EXITING};
 use crate::sync::deque::{Steal, Worker as LocalQueue};
 use crate::sync::global::Arc;
 use crate::task::TaskRef;
@@ -108,6 +108,59 @@ pub(crate) fn with_current<R>(what: &str, f: impl FnOnce(&Worker, Current, &Slot
     })
 }
 
+/// Runs `f` with the worker, the process being polled and the owner's hold
+/// on its mailbox ([`Owner`]): for what takes messages out of the inner
+/// queue (receives, `demonitor`'s flush, an abandoned call's reply).
+///
+/// # Panics
+/// If called outside a krarup process, or from user code that runs while
+/// the inner queue is held ([`while_holding`]): a `receive!` guard, or a
+/// message's `Deserialize` run by a receive.
+#[inline(always)]
+pub(crate) fn with_owner<R>(what: &str, f: impl FnOnce(&Worker, Current, &mut Owner<'_>) -> R) -> R {
+    with_current(what, |worker, current, slot| {
+        if worker.holding.get() {
+            mailbox_in_use();
+        }
+        // SAFETY: this worker polls the process (`with_current`: `BUSY`).
+        // An `Owner` borrows the inner queue only inside its own methods,
+        // and what runs there makes no other `Owner`: crate code does not,
+        // and user code runs there only inside `while_holding`, where this
+        // function refuses (above).
+        f(worker, current, &mut unsafe { Owner::new(slot) })
+    })
+}
+
+/// Runs `f`, user code that runs while an [`Owner`] holds the current
+/// process's inner queue (a `receive!`'s guards, a message's `Deserialize`):
+/// until it returns, [`with_owner`] panics instead of handing out another
+/// `Owner`.
+#[inline(always)]
+pub(crate) fn while_holding<R>(worker: &Worker, f: impl FnOnce() -> R) -> R {
+    let was = worker.holding.replace(true);
+    let _restore = Restore(&worker.holding, was);
+    f()
+}
+
+/// Puts the flag back as it was when dropped, also on a panic.
+struct Restore<'a>(&'a Cell<bool>, bool);
+
+impl Drop for Restore<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.0.set(self.1);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn mailbox_in_use() -> ! {
+    panic!(
+        "krarup: a receive! guard touched its process's mailbox (started a receive, demonitored or abandoned a call): \
+         guards must not have side effects"
+    )
+}
+
 #[cold]
 #[inline(never)]
 fn outside_process(what: &str) -> ! {
@@ -151,8 +204,9 @@ pub(crate) struct Worker {
     /// The slot of `current` (valid while `current` is Some).
     current_slot: Cell<*const Slot>,
     budget: Cell<u32>,
-    /// Set while a receive's matcher (user guards) runs.
-    scanning: Cell<bool>,
+    /// Set while user code runs with the current process's inner queue
+    /// held ([`while_holding`]): [`with_owner`] refuses meanwhile.
+    holding: Cell<bool>,
     /// What the receives of the current poll did (see `receive::PollBook`).
     book: PollBook,
     /// Processes polled (published to `WorkerStats::polls` now and then).
@@ -190,7 +244,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: LocalQueue<u32>) {
         current: Cell::new(None),
         current_slot: Cell::new(ptr::null()),
         budget: Cell::new(RECEIVE_BUDGET),
-        scanning: Cell::new(false),
+        holding: Cell::new(false),
         book: PollBook::default(),
         polls: Cell::new(0),
         wheel: RefCell::new(Wheel::new(now)),
@@ -456,7 +510,7 @@ impl Worker {
         let reason = ExitReason::Panic(panic_message(&*payload));
         // Dropping a payload can itself panic; never let that out.
         let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
-        self.set_scanning(false);
+        self.holding.set(false);
         match self.current.take() {
             Some(Current { index, serial }) => {
                 // SAFETY: `current_slot` is the slot of `current`, set together.
@@ -653,15 +707,11 @@ impl Worker {
         &self.book
     }
 
-    /// Whether a receive's matcher is running (a guard must not receive).
+    /// Whether user code runs with the current process's inner queue held
+    /// (inside a `receive!` guard, say): see [`while_holding`].
     #[inline]
-    pub(crate) fn is_scanning(&self) -> bool {
-        self.scanning.get()
-    }
-
-    #[inline]
-    pub(crate) fn set_scanning(&self, on: bool) {
-        self.scanning.set(on);
+    pub(crate) fn is_holding(&self) -> bool {
+        self.holding.get()
     }
 
     /// Schedules a timer that wakes the current process at `when` (ticks).
