@@ -53,7 +53,7 @@ use crate::dist::{materialize, Materialized};
 use crate::envelope::Envelope;
 use crate::scheduler::worker::{while_holding, with_owner, Current, Worker};
 use crate::send::Message;
-use crate::slot::Owner;
+use crate::slot::{Owner, Slot};
 use crate::timer::deadline::Deadline;
 
 /// What the receives of one poll did, for the after-poll decision.
@@ -99,7 +99,7 @@ impl PollBook {
     /// A receive ran out of budget: it yields, or, if a send of this poll
     /// was throttled, pauses until the gate opens (registered with it).
     #[cold]
-    fn yields(&self, worker: &Worker, current: Current, slot: &crate::slot::Slot) {
+    fn yields(&self, worker: &Worker, current: Current, slot: &Slot) {
         if self.throttled.replace(false) {
             if let Some(gate) = self.throttle.borrow_mut().take() {
                 let me = crate::pid::Pid::from_parts(worker.shared.node, current.index, current.serial);
@@ -185,8 +185,9 @@ pub(crate) const DISCARD: usize = usize::MAX;
 pub(crate) type Decode = fn(&mut Envelope) -> Materialized;
 
 /// Step 1 of the module docs: scans the inner queue from the saved position.
-/// (`matcher` may run user code, a `receive!`'s guards: it cannot reach the
-/// inner queue, which `own` holds; see `worker::with_owner`.)
+/// (User code that `matcher` runs — a `receive!`'s guards, a message's
+/// `Deserialize` — runs inside `worker::while_holding`, so it cannot reach
+/// the inner queue that `own` holds.)
 #[inline(always)]
 fn scan_inner<M>(own: &mut Owner<'_>, scan: &mut Scan, matcher: &mut M) -> Option<(usize, Envelope)>
 where

@@ -201,3 +201,32 @@ fn decode_into_now<T: Message>(env: &mut Envelope) -> Materialized {
         Err(error) => garbage::<T>(&error),
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::user_code;
+    use crate::{monitor, recv_timeout, spawn, Down, ExitReason, Runtime};
+
+    /// A message's `Deserialize` runs while the receive that decodes it
+    /// holds the inner queue: one that touches the mailbox crashes its
+    /// process with a clear message instead of reaching the queue.
+    #[test]
+    fn user_code_run_by_a_decode_cannot_reach_the_mailbox() {
+        let rt = Runtime::new();
+        let reason = rt.block_on(async {
+            let child = spawn(async {
+                user_code(|| crate::try_recv::<u8>());
+            });
+            let reference = monitor(child);
+            let Some(down) = recv_timeout::<Down>(std::time::Duration::from_secs(10)).await else {
+                panic!("the child did not exit within 10 s")
+            };
+            assert_eq!(down.reference, reference);
+            down.reason
+        });
+        match reason {
+            ExitReason::Panic(message) => assert!(message.contains("mailbox"), "unexpected panic: {message}"),
+            other => panic!("expected a panic, got {other}"),
+        }
+    }
+}

@@ -156,8 +156,8 @@ impl Drop for Restore<'_> {
 #[inline(never)]
 fn mailbox_in_use() -> ! {
     panic!(
-        "krarup: a receive! guard touched its process's mailbox (started a receive, demonitored or abandoned a call): \
-         guards must not have side effects"
+        "krarup: a receive! guard (or a message's Deserialize, run by a receive) touched its process's mailbox \
+         (started a receive, demonitored or abandoned a call): guards must not have side effects"
     )
 }
 
