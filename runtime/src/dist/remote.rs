@@ -215,7 +215,7 @@ mod tests {
         let rt = Runtime::new();
         let reason = rt.block_on(async {
             let child = spawn(async {
-                user_code(|| crate::try_recv::<u8>());
+                user_code(crate::try_recv::<u8>);
             });
             let reference = monitor(child);
             let Some(down) = recv_timeout::<Down>(std::time::Duration::from_secs(10)).await else {
