@@ -132,21 +132,29 @@ fn casts_arrive_before_later_calls_across_nodes() {
 fn deferred_calls_across_nodes_are_awaited_in_any_order() {
     let (a, b) = pair();
     let (server, mut observer) = spawn_worker(&b.rt);
-    let work = WorkClient::new(remote_pid(server, &b, &a)).with_timeout(TIMEOUT);
-    let running = run(&a.rt, async move {
-        let one = work.start_held(1).await.unwrap();
-        let two = work.start_held(2).await.unwrap();
-        let three = work.start_held(3).await.unwrap();
-        let second = two.wait().await;
-        let third = three.wait().await;
-        let first = one.wait().await;
-        (second, third, first, mailbox_len(self_pid()))
-    });
-    for n in 1..=3 {
-        assert_eq!(expect_msg::<Started>(&mut observer), Started(n));
-        server.send(Go);
+    let name = unique_name("work");
+    b.rt.register(&name, server).unwrap();
+    // By Pid, and by name: calls by name in flight at once in one process each get their own
+    // reply (each call monitors the name and has its own tag).
+    let by_pid = WorkClient::new(remote_pid(server, &b, &a));
+    let by_name = WorkClient::named_at(name, b.name());
+    for work in [by_pid, by_name] {
+        let work = work.with_timeout(TIMEOUT);
+        let running = run(&a.rt, async move {
+            let one = work.start_held(1).await.unwrap();
+            let two = work.start_held(2).await.unwrap();
+            let three = work.start_held(3).await.unwrap();
+            let second = two.wait().await;
+            let third = three.wait().await;
+            let first = one.wait().await;
+            (second, third, first, mailbox_len(self_pid()))
+        });
+        for n in 1..=3 {
+            assert_eq!(expect_msg::<Started>(&mut observer), Started(n));
+            server.send(Go);
+        }
+        assert_eq!(running.wait(), (Ok(2), Ok(3), Ok(1), Some(0)));
     }
-    assert_eq!(running.wait(), (Ok(2), Ok(3), Ok(1), Some(0)));
 }
 
 #[test]
