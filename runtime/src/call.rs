@@ -582,6 +582,18 @@ impl<R: Send + 'static> PendingCall<R> {
             }
             return;
         }
+        // Dropped inside a `receive!` guard, whose receive holds the inner
+        // queue, the call can neither take its reply out nor flush its
+        // monitor's `Down`: `with_owner` (in `demonitor` and below) panics,
+        // crashing the process, whether or not anything has come. While
+        // already unwinding (a second panic would abort), the call is only
+        // given up.
+        if std::thread::panicking() && with_current("call", |worker, _, _| worker.is_holding()) {
+            if outcome != Outcome::Replied {
+                with_current("call", |_, _, own| own.stop_awaiting(me.serial(), tag));
+            }
+            return;
+        }
         if !local && outcome != Outcome::Down {
             demonitor(reference);
         }
@@ -591,15 +603,6 @@ impl<R: Send + 'static> PendingCall<R> {
                     || env.peek::<RemoteMessage>().is_some_and(|m| m.guard() == Some(tag))
                     || (local && env.peek::<Down>().is_some_and(|d| d.reference == reference))
             };
-            // Dropped inside a `receive!` guard, whose receive holds the
-            // inner queue, the call cannot take its reply out: `with_owner`
-            // panics, crashing the process, whether or not the reply has
-            // come. While already unwinding (a second panic would abort), the
-            // call is only given up.
-            if std::thread::panicking() && with_current("call", |worker, _, _| worker.is_holding()) {
-                with_current("call", |_, _, own| own.stop_awaiting(me.serial(), tag));
-                return;
-            }
             with_owner("abandoning a call", |_, _, own| give_up(own, me.serial(), tag, is_ours));
         }
     }
