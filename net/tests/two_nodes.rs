@@ -353,3 +353,53 @@ fn backpressure_bounds_the_outgoing_buffer_and_loses_nothing() {
     eprintln!("largest outgoing buffer seen: {max} bytes (limit {LIMIT})");
     assert!(max <= 4 * LIMIT + frame, "a's outgoing buffer reached {max} bytes, past 4 x {LIMIT} + one frame");
 }
+
+/// A message type whose `Deserialize` looks into the mailbox of the process that decodes it (a
+/// bug in user code): a message from another node is decoded by the receive that takes it,
+/// while that receive holds the mailbox's queue.
+#[derive(Debug, Serialize)]
+struct Nosy(u32);
+
+impl<'de> Deserialize<'de> for Nosy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Nosy, D::Error> {
+        let n = u32::deserialize(d)?;
+        let _ = try_recv::<Text>();
+        Ok(Nosy(n))
+    }
+}
+
+#[test]
+fn a_deserialize_that_reaches_into_the_mailbox_crashes_only_its_receiver_with_a_clear_reason() {
+    let (a, b) = pair();
+    let mut inbox = b.rt.mailbox();
+    let report = inbox.pid();
+    let name = common::unique_name("nosy");
+    let watcher_name = name.clone();
+    b.rt.spawn(async move {
+        let receiver = krarup_runtime::spawn(async move {
+            let nosy: Nosy = common::recv_bounded().await;
+            report.send(Text(format!("decoded {}", nosy.0)));
+        });
+        // Something in the mailbox for the `Deserialize` to find, had it reached the queue.
+        receiver.send(text("already here"));
+        let reference = monitor(receiver);
+        krarup_runtime::register(&watcher_name, receiver).expect("a name no other test uses");
+        report.send(text("ready"));
+        let down: Down = common::recv_bounded().await;
+        assert_eq!(down.reference, reference);
+        report.send(down.reason);
+    });
+    assert_eq!(expect_msg::<Text>(&mut inbox), text("ready"));
+
+    let b_name = b.name().to_owned();
+    a.rt.block_on(async move { send_named_at(&name, &b_name, Nosy(7)) });
+    match expect_msg::<ExitReason>(&mut inbox) {
+        ExitReason::Panic(message) => assert!(message.contains("mailbox"), "unexpected panic: {message}"),
+        other => panic!("expected the receiver to crash, got {other}"),
+    }
+    // The node goes on: b still serves a.
+    let echo_pid = b.rt.spawn(echo());
+    let echo_at_a = remote_pid(echo_pid, &b, &a);
+    a.rt.block_on(round_trip(echo_at_a));
+    assert_eq!(b.node.stats().bad_input, 0);
+}
