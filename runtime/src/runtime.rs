@@ -32,7 +32,7 @@ use crate::pid::Pid;
 use crate::registry::Registry;
 use crate::scheduler::worker::{self, with_worker, WorkerStats};
 use crate::scheduler::Scheduler;
-use crate::slot::{Delivery, Remains, Slot, Wake, BUSY, EXTERNAL, LIVE, NAMED};
+use crate::slot::{Delivery, Owner, Remains, Slot, Wake, BUSY, EXTERNAL, LIVE, NAMED};
 use crate::sync::deque::Worker as LocalQueue;
 use crate::sync::global::{Arc, Weak};
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
@@ -180,7 +180,7 @@ impl Shared {
         // SAFETY: the caller owns the process.
         let task = unsafe { slot.clear_task() };
         // SAFETY: as above.
-        let inner = unsafe { slot.with_inner(|inner| inner.take()) };
+        let inner = unsafe { Owner::new(slot) }.with_inner(|inner| inner.take());
         // SAFETY: as above.
         let mut remains = unsafe { slot.transition_to_exited() };
         let outer = remains.outer.take();

@@ -479,57 +479,6 @@ impl Slot {
         self.word.load(Ordering::Relaxed) & MSG != 0
     }
 
-    /// Step 3, fast path: if the oldest unseen message satisfies `is_wanted`
-    /// (a type check: no user code runs under the lock), takes it.
-    ///
-    /// # Safety
-    /// The caller owns the process, and every message in its inner queue
-    /// has been rejected by the current receive (so the outer queue's front
-    /// is the oldest candidate).
-    #[inline]
-    pub(crate) unsafe fn pop_front_if(&self, is_wanted: impl Fn(&Envelope) -> bool) -> Option<Envelope> {
-        if self.word.load(Ordering::Relaxed) & MSG == 0 {
-            return None;
-        }
-        let w = self.lock();
-        // SAFETY: LOCKED guards `outer`.
-        let (env, empty) = self.outer.with_mut(|outer| unsafe {
-            let outer = &mut *outer;
-            let env = if outer.front().is_some_and(&is_wanted) { outer.pop_front() } else { None };
-            (env, outer.is_empty())
-        });
-        let w = if empty { w & !(MSG | MSG_NOTIFIED) } else { w };
-        self.unlock(w & !LOCKED);
-        env
-    }
-
-    /// Step 3: moves newly arrived messages to the end of the inner queue.
-    /// Returns whether anything arrived.
-    ///
-    /// # Safety
-    /// The caller owns the process (`BUSY` holder or the external handle).
-    #[inline]
-    pub(crate) unsafe fn drain(&self) -> bool {
-        if self.word.load(Ordering::Relaxed) & MSG == 0 {
-            return false;
-        }
-        let w = self.lock();
-        self.outer.with_mut(|outer| {
-            self.inner.with_mut(|inner| {
-                // SAFETY: LOCKED guards `outer`; the caller owns `inner`.
-                unsafe {
-                    (*inner).append(&mut *outer);
-                    (*outer).shrink_if_empty();
-                }
-                // SAFETY: as above.
-                let len = unsafe { (*inner).len() };
-                self.inner_len.store(len as u32, Ordering::Relaxed);
-            })
-        });
-        self.unlock(w & !(LOCKED | MSG | MSG_NOTIFIED));
-        true
-    }
-
     /// Step 4: after a `Pending` poll, either goes idle or asks to be requeued.
     ///
     /// # Safety
@@ -782,42 +731,6 @@ impl Slot {
         alive.then(|| outer + self.inner_len.load(Ordering::Relaxed) as usize)
     }
 
-    /// Runs `f` on the owner's inner queue.
-    ///
-    /// # Safety
-    /// The caller owns the process (`BUSY` holder or the external handle),
-    /// and `f` must not re-enter the slot's owner-only methods.
-    #[inline]
-    pub(crate) unsafe fn with_inner<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
-        self.inner.with_mut(|inner| {
-            // SAFETY: the caller owns `inner` (see above).
-            let inner = unsafe { &mut *inner };
-            let r = f(inner);
-            self.inner_len.store(inner.len() as u32, Ordering::Relaxed);
-            r
-        })
-    }
-
-    /// The inner queue's length, read by its owner (no mirror update).
-    ///
-    /// # Safety
-    /// The caller owns the process (`BUSY` holder or the external handle).
-    #[inline(always)]
-    pub(crate) unsafe fn inner_len_owned(&self) -> usize {
-        // SAFETY: the caller owns `inner`.
-        self.inner.with(|inner| unsafe { (*inner).len() })
-    }
-
-    /// The inner queue's epoch, read by its owner.
-    ///
-    /// # Safety
-    /// The caller owns the process (`BUSY` holder or the external handle).
-    #[inline(always)]
-    pub(crate) unsafe fn inner_epoch_owned(&self) -> u32 {
-        // SAFETY: the caller owns `inner`.
-        self.inner.with(|inner| unsafe { (*inner).epoch() })
-    }
-
     /// The stamp (`timer/stamp.rs`, step 3): acquire, so that a reading
     /// stamped by another worker happens-before the caller's next one.
     #[inline(always)]
@@ -905,43 +818,81 @@ impl<'a> Owner<'a> {
     /// inside `worker::while_holding`.)
     #[inline(always)]
     pub(crate) fn with_inner<R>(&mut self, f: impl FnOnce(&mut Inner) -> R) -> R {
-        // SAFETY: the invariant: this thread owns the process, and nothing
-        // `f` runs reaches the inner queue (through this `Owner`, borrowed
-        // here, or another, which nothing in `f` makes).
-        unsafe { self.slot.with_inner(f) }
+        let slot = self.slot;
+        slot.inner.with_mut(|inner| {
+            // SAFETY: the invariant: this thread owns the process, and
+            // nothing `f` runs reaches the inner queue (through this
+            // `Owner`, borrowed here, or another, which nothing in `f` makes).
+            let inner = unsafe { &mut *inner };
+            let r = f(inner);
+            slot.inner_len.store(inner.len() as u32, Ordering::Relaxed);
+            r
+        })
     }
 
-    /// The inner queue's length.
+    /// The inner queue's length (read by its owner: no mirror update).
     #[inline(always)]
     pub(crate) fn inner_len(&self) -> usize {
         // SAFETY: as in `with_inner`; a read, outside any borrow of the
         // inner queue (`with_inner` borrows `self` mutably, and no other
         // `Owner` is used inside one).
-        unsafe { self.slot.inner_len_owned() }
+        self.slot.inner.with(|inner| unsafe { (*inner).len() })
     }
 
     /// The inner queue's epoch.
     #[inline(always)]
     pub(crate) fn inner_epoch(&self) -> u32 {
         // SAFETY: as in `inner_len`.
-        unsafe { self.slot.inner_epoch_owned() }
+        self.slot.inner.with(|inner| unsafe { (*inner).epoch() })
     }
 
     /// Step 3: moves newly arrived messages to the end of the inner queue.
     /// Returns whether anything arrived.
     #[inline(always)]
     pub(crate) fn drain(&mut self) -> bool {
-        // SAFETY: as in `with_inner`.
-        unsafe { self.slot.drain() }
+        let slot = self.slot;
+        if slot.word.load(Ordering::Relaxed) & MSG == 0 {
+            return false;
+        }
+        let w = slot.lock();
+        slot.outer.with_mut(|outer| {
+            slot.inner.with_mut(|inner| {
+                // SAFETY: LOCKED guards `outer`; this thread owns `inner`
+                // and does not borrow it elsewhere (as in `with_inner`).
+                unsafe {
+                    (*inner).append(&mut *outer);
+                    (*outer).shrink_if_empty();
+                }
+                // SAFETY: as above.
+                let len = unsafe { (*inner).len() };
+                slot.inner_len.store(len as u32, Ordering::Relaxed);
+            })
+        });
+        slot.unlock(w & !(LOCKED | MSG | MSG_NOTIFIED));
+        true
     }
 
-    /// Step 3, fast path ([`Slot::pop_front_if`]): the caller's receive has
-    /// rejected every message of the inner queue (else it would take a
-    /// message out of order, never an unsound one).
+    /// Step 3, fast path: if the oldest unseen message satisfies `is_wanted`
+    /// (a type check: no user code runs under the lock), takes it. The
+    /// caller's receive must have rejected every message of the inner
+    /// queue, so that the outer queue's front is the oldest candidate (else
+    /// it takes a message out of order, never an unsound one).
     #[inline(always)]
     pub(crate) fn pop_front_if(&mut self, is_wanted: impl Fn(&Envelope) -> bool) -> Option<Envelope> {
-        // SAFETY: as in `with_inner`; the order condition is the caller's.
-        unsafe { self.slot.pop_front_if(is_wanted) }
+        let slot = self.slot;
+        if slot.word.load(Ordering::Relaxed) & MSG == 0 {
+            return None;
+        }
+        let w = slot.lock();
+        // SAFETY: LOCKED guards `outer`.
+        let (env, empty) = slot.outer.with_mut(|outer| unsafe {
+            let outer = &mut *outer;
+            let env = if outer.front().is_some_and(&is_wanted) { outer.pop_front() } else { None };
+            (env, outer.is_empty())
+        });
+        let w = if empty { w & !(MSG | MSG_NOTIFIED) } else { w };
+        slot.unlock(w & !LOCKED);
+        env
     }
 }
 

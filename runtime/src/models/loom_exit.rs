@@ -20,7 +20,7 @@
 //!   or queued in the new incarnation.
 
 use crate::envelope::Envelope;
-use crate::slot::{Delivery, Slot, Wake, BUSY, LIVE};
+use crate::slot::{Delivery, Owner, Slot, Wake, BUSY, LIVE};
 use crate::sync::{thread, Arc};
 
 /// Ends the incarnation the caller owns, as `Shared::end_incarnation` does;
@@ -30,7 +30,7 @@ use crate::sync::{thread, Arc};
 /// The caller owns the process (`BUSY`).
 unsafe fn end_incarnation(slot: &Slot) -> Vec<u32> {
     // SAFETY: the caller owns the process.
-    let mut inner = unsafe { slot.with_inner(|inner| inner.take()) };
+    let mut inner = unsafe { Owner::new(slot) }.with_inner(|inner| inner.take());
     // SAFETY: as above.
     let mut remains = unsafe { slot.transition_to_exited() };
     assert_eq!(remains.flags & (LIVE | BUSY), LIVE | BUSY, "the owner ended a live incarnation");
@@ -50,9 +50,9 @@ unsafe fn end_incarnation(slot: &Slot) -> Vec<u32> {
 /// The caller owns the process (`BUSY`), or every other thread is joined.
 unsafe fn take_mailbox(slot: &Slot) -> Vec<u32> {
     // SAFETY: the caller owns the process.
-    unsafe { slot.drain() };
-    // SAFETY: as above.
-    let mut queue = unsafe { slot.with_inner(|inner| inner.take()) };
+    let mut own = unsafe { Owner::new(slot) };
+    own.drain();
+    let mut queue = own.with_inner(|inner| inner.take());
     let mut msgs = Vec::new();
     while let Some(env) = queue.pop_front() {
         msgs.push(env.downcast::<u32>().expect("only u32s are sent"));

@@ -95,7 +95,7 @@ use crate::link::{link_between, unlink_between, Processes};
 use crate::monitor::{Down, MonitorRef};
 use crate::pid::Pid;
 use crate::signal::{decide, Exit, Via};
-use crate::slot::{AfterPoll, Delivery, Extras, SignalAction, Slot, Wake, BUSY, EXITING, TRAP_EXIT};
+use crate::slot::{AfterPoll, Delivery, Extras, Owner, SignalAction, Slot, Wake, BUSY, EXITING, TRAP_EXIT};
 use crate::sync::{thread, Arc, AtomicBool, Ordering, UnsafeCell};
 
 /// A message a model process received: exit signals and `Down`s, and the
@@ -281,10 +281,9 @@ impl World {
     fn receive_all(&self, i: usize) {
         let p = &self.procs[i];
         // SAFETY: the caller owns the process.
-        let mut queue = unsafe {
-            p.slot.drain();
-            p.slot.with_inner(|inner| inner.take())
-        };
+        let mut own = unsafe { Owner::new(&p.slot) };
+        own.drain();
+        let mut queue = own.with_inner(|inner| inner.take());
         let mut msgs = Vec::new();
         while let Some(env) = queue.pop_front() {
             msgs.push(Msg::from_envelope(env));
@@ -299,7 +298,7 @@ impl World {
         let p = &self.procs[i];
         let mut left = Vec::new();
         // SAFETY: the caller owns the process.
-        let mut inner = unsafe { p.slot.with_inner(|inner| inner.take()) };
+        let mut inner = unsafe { Owner::new(&p.slot) }.with_inner(|inner| inner.take());
         while let Some(env) = inner.pop_front() {
             left.push(Msg::from_envelope(env));
         }
@@ -340,10 +339,9 @@ impl World {
         assert_eq!(p.slot.load() & BUSY, 0, "process {i} is still owned at the end");
         // SAFETY: every other thread is joined: the main thread stands in
         // for the owner.
-        let mut queue = unsafe {
-            p.slot.drain();
-            p.slot.with_inner(|inner| inner.take())
-        };
+        let mut own = unsafe { Owner::new(&p.slot) };
+        own.drain();
+        let mut queue = own.with_inner(|inner| inner.take());
         let mut msgs = Vec::new();
         while let Some(env) = queue.pop_front() {
             msgs.push(Msg::from_envelope(env));

@@ -256,7 +256,7 @@ impl Process {
         assert_eq!(word & 0xff, LIVE, "the process went idle with flags set: {word:#x}");
         // SAFETY: every other thread has been joined, so nobody else owns the
         // process; the main thread stands in for its owner.
-        let inner = unsafe { self.slot.with_inner(|inner| inner.len()) };
+        let inner = unsafe { Owner::new(&self.slot) }.inner_len();
         assert_eq!(inner, 0, "the process went idle with a message in its inner queue");
         assert_eq!(self.slot.mailbox_len(self.serial), Some(0), "the process went idle with a message in its mailbox");
         self.state.with(|state| {

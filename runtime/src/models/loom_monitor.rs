@@ -130,7 +130,7 @@ fn loom_monitor_demonitor_racing_exit() {
             w.run_with(0, |w| {
                 // A receive that matches nothing: moves what arrived inside.
                 // SAFETY: we own W (BUSY).
-                unsafe { w.slot(0).drain() };
+                unsafe { Owner::new(w.slot(0)) }.drain();
                 outcome = Some(demonitor(w, 0, reference));
                 None
             });

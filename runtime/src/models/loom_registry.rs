@@ -27,7 +27,7 @@
 use crate::error::RegisterError;
 use crate::pid::Pid;
 use crate::registry::Registry;
-use crate::slot::{Slot, NAMED};
+use crate::slot::{Owner, Slot, NAMED};
 use crate::sync::{thread, Arc};
 
 /// A slot with a live incarnation (owned by the caller) and its Pid.
@@ -55,7 +55,7 @@ fn entry(registry: &Registry, name: &str) -> Option<Pid> {
 /// The caller owns the process (`BUSY`).
 unsafe fn exit(registry: &Registry, slot: &Slot, pid: Pid) -> bool {
     // SAFETY: the caller owns the process.
-    drop(unsafe { slot.with_inner(|inner| inner.take()) });
+    drop(unsafe { Owner::new(slot) }.with_inner(|inner| inner.take()));
     // SAFETY: as above.
     let remains = unsafe { slot.transition_to_exited() };
     let named = remains.flags & NAMED != 0;
