@@ -169,7 +169,7 @@ async fn client(server: &IncrementClient, n: i64) -> Result<i64, CallError> {
 async fn deferred(server: &IncrementClient) -> Result<Vec<i64>, CallError> {
     let mut pending = Vec::new();
     for n in [1, 2, 3] {
-        pending.push(server.start_inc(n).await?); // sent now
+        pending.push(server.start_inc(n)); // sent now
     }
     let mut results = Vec::new();
     for call in pending {

@@ -285,11 +285,9 @@ fn expand(krate: &Path, mut service: ItemTrait) -> syn::Result<TokenStream2> {
             #method
 
             #[doc = concat!("Starts a [`", stringify!(#name), "`](Self::", stringify!(#name), ") call now; await its result later with `wait` (a deferred call).")]
-            ///
-            /// # Errors
-            /// Only finding a named server can fail here.
-            #vis async fn #start(&self, #(#start_params),*) -> ::core::result::Result<#krate::Deferred<#reply, #ret>, #krate::CallError> {
-                self.inner.start(#request::#variant(#(#names2),*), Self::#unpack).await
+            /// Nothing fails here: every error comes from `wait`.
+            #vis fn #start(&self, #(#start_params),*) -> #krate::Deferred<#reply, #ret> {
+                self.inner.start(#request::#variant(#(#names2),*), Self::#unpack)
             }
 
             #[doc(hidden)]

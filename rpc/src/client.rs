@@ -220,24 +220,19 @@ impl Client {
     }
 
     /// Sends the call now and returns it, to be awaited later with [`Deferred::wait`]; `map`
-    /// turns the reply into the procedure's result. Several can be in flight at once.
-    ///
-    /// # Errors
-    /// `NoProc` if nobody has the name on this node; the call's own errors come from `wait`.
-    pub async fn start<Q: Message, R: Message, T>(
-        &self,
-        body: Q,
-        map: fn(R) -> Result<T, CallError>,
-    ) -> Result<Deferred<R, T>, CallError> {
+    /// turns the reply into the procedure's result. Several can be in flight at once. Nothing
+    /// fails here: as with Erlang's `gen_server:send_request`, every error — a local name
+    /// nobody has (`NoProc`) included — comes from `wait`.
+    pub fn start<Q: Message, R: Message, T>(&self, body: Q, map: fn(R) -> Result<T, CallError>) -> Deferred<R, T> {
         let request = Request { seq: None, body };
         let pending = match &self.target {
-            Target::Pid(pid) => call_start(*pid, request),
+            Target::Pid(pid) => Ok(call_start(*pid, request)),
             Target::Named { name, node: None } => {
-                call_start(krarup_runtime::whereis(name).ok_or(CallError::NoProc)?, request)
+                krarup_runtime::whereis(name).map(|pid| call_start(pid, request)).ok_or(CallError::NoProc)
             }
-            Target::Named { name, node: Some(node) } => call_start_named_at(name, node, request),
+            Target::Named { name, node: Some(node) } => Ok(call_start_named_at(name, node, request)),
         };
-        Ok(Deferred { pending, timeout: self.timeout, map })
+        Deferred { pending, timeout: self.timeout, map }
     }
 
     /// Sends a one-way request: no reply, no error (like `send`). Casts and calls from one
@@ -256,7 +251,8 @@ impl Client {
 /// A call in flight (see [`Client::start`]).
 #[must_use = "a started call is awaited with `wait`; dropping it abandons the call"]
 pub struct Deferred<R: Send + 'static, T> {
-    pending: PendingCall<R>,
+    /// The call, or why it could not be sent (reported by `wait`).
+    pending: Result<PendingCall<R>, CallError>,
     timeout: Duration,
     map: fn(R) -> Result<T, CallError>,
 }
@@ -274,6 +270,6 @@ impl<R: Send + 'static, T> Deferred<R, T> {
     /// As [`Client::call`].
     pub async fn wait(self) -> Result<T, CallError> {
         let Deferred { pending, timeout, map } = self;
-        pending.wait(timeout).await.and_then(map)
+        pending?.wait(timeout).await.and_then(map)
     }
 }

@@ -81,7 +81,7 @@ fn separate_client_handles_in_one_process_never_share_a_request_id() {
         let retry = krarup_rpc::Retry::default();
         let first = WorkClient::new(server).with_retry(retry).bump_idempotent().await;
         let second = WorkClient::new(server).with_retry(retry).bump_idempotent().await;
-        let started = WorkClient::new(server).start_bump().await.unwrap().wait().await;
+        let started = WorkClient::new(server).start_bump().wait().await;
         (first, second, started)
     });
     assert_eq!(answers, (Ok(1), Ok(2), Ok(3)), "each call ran: none was taken for a repeat of another");

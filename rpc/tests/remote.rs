@@ -57,7 +57,7 @@ fn a_client_by_name_on_another_node_calls_its_server() {
     let server_at_a = remote_pid(server, &b, &a);
     let directory = DirectoryClient::named_at(name, b.name()).with_timeout(TIMEOUT);
     let answers = a.rt.block_on(async move {
-        let deferred = directory.start_touched().await.unwrap().wait().await;
+        let deferred = directory.start_touched().wait().await;
         (directory.whoami().await, directory.touch().await, directory.touched().await, deferred)
     });
     assert_eq!(answers, (Ok(server_at_a), Ok(()), Ok(1), Ok(0)));
@@ -68,7 +68,7 @@ fn a_name_nobody_holds_on_another_node_is_noproc_before_the_timeout() {
     let (a, b) = pair();
     let directory = DirectoryClient::named_at(unique_name("nobody"), b.name()).with_timeout(TIMEOUT);
     let answers = a.rt.block_on(async move {
-        let deferred = directory.start_names().await.expect("a remote name starts").wait().await;
+        let deferred = directory.start_names().wait().await;
         (directory.names().await, deferred)
     });
     assert_eq!(answers, (Err(CallError::NoProc), Err(CallError::NoProc)));
@@ -141,9 +141,9 @@ fn deferred_calls_across_nodes_are_awaited_in_any_order() {
     for work in [by_pid, by_name] {
         let work = work.with_timeout(TIMEOUT);
         let running = run(&a.rt, async move {
-            let one = work.start_held(1).await.unwrap();
-            let two = work.start_held(2).await.unwrap();
-            let three = work.start_held(3).await.unwrap();
+            let one = work.start_held(1);
+            let two = work.start_held(2);
+            let three = work.start_held(3);
             let second = two.wait().await;
             let third = three.wait().await;
             let first = one.wait().await;
@@ -194,7 +194,7 @@ fn a_remote_server_that_already_exited_is_noproc() {
     let work = WorkClient::new(server_at_a).with_timeout(TIMEOUT);
     let answers = a.rt.block_on(async move {
         work.push(1);
-        let deferred = work.start_bump().await.unwrap().wait().await;
+        let deferred = work.start_bump().wait().await;
         (work.bump().await, deferred)
     });
     assert_eq!(answers, (Err(CallError::NoProc), Err(CallError::NoProc)));

@@ -84,9 +84,9 @@ fn deferred_calls_in_flight_together_are_awaited_in_any_order() {
     let running = run(&rt, async move {
         // Three calls started before any is awaited; the first two are answered while the
         // caller awaits the third, and wait in its mailbox for their turn.
-        let one = work.start_held(1).await.unwrap();
-        let two = work.start_held(2).await.unwrap();
-        let three = work.start_held(3).await.unwrap();
+        let one = work.start_held(1);
+        let two = work.start_held(2);
+        let three = work.start_held(3);
         let third = three.wait().await;
         let first = one.wait().await;
         let second = two.wait().await;
@@ -105,7 +105,7 @@ fn an_abandoned_deferred_call_leaves_no_reply_behind() {
     let (server, _observer) = spawn_worker(&rt);
     let work = WorkClient::new(server).with_timeout(TIMEOUT);
     let (runs, left) = rt.block_on(async move {
-        let abandoned = work.start_bump().await.unwrap();
+        let abandoned = work.start_bump();
         drop(abandoned);
         // Answered after the abandoned one: by now its reply was sent (and turned away).
         let runs = work.runs().await;
@@ -131,8 +131,8 @@ fn a_local_name_nobody_holds_is_noproc() {
     let rt = Runtime::new();
     let directory = DirectoryClient::named(unique_name("nobody")).with_timeout(TIMEOUT);
     let answers = rt.block_on(async move {
-        let deferred = directory.start_names().await.map(|_| ());
-        (directory.names().await, deferred)
+        let deferred = directory.start_names();
+        (directory.names().await, deferred.wait().await.map(|_| ()))
     });
     assert_eq!(answers, (Err(CallError::NoProc), Err(CallError::NoProc)));
 }
@@ -183,8 +183,8 @@ fn calls_queued_behind_a_stop_fail_with_exited_normal() {
     let (server, _observer) = spawn_worker(&rt);
     let work = WorkClient::new(server).with_timeout(TIMEOUT);
     let answers = rt.block_on(async move {
-        let stop = work.start_stop().await.unwrap();
-        let after = work.start_runs().await.unwrap();
+        let stop = work.start_stop();
+        let after = work.start_runs();
         (stop.wait().await, after.wait().await)
     });
     assert_eq!(answers, (Ok(0), Err(CallError::Exited(ExitReason::Normal))));

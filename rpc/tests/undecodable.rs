@@ -73,7 +73,7 @@ fn a_reply_that_does_not_decode_as_the_clients_type_fails_the_call_and_the_next_
         run(&a.rt, async move {
             let status = versioned.status().await;
             let echoed = versioned.echo(7).await;
-            let deferred = versioned.start_status().await.expect("a Pid target needs no lookup").wait().await;
+            let deferred = versioned.start_status().wait().await;
             let again = versioned.status_again().await;
             let echoed_last = versioned.echo(8).await;
             ((status, echoed, deferred, again, echoed_last), mailbox_len(self_pid()))
