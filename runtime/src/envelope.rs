@@ -228,9 +228,14 @@ impl Envelope {
 /// allocated it, so any thread may keep and reuse any freed block of the
 /// class; a value's box is freed with the layout it was allocated with,
 /// which the value's type alone decides (`boxed` and `free` agree). A
-/// thread keeps at most `KEEP` blocks per class (more go back to the
-/// allocator) and frees them when it exits. The cache is a linked list
-/// through the free blocks' first word. Under loom there is no cache.
+/// thread keeps at most `KEEP_BYTES` of blocks per class, 64 KiB in all
+/// (more go back to the allocator), and frees them when it exits. That is
+/// 256 blocks of 32 bytes, the class of a call's request, so that the
+/// requests of a few hundred calls queued at once on one worker are boxed
+/// and freed here, not by the allocator. (W3b through the RPC stubs, 100
+/// callers, one worker: 8.7 M calls/s with 32 blocks kept, 9.6 M with 256.)
+/// The cache is a linked list through the free blocks' first word. Under
+/// loom there is no cache.
 mod pool {
     use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
     #[cfg(not(loom))]
@@ -243,9 +248,9 @@ mod pool {
     const LARGEST: usize = 128;
     #[cfg(not(loom))]
     const CLASSES: usize = LARGEST / STEP;
-    /// Blocks a thread keeps per class.
+    /// Bytes of free blocks a thread keeps per class.
     #[cfg(not(loom))]
-    const KEEP: u32 = 32;
+    const KEEP_BYTES: u32 = 8 * 1024;
 
     /// The class of blocks a `T` is boxed in, if it is cached.
     #[inline(always)]
@@ -330,7 +335,7 @@ mod pool {
             CACHE
                 .try_with(|cache| {
                     let count = cache.counts[class].get();
-                    if count >= KEEP {
+                    if count >= KEEP_BYTES / class_layout(class).size() as u32 {
                         return false;
                     }
                     // SAFETY: the block is free, at least 16 bytes and aligned
