@@ -1,10 +1,12 @@
 //! What a generated RPC stub costs over the hand-written message round trip it
-//! replaces, measured in one run: workload W3a of `../shared/anchors/README.md`
-//! (local increment server, one client, K sequential round trips) and W4a (the
-//! same between two OS processes, each round trip timed), each done both ways.
+//! replaces, measured in one run: workloads W3a of `../shared/anchors/README.md`
+//! (local increment server, one client, K sequential round trips), W3b (the
+//! same server, C clients making N sequential round trips each, at once) and
+//! W4a (one client and the server in two OS processes, each round trip timed),
+//! each done both ways.
 //!
 //! ```text
-//! cargo run --release --example rpc_bench -- [--k 1000000] [--reps 5] [--calls 100000] [--warmup 1000] [--remote-reps 3] [--workers W] [--only local|remote]
+//! cargo run --release --example rpc_bench -- [--k 1000000] [--reps 5] [--clients 100] [--client-calls 10000] [--calls 100000] [--warmup 1000] [--remote-reps 3] [--workers W] [--only local|remote]
 //! ```
 //!
 //! - **Hand-written** (`impl=krarup`): exactly `local_call`'s W3a and
@@ -21,14 +23,18 @@
 //! The two alternate (the hand-written one first in the 1st, 3rd, ...
 //! repetition, the stub first in the others) so that both see the same
 //! machine; each figure is the median over the repetitions, and `ratio` is the
-//! stub's median over the hand-written one (for W4a, of the p50s). For a
+//! stub's median time per call over the hand-written one (for W4a, of the
+//! p50s). W3b, as the anchors define it, spawns the clients first, each
+//! waiting for `Go`, and times from the first `Go` to the last `ClientDone`;
+//! each stub client has its own `IncrClient`. For a
 //! profiler, `--way hand` or `--way stub` runs W3a that way alone, once (e.g.
 //! `valgrind --tool=callgrind target/release/examples/rpc_bench --way stub
 //! --k 100000 --workers 1`); `--way call` runs it through the runtime's `call`
 //! alone (no stub: the server receives `Call<u64, u64>` and replies `n + 1`),
 //! to tell the stub's share from the call's; `--way timeout` runs the
 //! hand-written round trip with `recv_timeout` (the stub's timeout) instead
-//! of `recv`.
+//! of `recv`. With `--clients C` as well, `--way hand` or `--way stub` runs
+//! W3b that way instead.
 //!
 //! The remote half starts the second node itself, as `remote_bench` does: it
 //! re-executes itself with `--child`, which starts node `b@127.0.0.1:0` (a free
@@ -49,9 +55,10 @@ use common::{fmt_num, serve_until_parent_leaves, ChildNode, Flags};
 use krarup::net::{Node, NodeConfig};
 use krarup::prelude::*;
 use krarup::Call;
+use serde::{Deserialize, Serialize};
 
-const USAGE: &str = "rpc_bench [--k K] [--reps R] [--calls N] [--warmup W] [--remote-reps R] [--workers W] \
-                     [--spin-us S] [--only local|remote] [--way hand|stub|call|timeout]";
+const USAGE: &str = "rpc_bench [--k K] [--reps R] [--clients C] [--client-calls N] [--calls N] [--warmup W] \
+                     [--remote-reps R] [--workers W] [--spin-us S] [--only local|remote] [--way hand|stub|call|timeout]";
 const COOKIE: &str = "bench";
 
 /// The increment server as an interface definition.
@@ -90,10 +97,15 @@ fn main() {
                 std::process::exit(2)
             }
         };
+        if flags.has("clients") {
+            return w3b_alone(flags.usize("clients", 100), flags.usize("client-calls", 10_000), way, workers);
+        }
         return local_alone(flags.usize("k", 1_000_000), way, workers);
     }
     if only != "remote" {
-        local(flags.usize("k", 1_000_000), flags.usize("reps", 5).max(1), workers);
+        let reps = flags.usize("reps", 5).max(1);
+        local(flags.usize("k", 1_000_000), reps, workers);
+        w3b(flags.usize("clients", 100).max(1), flags.usize("client-calls", 10_000), reps, workers);
     }
     if only != "local" {
         let calls = flags.usize("calls", 100_000).max(1);
@@ -132,16 +144,32 @@ async fn server() {
     }
 }
 
-/// `local_call`'s W3a: K sequential round trips, each sending the previous reply.
-async fn w3a_hand(k: usize) -> Duration {
-    let server = spawn(server());
-    let t0 = Instant::now();
+/// `local_call`'s client: K sequential round trips, each sending the previous
+/// reply; the last reply.
+async fn hand_calls(server: Pid, k: usize) -> u64 {
     let me = self_pid();
     let mut n = 0u64;
     for _ in 0..k {
         server.send((me, n));
         n = recv::<u64>().await;
     }
+    n
+}
+
+/// The same through the stub: K sequential `inc` calls.
+async fn stub_calls(client: &IncrClient, k: usize) -> u64 {
+    let mut n = 0u64;
+    for _ in 0..k {
+        n = client.inc(n).await.expect("inc");
+    }
+    n
+}
+
+/// `local_call`'s W3a.
+async fn w3a_hand(k: usize) -> Duration {
+    let server = spawn(server());
+    let t0 = Instant::now();
+    let n = hand_calls(server, k).await;
     let elapsed = t0.elapsed();
     assert_eq!(n, k as u64);
     exit(server, ExitReason::Kill);
@@ -153,10 +181,7 @@ async fn w3a_stub(k: usize) -> Duration {
     let server = spawn(IncrServer::serve(Increment));
     let client = IncrClient::new(server);
     let t0 = Instant::now();
-    let mut n = 0u64;
-    for _ in 0..k {
-        n = client.inc(n).await.expect("inc");
-    }
+    let n = stub_calls(&client, k).await;
     let elapsed = t0.elapsed();
     assert_eq!(n, k as u64);
     exit(server, ExitReason::Kill);
@@ -259,6 +284,110 @@ fn local(k: usize, reps: usize, workers: Option<usize>) {
     let mut fields = params(stub_ns, &stub);
     fields.push(("ratio", format!("{ratio:.3}")));
     result("W3a", "krarup-rpc", &fields);
+}
+
+// ------------------------------------------------------------------ W3b
+
+/// Starts a W3b client.
+#[derive(Serialize, Deserialize)]
+struct Go;
+
+/// A W3b client's last reply.
+#[derive(Serialize, Deserialize)]
+struct ClientDone(u64);
+
+/// W3b one way (hand-written or through the stub): `clients` clients,
+/// spawned first, each making `calls` round trips once told `Go`.
+async fn w3b_run(way: Way, clients: usize, calls: usize) -> Duration {
+    let server = match way {
+        Way::Stub => spawn(IncrServer::serve(Increment)),
+        Way::Hand | Way::Call | Way::Timeout => spawn(server()),
+    };
+    let main = self_pid();
+    let pids: Vec<Pid> = (0..clients)
+        .map(|_| {
+            spawn(async move {
+                let Go = recv::<Go>().await;
+                let n = match way {
+                    Way::Stub => stub_calls(&IncrClient::new(server), calls).await,
+                    Way::Hand | Way::Call | Way::Timeout => hand_calls(server, calls).await,
+                };
+                main.send(ClientDone(n));
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    for pid in &pids {
+        pid.send(Go);
+    }
+    for _ in 0..clients {
+        let ClientDone(n) = recv::<ClientDone>().await;
+        assert_eq!(n, calls as u64);
+    }
+    let elapsed = t0.elapsed();
+    exit(server, ExitReason::Kill);
+    elapsed
+}
+
+/// W3b one way only, once (`--way` with `--clients`: for a profiler).
+fn w3b_alone(clients: usize, calls: usize, way: Way, workers: Option<usize>) {
+    let name = match way {
+        Way::Hand => "krarup",
+        Way::Stub => "krarup-rpc",
+        Way::Call | Way::Timeout => {
+            eprintln!("--clients: W3b runs --way hand or --way stub only");
+            std::process::exit(2)
+        }
+    };
+    let t = local_runtime(workers).block_on(w3b_run(way, clients, calls));
+    let ns = common::ns_per(t, clients * calls);
+    println!("[{name}] W3b incr server, {clients} clients x {calls} calls: {ns:.1} ns/call ({t:?})");
+}
+
+/// W3b both ways, `reps` times, alternating; prints the medians.
+fn w3b(clients: usize, calls: usize, reps: usize, workers: Option<usize>) {
+    let rt = local_runtime(workers);
+    let workers = rt.stats().workers;
+    let total = clients * calls;
+    let (mut hand, mut stub) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        for way in Way::order(rep) {
+            let cps = total as f64 / rt.block_on(w3b_run(way, clients, calls)).as_secs_f64();
+            match way {
+                Way::Hand => hand.push(cps),
+                Way::Stub => stub.push(cps),
+                Way::Call | Way::Timeout => unreachable!("not compared"),
+            }
+        }
+    }
+    let (hand_cps, stub_cps) = (median(&hand), median(&stub));
+    let ratio = hand_cps / stub_cps;
+    let mega = |xs: &[f64]| list(&xs.iter().map(|x| x / 1e6).collect::<Vec<_>>());
+    println!(
+        "[krarup] W3b incr server, {clients} clients x {calls} calls, {workers} workers: hand-written {:.2} M \
+         calls/s (median of {reps}: {})",
+        hand_cps / 1e6,
+        mega(&hand)
+    );
+    println!(
+        "[krarup-rpc] W3b through the stub: {:.2} M calls/s (median of {reps}: {}); {ratio:.2}x the \
+         hand-written time per call",
+        stub_cps / 1e6,
+        mega(&stub)
+    );
+    let params = |cps: f64, runs: &[f64]| {
+        vec![
+            ("clients", clients.to_string()),
+            ("calls", calls.to_string()),
+            ("workers", workers.to_string()),
+            ("calls_per_s", format!("{cps:.0}")),
+            ("reps", runs.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(",")),
+        ]
+    };
+    result("W3b", "krarup", &params(hand_cps, &hand));
+    let mut fields = params(stub_cps, &stub);
+    fields.push(("ratio", format!("{ratio:.3}")));
+    result("W3b", "krarup-rpc", &fields);
 }
 
 // ------------------------------------------------------------------ W4a
