@@ -17,13 +17,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use krarup::prelude::*;
-use serde::{Deserialize, Serialize};
-
-#[derive(Serialize, Deserialize)]
-struct Go;
-
-#[derive(Serialize, Deserialize)]
-struct ClientDone(u64);
 
 /// The increment server.
 async fn server() {
@@ -55,25 +48,7 @@ async fn w3a(k: usize) -> Duration {
 
 async fn w3b(clients: usize, calls: usize) -> Duration {
     let server = spawn(server());
-    let main = self_pid();
-    let pids: Vec<Pid> = (0..clients)
-        .map(|_| {
-            spawn(async move {
-                let Go = recv::<Go>().await;
-                let n = call_loop(server, calls).await;
-                main.send(ClientDone(n));
-            })
-        })
-        .collect();
-    let t0 = Instant::now();
-    for pid in &pids {
-        pid.send(Go);
-    }
-    for _ in 0..clients {
-        let ClientDone(n) = recv::<ClientDone>().await;
-        assert_eq!(n, calls as u64);
-    }
-    t0.elapsed()
+    common::w3b_clients(clients, calls, || call_loop(server, calls)).await
 }
 
 fn main() {

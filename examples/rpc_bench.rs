@@ -55,7 +55,6 @@ use common::{fmt_num, serve_until_parent_leaves, ChildNode, Flags};
 use krarup::net::{Node, NodeConfig};
 use krarup::prelude::*;
 use krarup::Call;
-use serde::{Deserialize, Serialize};
 
 const USAGE: &str = "rpc_bench [--k K] [--reps R] [--clients C] [--client-calls N] [--calls N] [--warmup W] \
                      [--remote-reps R] [--workers W] [--spin-us S] [--only local|remote] [--way hand|stub|call|timeout]";
@@ -288,14 +287,6 @@ fn local(k: usize, reps: usize, workers: Option<usize>) {
 
 // ------------------------------------------------------------------ W3b
 
-/// Starts a W3b client.
-#[derive(Serialize, Deserialize)]
-struct Go;
-
-/// A W3b client's last reply.
-#[derive(Serialize, Deserialize)]
-struct ClientDone(u64);
-
 /// W3b one way (hand-written or through the stub): `clients` clients,
 /// spawned first, each making `calls` round trips once told `Go`.
 async fn w3b_run(way: Way, clients: usize, calls: usize) -> Duration {
@@ -303,28 +294,13 @@ async fn w3b_run(way: Way, clients: usize, calls: usize) -> Duration {
         Way::Stub => spawn(IncrServer::serve(Increment)),
         Way::Hand | Way::Call | Way::Timeout => spawn(server()),
     };
-    let main = self_pid();
-    let pids: Vec<Pid> = (0..clients)
-        .map(|_| {
-            spawn(async move {
-                let Go = recv::<Go>().await;
-                let n = match way {
-                    Way::Stub => stub_calls(&IncrClient::new(server), calls).await,
-                    Way::Hand | Way::Call | Way::Timeout => hand_calls(server, calls).await,
-                };
-                main.send(ClientDone(n));
-            })
-        })
-        .collect();
-    let t0 = Instant::now();
-    for pid in &pids {
-        pid.send(Go);
-    }
-    for _ in 0..clients {
-        let ClientDone(n) = recv::<ClientDone>().await;
-        assert_eq!(n, calls as u64);
-    }
-    let elapsed = t0.elapsed();
+    let elapsed = match way {
+        Way::Stub => {
+            let client = || async move { stub_calls(&IncrClient::new(server), calls).await };
+            common::w3b_clients(clients, calls, client).await
+        }
+        Way::Hand | Way::Call | Way::Timeout => common::w3b_clients(clients, calls, || hand_calls(server, calls)).await,
+    };
     exit(server, ExitReason::Kill);
     elapsed
 }

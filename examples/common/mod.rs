@@ -107,6 +107,44 @@ pub fn result(workload: &str, fields: &[(&str, String)]) {
     println!("{line}");
 }
 
+/// Tells a W3b client to start.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Go;
+
+/// A W3b client's last reply, to main.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct ClientDone(pub u64);
+
+/// W3b as the anchors define it: spawns `clients` processes, each waiting
+/// for [`Go`] and then running `client()`, which makes `calls` sequential
+/// calls and returns the last reply; the time from the first `Go` to the
+/// last [`ClientDone`]. Checks that every client's last reply is `calls`.
+pub async fn w3b_clients<F>(clients: usize, calls: usize, client: impl Fn() -> F) -> Duration
+where
+    F: std::future::Future<Output = u64> + Send + 'static,
+{
+    use krarup::prelude::*;
+    let main = self_pid();
+    let pids: Vec<Pid> = (0..clients)
+        .map(|_| {
+            let calls = client();
+            spawn(async move {
+                let Go = recv::<Go>().await;
+                main.send(ClientDone(calls.await));
+            })
+        })
+        .collect();
+    let t0 = std::time::Instant::now();
+    for pid in &pids {
+        pid.send(Go);
+    }
+    for _ in 0..clients {
+        let ClientDone(n) = recv::<ClientDone>().await;
+        assert_eq!(n, calls as u64);
+    }
+    t0.elapsed()
+}
+
 /// The second node of a two-process benchmark: this program run again with
 /// `args`, which prints `NODE <name>` once its node is up (see
 /// [`serve_until_parent_leaves`]). Dropping it closes the child's standard
