@@ -18,37 +18,18 @@ use std::time::{Duration, Instant};
 
 use krarup::prelude::*;
 
-/// The increment server.
-async fn server() {
-    loop {
-        let (from, n): (Pid, u64) = recv().await;
-        from.send(n + 1);
-    }
-}
-
-/// `calls` sequential calls, each sending the previous reply.
-async fn call_loop(server: Pid, calls: usize) -> u64 {
-    let me = self_pid();
-    let mut n = 0u64;
-    for _ in 0..calls {
-        server.send((me, n));
-        n = recv::<u64>().await;
-    }
-    n
-}
-
 async fn w3a(k: usize) -> Duration {
-    let server = spawn(server());
+    let server = spawn(common::increment_server());
     let t0 = Instant::now();
-    let n = call_loop(server, k).await;
+    let n = common::increment_calls(server, k).await;
     let elapsed = t0.elapsed();
     assert_eq!(n, k as u64);
     elapsed
 }
 
 async fn w3b(clients: usize, calls: usize) -> Duration {
-    let server = spawn(server());
-    common::w3b_clients(clients, calls, || call_loop(server, calls)).await
+    let server = spawn(common::increment_server());
+    common::w3b_clients(clients, calls, || common::increment_calls(server, calls)).await
 }
 
 fn main() {

@@ -135,27 +135,7 @@ impl Way {
 
 // ------------------------------------------------------------------ W3a
 
-/// `local_call`'s increment server.
-async fn server() {
-    loop {
-        let (from, n): (Pid, u64) = recv().await;
-        from.send(n + 1);
-    }
-}
-
-/// `local_call`'s client: K sequential round trips, each sending the previous
-/// reply; the last reply.
-async fn hand_calls(server: Pid, k: usize) -> u64 {
-    let me = self_pid();
-    let mut n = 0u64;
-    for _ in 0..k {
-        server.send((me, n));
-        n = recv::<u64>().await;
-    }
-    n
-}
-
-/// The same through the stub: K sequential `inc` calls.
+/// W3b's stub client: `common::increment_calls` through the stub.
 async fn stub_calls(client: &IncrClient, k: usize) -> u64 {
     let mut n = 0u64;
     for _ in 0..k {
@@ -166,9 +146,9 @@ async fn stub_calls(client: &IncrClient, k: usize) -> u64 {
 
 /// `local_call`'s W3a.
 async fn w3a_hand(k: usize) -> Duration {
-    let server = spawn(server());
+    let server = spawn(common::increment_server());
     let t0 = Instant::now();
-    let n = hand_calls(server, k).await;
+    let n = common::increment_calls(server, k).await;
     let elapsed = t0.elapsed();
     assert_eq!(n, k as u64);
     exit(server, ExitReason::Kill);
@@ -219,7 +199,7 @@ fn local_runtime(workers: Option<usize>) -> Runtime {
 
 /// W3a hand-written with the stub's timeout: `recv_timeout` instead of `recv`.
 async fn w3a_timeout(k: usize) -> Duration {
-    let server = spawn(server());
+    let server = spawn(common::increment_server());
     let t0 = Instant::now();
     let me = self_pid();
     let mut n = 0u64;
@@ -292,14 +272,16 @@ fn local(k: usize, reps: usize, workers: Option<usize>) {
 async fn w3b_run(way: Way, clients: usize, calls: usize) -> Duration {
     let server = match way {
         Way::Stub => spawn(IncrServer::serve(Increment)),
-        Way::Hand | Way::Call | Way::Timeout => spawn(server()),
+        Way::Hand | Way::Call | Way::Timeout => spawn(common::increment_server()),
     };
     let elapsed = match way {
         Way::Stub => {
             let client = || async move { stub_calls(&IncrClient::new(server), calls).await };
             common::w3b_clients(clients, calls, client).await
         }
-        Way::Hand | Way::Call | Way::Timeout => common::w3b_clients(clients, calls, || hand_calls(server, calls)).await,
+        Way::Hand | Way::Call | Way::Timeout => {
+            common::w3b_clients(clients, calls, || common::increment_calls(server, calls)).await
+        }
     };
     exit(server, ExitReason::Kill);
     elapsed

@@ -1,7 +1,8 @@
 //! Helpers shared by the benchmark examples: `--key value` flags, RSS from
-//! `/proc/self/status`, and `RESULT` lines in the format of
-//! `../shared/anchors` (so `summarize.py` can put them beside Erlang and
-//! tokio).
+//! `/proc/self/status`, `RESULT` lines in the format of `../shared/anchors`
+//! (so `summarize.py` can put them beside Erlang and tokio), and the local
+//! increment server of W3a and W3b with its hand-written client and W3b's
+//! clients.
 #![allow(dead_code)]
 
 pub mod rng;
@@ -105,6 +106,29 @@ pub fn result(workload: &str, fields: &[(&str, String)]) {
         line.push_str(&format!(" {k}={v}"));
     }
     println!("{line}");
+}
+
+/// The local increment server of W3a and W3b: receives `(From, N)`, sends
+/// `N + 1` to `From`.
+pub async fn increment_server() {
+    use krarup::prelude::*;
+    loop {
+        let (from, n): (Pid, u64) = recv().await;
+        from.send(n + 1);
+    }
+}
+
+/// The hand-written client of [`increment_server`]: `calls` sequential round
+/// trips, each sending the previous reply; the last reply.
+pub async fn increment_calls(server: krarup::Pid, calls: usize) -> u64 {
+    use krarup::prelude::*;
+    let me = self_pid();
+    let mut n = 0u64;
+    for _ in 0..calls {
+        server.send((me, n));
+        n = recv::<u64>().await;
+    }
+    n
 }
 
 /// Tells a W3b client to start.
