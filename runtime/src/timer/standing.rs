@@ -33,10 +33,17 @@
 //!    process that rely on its entry checked that it fires by their
 //!    deadlines; an entry is replaced (and its timer disarmed) only by an
 //!    earlier one of the same process, which wakes them sooner, or once it
-//!    belongs to an ended incarnation (same index, other serial: nobody waits
-//!    on it). A process whose slot holds another live process's pending entry
-//!    arms a timer of its own for the call instead, disarmed when the call
-//!    ends (the deadline's `LocalTimer`).
+//!    belongs to a process that has ended (nobody waits on it): an earlier
+//!    incarnation of the same slot (same index, other serial), or a process
+//!    of another slot, found dead in the process table when its entry is in
+//!    the way (an ended incarnation never lives again, so that finding cannot
+//!    go stale). A process whose slot holds another live process's pending
+//!    entry arms a timer of its own for the call instead, disarmed when the
+//!    call ends (the deadline's `LocalTimer`). Without the look at the
+//!    process table, the entries of processes that exited within the last
+//!    timeout (a benchmark's clients, one round after another) would make
+//!    every call of the new processes that share their slots arm and disarm
+//!    a timer.
 //! 3. *Wrong wake-ups are harmless.* A standing timer that fires after its
 //!    call ended wakes its process once for nothing (a poll that finds
 //!    nothing new), or nobody if that incarnation has exited (the wake's
@@ -78,7 +85,7 @@ pub(crate) enum Vacancy {
     /// Nothing pending: take it.
     Free,
     /// A pending timer that is the process's own (due too late) or an ended
-    /// incarnation's: disarm it, then take the slot.
+    /// process's: disarm it, then take the slot.
     Replace(TimerKey),
     /// Another live process's pending timer: the caller arms its own.
     Taken,
@@ -125,14 +132,18 @@ impl StandingTimers {
         self.fired_through.set(now);
     }
 
-    /// What `process`'s slot holds (see [`Vacancy`]).
-    pub(crate) fn vacancy(&self, process: Current) -> Vacancy {
+    /// What `process`'s slot holds (see [`Vacancy`]); `is_alive(index,
+    /// serial)` tells whether a process of another slot index, whose pending
+    /// entry is there, still lives.
+    pub(crate) fn vacancy(&self, process: Current, is_alive: impl FnOnce(u32, u32) -> bool) -> Vacancy {
         let entry = self.cell(process).get();
+        let (index, serial) = ((entry.owner >> 32) as u32, entry.owner as u32);
         if entry.tick <= self.fired_through.get() {
             Vacancy::Free
-        } else if entry.owner >> 32 == u64::from(process.index) {
-            // The process itself, or an earlier incarnation of its slot (which
-            // has ended: a slot index is reused only after that).
+        } else if index == process.index || !is_alive(index, serial) {
+            // The process itself, an earlier incarnation of its slot (which
+            // has ended: a slot index is reused only after that), or a process
+            // that has ended.
             Vacancy::Replace(entry.key)
         } else {
             Vacancy::Taken
@@ -156,13 +167,18 @@ mod tests {
         Current { index, serial }
     }
 
+    /// Every other process lives.
+    fn alive(_: u32, _: u32) -> bool {
+        true
+    }
+
     #[test]
     fn a_pending_timer_of_the_same_incarnation_covers_later_deadlines_only() {
         let mut wheel = Wheel::new(0);
         let table = StandingTimers::new(0);
         let p = process(3, 1);
         assert!(!table.covers(p, 200), "empty");
-        assert_eq!(table.vacancy(p), Vacancy::Free);
+        assert_eq!(table.vacancy(p, alive), Vacancy::Free);
         table.set(p, 100, wheel.insert(100, ()));
         assert!(table.covers(p, 100) && table.covers(p, 200));
         assert!(!table.covers(p, 99), "due after the deadline");
@@ -171,20 +187,23 @@ mod tests {
         assert!(table.covers(p, 200), "still pending");
         table.advance(100);
         assert!(!table.covers(p, 200), "fired");
-        assert_eq!(table.vacancy(p), Vacancy::Free);
+        assert_eq!(table.vacancy(p, alive), Vacancy::Free);
     }
 
     #[test]
-    fn a_pending_slot_is_replaced_only_by_its_own_process_or_a_later_incarnation() {
+    fn a_pending_slot_is_replaced_only_by_its_own_process_or_once_its_process_has_ended() {
         let mut wheel = Wheel::new(0);
         let table = StandingTimers::new(0);
         let key = wheel.insert(100, ());
         table.set(process(1, 1), 100, key);
-        assert_eq!(table.vacancy(process(1, 1)), Vacancy::Replace(key), "its own");
-        assert_eq!(table.vacancy(process(1, 2)), Vacancy::Replace(key), "an ended incarnation's");
+        assert_eq!(table.vacancy(process(1, 1), alive), Vacancy::Replace(key), "its own");
+        assert_eq!(table.vacancy(process(1, 2), alive), Vacancy::Replace(key), "an ended incarnation's");
         // Same slot (index mod SLOTS), another process.
-        assert_eq!(table.vacancy(process(1 + SLOTS as u32, 1)), Vacancy::Taken);
+        let other = process(1 + SLOTS as u32, 1);
+        assert_eq!(table.vacancy(other, alive), Vacancy::Taken, "a live process's");
+        let ended = |index, serial| (index, serial) != (1, 1);
+        assert_eq!(table.vacancy(other, ended), Vacancy::Replace(key), "a process that has ended");
         table.advance(100);
-        assert_eq!(table.vacancy(process(1 + SLOTS as u32, 1)), Vacancy::Free, "fired");
+        assert_eq!(table.vacancy(other, alive), Vacancy::Free, "fired");
     }
 }
