@@ -149,15 +149,20 @@ impl<R> fmt::Debug for ReplyTo<R> {
 impl<R: Message> ReplyTo<R> {
     /// Sends the reply. It reaches the caller only if the caller is still
     /// waiting for it; after a timeout it is dropped. Works across nodes.
+    #[inline]
     pub fn reply(self, value: R) {
         let (to, tag) = (self.to, self.tag);
-        deliver_unless_or(to, Envelope::new(Reply { tag, value }), ReplyOf(tag), |env| {
-            // Another node, or another runtime of this OS process.
-            let reply = env.downcast::<Reply<R>>().unwrap_or_else(|_| unreachable!("sent as a reply"));
-            if !crate::dist::send_remote(to, crate::dist::tag_of::<Reply<R>>, Some(tag), &reply) {
-                deliver_unless(to, Envelope::new(reply), ReplyOf(tag));
-            }
-        });
+        deliver_unless_or(to, Envelope::new(Reply { tag, value }), ReplyOf(tag), |env| Self::reply_far(to, tag, env));
+    }
+
+    /// [`ReplyTo::reply`] to another node, or another runtime of this OS process.
+    #[cold]
+    #[inline(never)]
+    fn reply_far(to: Pid, tag: u64, env: Envelope) {
+        let reply = env.downcast::<Reply<R>>().unwrap_or_else(|_| unreachable!("sent as a reply"));
+        if !crate::dist::send_remote(to, crate::dist::tag_of::<Reply<R>>, Some(tag), &reply) {
+            deliver_unless(to, Envelope::new(reply), ReplyOf(tag));
+        }
     }
 }
 
