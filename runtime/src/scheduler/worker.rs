@@ -730,7 +730,7 @@ impl Worker {
     /// replacing one due later; false if its slot of the table holds another
     /// process's pending timer (the caller then arms its own).
     pub(crate) fn stand_wake_by(&self, current: Current, when: u64) -> bool {
-        let is_alive = |index, serial| self.shared.table.get(index).is_some_and(|slot| slot.is_alive(serial));
+        let is_alive = |index, serial| self.shared.is_alive(Pid::from_parts(self.shared.node, index, serial));
         match self.standing.vacancy(current, is_alive) {
             Vacancy::Free => {}
             Vacancy::Replace(key) => self.disarm(key),

@@ -201,8 +201,8 @@ mod tests {
         // Same slot (index mod SLOTS), another process.
         let other = process(1 + SLOTS as u32, 1);
         assert_eq!(table.vacancy(other, alive), Vacancy::Taken, "a live process's");
-        let ended = |index, serial| (index, serial) != (1, 1);
-        assert_eq!(table.vacancy(other, ended), Vacancy::Replace(key), "a process that has ended");
+        let all_but_1_1_alive = |index, serial| (index, serial) != (1, 1);
+        assert_eq!(table.vacancy(other, all_but_1_1_alive), Vacancy::Replace(key), "a process that has ended");
         table.advance(100);
         assert_eq!(table.vacancy(other, alive), Vacancy::Free, "fired");
     }
