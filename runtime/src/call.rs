@@ -28,9 +28,10 @@
 //! hand-written request and reply: the server's (2) and the caller's (3).
 //! The call's monitor is not removed when the call ends: it stays among the
 //! server's `calls`, where it can do nothing but send a `Down` that is
-//! turned away, until the list is pruned (when it has doubled since the
-//! last pruning, step 2 drops the monitors whose callers no longer await
-//! them: amortized constant time per call) or the server exits. A caller
+//! turned away, until the caller's next call replaces it, they are pruned
+//! (when they have doubled since the last pruning, step 2 drops the
+//! monitors whose callers no longer await them: amortized constant time
+//! per call; see `call_monitors.rs`) or the server exits. A caller
 //! that exits mid-call leaves nothing to clean up either: its awaited tags
 //! go with its incarnation.
 //!
@@ -315,32 +316,19 @@ pub(crate) enum Outcome {
     Failed,
 }
 
-/// The length of a server's `calls` at which it is first pruned.
-const PRUNE_FIRST: usize = 32;
-
 /// Steps 1 and 2 of the module docs for a server of the caller's runtime,
 /// over `processes`: the record (in the caller's slot, `own`), then the
 /// monitor `reference` (whose id is the call's tag) and the `request`, in
 /// one section of the server's lock. Whether the server was alive.
 ///
-/// A caller that calls one server again and again, alone, replaces its
-/// previous call's monitor (if it is the last one) instead of adding one.
+/// A caller that awaits no other call replaces its previous call's monitor
+/// instead of adding one (`call_monitors.rs`).
 #[inline(always)]
 pub(crate) fn start_local(processes: &impl Processes, own: &Slot, reference: MonitorRef, request: Envelope) -> bool {
     let (me, server) = (reference.watcher(), reference.target());
     let only_call = own.await_reply(me.serial(), reference.id());
     processes.deliver_with(server, request, |e| {
-        if let Some(last) = e.calls.last_mut().filter(|last| only_call && last.watcher() == me) {
-            // The caller's previous call to this server has ended, since
-            // this is the one call it awaits: its monitor is reused.
-            *last = reference;
-            return;
-        }
-        if e.calls.len() >= e.prune_calls_at {
-            processes.retain_awaited(&mut e.calls);
-            e.prune_calls_at = (2 * e.calls.len()).max(PRUNE_FIRST);
-        }
-        e.calls.push(reference);
+        e.calls.add(reference, only_call, |calls| processes.retain_awaited(calls));
     })
 }
 
@@ -862,6 +850,6 @@ mod tests {
             }
             crate::link::with_extras_of(server, |e| e.calls.len()).expect("the server is alive")
         });
-        assert!(kept <= PRUNE_FIRST + 1, "{kept} call monitors left on the server after 2,000 calls");
+        assert!(kept <= 32 + 1, "{kept} call monitors left on the server after 2,000 calls");
     }
 }

@@ -60,6 +60,7 @@ mod any;
 mod awaits;
 mod blocking;
 mod call;
+mod call_monitors;
 pub mod dist;
 mod envelope;
 mod error;

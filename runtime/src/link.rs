@@ -60,7 +60,7 @@ pub(crate) trait Processes {
     fn deliver_with(&self, to: Pid, env: Envelope, setup: impl FnOnce(&mut crate::slot::Extras)) -> bool;
     /// Without taking a lock: keeps the monitors of `calls` whose callers
     /// are alive and may still await them (see `awaits.rs`).
-    fn retain_awaited(&self, calls: &mut Vec<crate::monitor::MonitorRef>);
+    fn retain_awaited(&self, calls: &mut crate::call_monitors::CallMonitors);
     /// Whether `pid` is a process of another node (whose extras this side
     /// cannot reach: see `dist`).
     fn is_remote(&self, pid: Pid) -> bool {
@@ -118,16 +118,17 @@ impl Processes for Table {
         refused.get()
     }
 
-    fn retain_awaited(&self, calls: &mut Vec<crate::monitor::MonitorRef>) {
+    fn retain_awaited(&self, calls: &mut crate::call_monitors::CallMonitors) {
         // The callers of local calls are processes of the server's runtime.
-        let Some(first) = calls.first() else { return };
+        let Some(&first) = calls.any() else { return };
         let kept = with_runtime_of(first.watcher(), |shared| {
             calls.retain(|c| {
                 shared.table.get(c.watcher().index()).is_some_and(|s| s.may_await(c.watcher().serial(), c.id()))
             })
         });
         if kept.is_none() {
-            calls.clear();
+            // The runtime is gone, and its callers with it.
+            calls.retain(|_| false);
         }
     }
 
@@ -190,7 +191,7 @@ pub(crate) fn announce_exit(
     crate::monitor::unwatch(processes, std::mem::take(&mut extras.watching));
     fire_links(processes, dead, reason, std::mem::take(&mut extras.links));
     let refused = crate::monitor::fire(processes, dead, reason, std::mem::take(&mut extras.monitors));
-    crate::call::fire_calls(processes, dead, reason, std::mem::take(&mut extras.calls));
+    crate::call::fire_calls(processes, dead, reason, extras.calls.take());
     refused
 }
 

@@ -50,7 +50,7 @@ pub struct MonitorRef {
 
 impl MonitorRef {
     /// A reference (the runtime numbers them; loom models build their own).
-    pub(crate) fn new(id: u64, target: Pid, watcher: Pid) -> MonitorRef {
+    pub(crate) const fn new(id: u64, target: Pid, watcher: Pid) -> MonitorRef {
         MonitorRef { id, target, watcher }
     }
 
@@ -254,7 +254,7 @@ pub(crate) fn forget(list: &mut Vec<MonitorRef>, reference: MonitorRef) -> bool 
 /// while: it can no longer fire (see `call.rs`).
 pub fn monitored_by(pid: Pid) -> Option<Vec<Pid>> {
     let (mut watchers, calls) =
-        with_extras_of(pid, |e| (e.monitors.iter().map(|r| r.watcher).collect::<Vec<_>>(), e.calls.clone()))?;
+        with_extras_of(pid, |e| (e.monitors.iter().map(|r| r.watcher).collect::<Vec<_>>(), e.calls.to_vec()))?;
     // Outside the server's lock (each caller's is taken).
     watchers.extend(calls.iter().filter(|r| crate::call::awaits(r.watcher, r.id)).map(|r| r.watcher));
     Some(watchers)

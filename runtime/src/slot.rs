@@ -75,6 +75,7 @@ use std::marker::PhantomData;
 use std::task::Waker;
 
 use crate::awaits::{Awaits, Veto};
+use crate::call_monitors::CallMonitors;
 use crate::envelope::Envelope;
 use crate::exit::ExitReason;
 use crate::monitor::MonitorRef;
@@ -164,13 +165,9 @@ pub(crate) struct Extras {
     /// slot's fast record (see `awaits.rs`).
     pub(crate) awaiting: Vec<u64>,
     /// The monitors of calls made to this incarnation by processes of its
-    /// runtime (see `call.rs`): fired at exit, each `Down` accepted only
-    /// if its caller still awaits that call. Never removed by the call's
-    /// end; pruned when the list doubles.
-    pub(crate) calls: Vec<MonitorRef>,
-    /// The length of `calls` at which it is next pruned (0: the first
-    /// threshold).
-    pub(crate) prune_calls_at: usize,
+    /// runtime (see `call.rs`, `call_monitors.rs`): fired at exit, each
+    /// `Down` accepted only if its caller still awaits that call.
+    pub(crate) calls: CallMonitors,
 }
 
 /// What a signal does, decided under the target's lock (see step 5).

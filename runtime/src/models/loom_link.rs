@@ -308,7 +308,7 @@ impl World {
             left.push(Msg::from_envelope(env));
         }
         let mut extras = remains.extras.map(|extras| *extras).unwrap_or_default();
-        let (links, monitors, calls) = (extras.links.clone(), extras.monitors.clone(), extras.calls.clone());
+        let (links, monitors, calls) = (extras.links.clone(), extras.monitors.clone(), extras.calls.to_vec());
         let refused = crate::link::announce_exit(self, p.pid, &reason, &mut extras);
         let ended = Ended { reason, links, monitors, calls, refused, left };
         // SAFETY: the incarnation is dead: nobody can become its owner
@@ -359,11 +359,17 @@ impl World {
                 watching: e.watching.clone(),
                 suppressed: e.suppressed.clone(),
                 monitors: e.monitors.clone(),
-                calls: e.calls.clone(),
+                calls: e.calls.to_vec(),
                 awaiting: e.awaiting.clone(),
                 awaits_nothing: p.slot.awaits().is_empty(),
             })
             .expect("the process is alive")
+    }
+
+    /// Without a lock: whether the caller of the call monitored by `call`
+    /// is alive and may still await it.
+    pub(super) fn may_await(&self, call: &MonitorRef) -> bool {
+        self.of(call.watcher()).slot.may_await(call.watcher().serial(), call.id())
     }
 
     /// Logs `event` for the process whose extras the caller holds (under
@@ -375,8 +381,8 @@ impl World {
 }
 
 impl Processes for World {
-    fn retain_awaited(&self, calls: &mut Vec<MonitorRef>) {
-        calls.retain(|c| self.of(c.watcher()).slot.may_await(c.watcher().serial(), c.id()));
+    fn retain_awaited(&self, calls: &mut crate::call_monitors::CallMonitors) {
+        calls.retain(|c| self.may_await(c));
     }
 
     fn with_extras<R>(&self, pid: Pid, f: impl FnOnce(&mut Extras) -> R) -> Option<R> {
