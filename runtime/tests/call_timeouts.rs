@@ -63,8 +63,8 @@ async fn caller(parent: Pid, server: Pid, k: u64) {
     parent.send(outcome);
 }
 
-/// More callers than a worker's table has slots (256), on two workers with
-/// stealing: each call, standing timer or its own, times out on time.
+/// More callers than a page of a worker's table has entries (256), on two
+/// workers with stealing: each call times out on time.
 #[test]
 fn calls_of_many_callers_time_out_on_time() {
     let rt = runtime(2);
@@ -81,6 +81,46 @@ fn calls_of_many_callers_time_out_on_time() {
         server.send(Release);
         assert_eq!(call::<u64, u64>(server, 1, TIMEOUT).await, Ok(2));
         assert_eq!(mailbox_len(self_pid()), Some(0), "late replies were turned away");
+    });
+}
+
+/// Two callers whose slot indices are a whole standing table apart (65,536)
+/// share an entry: whichever finds it held by the other arms a timer of its
+/// own, and both time out on time. One worker, so that both use its table.
+#[test]
+fn callers_sharing_an_entry_of_the_standing_table_both_time_out_on_time() {
+    const TABLE: u32 = 1 << 16;
+    let rt = runtime(1);
+    rt.block_on(async {
+        let server = spawn(server());
+        let me = self_pid();
+        // Waiters, each told whether to make an unanswered call, until two of
+        // them are a table apart.
+        let waiter = move || {
+            spawn(async move {
+                if recv_bounded::<bool>().await {
+                    me.send(times_out_on_time(server, Duration::from_millis(50)).await);
+                }
+            })
+        };
+        let first = waiter();
+        let mut others = Vec::new();
+        let second = loop {
+            let pid = waiter();
+            if pid.index() == first.index() + TABLE {
+                break pid;
+            }
+            assert!(others.len() < 2 * TABLE as usize, "no slot index a table apart from {first}");
+            others.push(pid);
+        };
+        first.send(true);
+        second.send(true);
+        for _ in 0..2 {
+            recv_bounded::<Result<(), String>>().await.unwrap();
+        }
+        for pid in others {
+            pid.send(false);
+        }
     });
 }
 
