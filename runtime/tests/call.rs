@@ -4,7 +4,8 @@
 //! server's `monitored_by` no longer lists the caller, and the server's
 //! exit sends the caller nothing. A call takes one reply: a second one with
 //! the same `ReplyTo` is turned away. Several calls in flight from one
-//! caller each end with the server's exit. A caller with a long mailbox of
+//! caller each end with the server's exit, and so do the calls of a
+//! thousand callers, whatever their slots. A caller with a long mailbox of
 //! other messages gets every reply and every `Down` of its calls (its wait
 //! does not look at that mailbox until one has come), and keeps those
 //! messages, in order.
@@ -175,6 +176,50 @@ fn calls_in_flight_together_each_end_with_the_servers_exit() {
             assert_eq!(pending.wait(TIMEOUT).await, Err(CallError::Exited(ExitReason::Error("boom".into()))));
         }
         assert_eq!(mailbox_len(self_pid()), Some(0), "something of the calls was left behind");
+    });
+}
+
+/// A thousand callers, each with one call the server holds, and one of
+/// them with two more beside it: the server's exit ends every call with its
+/// reason. The callers came and went before (ended calls, exited callers),
+/// so the server's monitors were replaced, grown and pruned on the way.
+#[test]
+fn the_calls_of_a_thousand_callers_each_end_with_the_servers_exit() {
+    let rt = runtime(2);
+    rt.block_on(async {
+        let server = spawn(server());
+        let me = self_pid();
+        let boom = || ExitReason::Error("boom".into());
+        // Earlier callers, whose calls ended and who exited.
+        for n in 0..300u64 {
+            spawn(async move { me.send(call::<u64, u64>(server, n + 1, TIMEOUT).await == Ok(n + 2)) });
+        }
+        for _ in 0..300 {
+            assert!(recv_bounded::<bool>().await, "an earlier call was not answered");
+        }
+        let callers = 1_000;
+        for k in 0..callers {
+            spawn(async move {
+                let others: Vec<_> =
+                    (0..if k == 0 { 2 } else { 0 }).map(|_| call_start::<u64, u64>(server, 0)).collect();
+                let mut results = vec![call::<u64, u64>(server, 0, TIMEOUT).await];
+                for pending in others {
+                    results.push(pending.wait(TIMEOUT).await);
+                }
+                let expected = Err(CallError::Exited(ExitReason::Error("boom".into())));
+                me.send(if results.iter().all(|r| *r == expected) { Ok(()) } else { Err(format!("{results:?}")) });
+            });
+        }
+        // Every call is in (its monitor joins the server with its request).
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while monitored_by(server).map_or(0, |m| m.len()) < callers + 2 {
+            assert!(std::time::Instant::now() < deadline, "the calls did not all reach the server");
+            krarup_runtime::yield_now().await;
+        }
+        exit(server, boom());
+        for _ in 0..callers {
+            recv_bounded::<Result<(), String>>().await.expect("every call ends with the server's exit reason");
+        }
     });
 }
 
