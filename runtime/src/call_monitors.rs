@@ -22,12 +22,13 @@
 //! which its next call overwrites: a caller calling alone (W3a) or callers
 //! that take turns (W3b's clients) cost the server a store a call, where a
 //! list they each appended to had to be pruned, about twice a call's worth
-//! of checks. The table doubles when a caller finds another live caller's
-//! entry in its place, while it is shorter than four times its entries (so
-//! it stays proportional to them); past that, and for the calls a caller
-//! makes while it awaits others, monitors go to a list. The two are pruned
-//! together when they have doubled since the last pruning, so what exited
-//! callers leave behind costs amortized constant time a call.
+//! of checks. The table doubles when a caller finds another caller's entry
+//! in its place (after a pruning, if one is due), while it is shorter than
+//! four times its entries (so it stays proportional to them); past that,
+//! and for the calls a caller makes while it awaits others, monitors go to
+//! a list. The two are pruned together when they have doubled since the
+//! last pruning, so what exited callers leave behind costs amortized
+//! constant time a call.
 
 use crate::monitor::MonitorRef;
 use crate::pid::Pid;
