@@ -850,6 +850,9 @@ mod tests {
             }
             crate::link::with_extras_of(server, |e| e.calls.len()).expect("the server is alive")
         });
-        assert!(kept <= 32 + 1, "{kept} call monitors left on the server after 2,000 calls");
+        assert!(
+            kept <= crate::call_monitors::PRUNE_FIRST + 1,
+            "{kept} call monitors left on the server after 2,000 calls"
+        );
     }
 }

@@ -34,7 +34,7 @@ use crate::monitor::MonitorRef;
 use crate::pid::Pid;
 
 /// Entries at which the monitors are first pruned.
-const PRUNE_FIRST: usize = 32;
+pub(crate) const PRUNE_FIRST: usize = 32;
 /// The table's length when first needed.
 const FIRST_LEN: usize = 8;
 
@@ -62,23 +62,30 @@ impl CallMonitors {
     /// monitors whose callers no longer await them.
     #[inline]
     pub(crate) fn add(&mut self, reference: MonitorRef, only_call: bool, retain_awaited: impl FnOnce(&mut Self)) {
-        if only_call {
-            let caller = reference.watcher().index();
-            let at = caller as usize & self.single.len().wrapping_sub(1);
-            if let Some(entry) = self.single.get_mut(at) {
-                if entry.watcher().index() == caller && entry.id() != 0 {
-                    // The same caller's previous call, which has ended.
-                    *entry = reference;
-                    return;
-                }
-                if entry.id() == 0 {
-                    *entry = reference;
-                    self.filled += 1;
-                    return;
-                }
-            }
+        if only_call && self.place(reference) {
+            return;
         }
         self.add_slow(reference, only_call, retain_awaited);
+    }
+
+    /// Puts `reference` in its caller's table entry if that is empty or
+    /// holds the same caller's previous call (which has ended, or whose
+    /// incarnation has); whether it did.
+    #[inline]
+    fn place(&mut self, reference: MonitorRef) -> bool {
+        let caller = reference.watcher().index();
+        let at = caller as usize & self.single.len().wrapping_sub(1);
+        let Some(entry) = self.single.get_mut(at) else { return false };
+        if entry.watcher().index() == caller && entry.id() != 0 {
+            *entry = reference;
+            return true;
+        }
+        if entry.id() != 0 {
+            return false;
+        }
+        *entry = reference;
+        self.filled += 1;
+        true
     }
 
     /// [`CallMonitors::add`] when the caller's table entry is not simply
@@ -92,22 +99,14 @@ impl CallMonitors {
             self.prune_at = 2 * self.len();
         }
         if only_call {
-            let caller = reference.watcher().index() as usize;
-            loop {
-                let len = self.single.len();
-                if len > 0 {
-                    let entry = &mut self.single[caller & (len - 1)];
-                    if entry.id() == 0 || entry.watcher().index() as usize == caller {
-                        self.filled += usize::from(entry.id() == 0);
-                        *entry = reference;
-                        return;
-                    }
-                }
-                if len >= 4 * (self.filled + 1) {
-                    break;
+            while !self.place(reference) {
+                if self.single.len() >= 4 * (self.filled + 1) {
+                    self.more.push(reference);
+                    return;
                 }
                 self.grow();
             }
+            return;
         }
         self.more.push(reference);
     }
@@ -150,10 +149,9 @@ impl CallMonitors {
 
     /// Takes them all (at exit), in no particular order.
     pub(crate) fn take(&mut self) -> Vec<MonitorRef> {
-        let mut all = std::mem::take(&mut self.more);
-        all.extend(std::mem::take(&mut self.single).into_iter().filter(|e| e.id() != 0));
-        *self = CallMonitors::default();
-        all
+        let CallMonitors { single, mut more, .. } = std::mem::take(self);
+        more.extend(single.into_iter().filter(|e| e.id() != 0));
+        more
     }
 }
 
