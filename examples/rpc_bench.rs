@@ -19,10 +19,16 @@
 //!   (the default 5 s timeout), and the monitor removed once the reply is in.
 //!   `inc` is not idempotent, so it is never retried: it carries no request
 //!   id and the server keeps no copy of its reply.
+//! - **Guarded** (`impl=krarup-guarded`, W3a only): the hand-written round
+//!   trip with what a call guarantees, written as an Erlang programmer does
+//!   without `gen_server`: a monitor of the server as the request's tag, a
+//!   `receive!` of the tagged reply or the server's `Down` with an `after`,
+//!   and `demonitor` once the reply is in. It tells what these guarantees cost
+//!   when written by hand, beside the stub that gives them.
 //!
-//! The two alternate (the hand-written one first in the 1st, 3rd, ...
-//! repetition, the stub first in the others) so that both see the same
-//! machine; each figure is the median over the repetitions, and `ratio` is the
+//! The ways alternate (in W3a each goes first in turn; in W3b the
+//! hand-written one first in the 1st, 3rd, ... repetition, the stub first in
+//! the others) so that all see the same machine; each figure is the median over the repetitions, and `ratio` is the
 //! stub's median time per call over the hand-written one (for W4a, of the
 //! p50s). W3b, as the anchors define it, spawns the clients first, each
 //! waiting for `Go`, and times from the first `Go` to the last `ClientDone`;
@@ -33,7 +39,7 @@
 //! alone (no stub: the server receives `Call<u64, u64>` and replies `n + 1`),
 //! to tell the stub's share from the call's; `--way timeout` runs the
 //! hand-written round trip with `recv_timeout` (the stub's timeout) instead
-//! of `recv`. With `--clients C` as well, `--way hand` or `--way stub` runs
+//! of `recv`; `--way guarded` runs the guarded loop. With `--clients C` as well, `--way hand` or `--way stub` runs
 //! W3b that way instead.
 //!
 //! The remote half starts the second node itself, as `remote_bench` does: it
@@ -57,7 +63,7 @@ use krarup::prelude::*;
 use krarup::Call;
 
 const USAGE: &str = "rpc_bench [--k K] [--reps R] [--clients C] [--client-calls N] [--calls N] [--warmup W] \
-                     [--remote-reps R] [--workers W] [--spin-us S] [--only local|remote] [--way hand|stub|call|timeout]";
+                     [--remote-reps R] [--workers W] [--spin-us S] [--only local|remote] [--way hand|stub|call|timeout|guarded]";
 const COOKIE: &str = "bench";
 
 /// The increment server as an interface definition.
@@ -91,8 +97,9 @@ fn main() {
             "stub" => Way::Stub,
             "call" => Way::Call,
             "timeout" => Way::Timeout,
+            "guarded" => Way::Guarded,
             other => {
-                eprintln!("--way: expected hand, stub, call or timeout, got {other:?}");
+                eprintln!("--way: expected hand, stub, call, timeout or guarded, got {other:?}");
                 std::process::exit(2)
             }
         };
@@ -113,13 +120,15 @@ fn main() {
     }
 }
 
-/// Which way a round trip is made (`Call` and `Timeout` only with `--way`).
+/// Which way a round trip is made (`Call` and `Timeout` only with `--way`,
+/// `Guarded` only in W3a).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Way {
     Hand,
     Stub,
     Call,
     Timeout,
+    Guarded,
 }
 
 impl Way {
@@ -213,6 +222,45 @@ async fn w3a_timeout(k: usize) -> Duration {
     elapsed
 }
 
+/// The increment server for [`w3a_guarded`]: receives `(From, Tag, N)`, sends
+/// `(Tag, N + 1)` to `From`.
+async fn guarded_server() {
+    loop {
+        let (from, tag, n): (Pid, MonitorRef, u64) = recv().await;
+        from.send((tag, n + 1));
+    }
+}
+
+/// W3a hand-written with what a call guarantees, as an Erlang programmer
+/// writes it without `gen_server` (and as `gen:call` does inside): the
+/// request is tagged with a monitor of the server, the client waits for
+/// the tagged reply or the server's `Down`, at most the stub's default
+/// timeout, and then removes the monitor, flushing its `Down`. (Still
+/// weaker than a call: a reply that comes after the timeout stays in the
+/// mailbox.)
+async fn w3a_guarded(k: usize) -> Duration {
+    let server = spawn(guarded_server());
+    let t0 = Instant::now();
+    let me = self_pid();
+    let mut n = 0u64;
+    for _ in 0..k {
+        let tag = monitor(server);
+        server.send((me, tag, n));
+        n = receive! {
+            (reply_tag, r): (MonitorRef, u64) if reply_tag == tag => {
+                demonitor(tag);
+                r
+            },
+            down: Down if down.reference == tag => panic!("the server exited: {}", down.reason),
+            after krarup::rpc::DEFAULT_TIMEOUT => panic!("no reply in time"),
+        };
+    }
+    let elapsed = t0.elapsed();
+    assert_eq!(n, k as u64);
+    exit(server, ExitReason::Kill);
+    elapsed
+}
+
 /// W3a one way only, once, without a comparison (`--way`: for a profiler).
 fn local_alone(k: usize, way: Way, workers: Option<usize>) {
     let rt = local_runtime(workers);
@@ -221,6 +269,7 @@ fn local_alone(k: usize, way: Way, workers: Option<usize>) {
         Way::Stub => ("krarup-rpc", rt.block_on(w3a_stub(k))),
         Way::Call => ("krarup call", rt.block_on(w3a_call(k))),
         Way::Timeout => ("krarup recv_timeout", rt.block_on(w3a_timeout(k))),
+        Way::Guarded => ("krarup-guarded", rt.block_on(w3a_guarded(k))),
     };
     let ns = common::ns_per(t, k);
     println!("[{name}] W3a incr server, 1 client, k={k}: {ns:.1} ns/round trip ({t:?})");
@@ -229,18 +278,23 @@ fn local_alone(k: usize, way: Way, workers: Option<usize>) {
 fn local(k: usize, reps: usize, workers: Option<usize>) {
     let rt = local_runtime(workers);
     let workers = rt.stats().workers;
-    let (mut hand, mut stub) = (Vec::new(), Vec::new());
+    let (mut hand, mut guarded, mut stub) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..reps {
-        for way in Way::order(rep) {
+        // Each way first in turn.
+        let mut order = [Way::Hand, Way::Guarded, Way::Stub];
+        order.rotate_left(rep % 3);
+        for way in order {
             match way {
                 Way::Hand => hand.push(common::ns_per(rt.block_on(w3a_hand(k)), k)),
+                Way::Guarded => guarded.push(common::ns_per(rt.block_on(w3a_guarded(k)), k)),
                 Way::Stub => stub.push(common::ns_per(rt.block_on(w3a_stub(k)), k)),
                 Way::Call | Way::Timeout => unreachable!("not compared"),
             }
         }
     }
-    let (hand_ns, stub_ns) = (median(&hand), median(&stub));
+    let (hand_ns, guarded_ns, stub_ns) = (median(&hand), median(&guarded), median(&stub));
     let ratio = stub_ns / hand_ns;
+    let guarded_ratio = guarded_ns / hand_ns;
     println!(
         "[krarup] W3a incr server, 1 client, k={k}, {workers} workers: hand-written {hand_ns:.1} ns/round trip \
          (median of {reps}: {})",
@@ -250,6 +304,11 @@ fn local(k: usize, reps: usize, workers: Option<usize>) {
         "[krarup-rpc] W3a incr server through the stub: {stub_ns:.1} ns/call (median of {reps}: {}); \
          {ratio:.2}x the hand-written round trip",
         list(&stub)
+    );
+    println!(
+        "[krarup-guarded] W3a hand-written with a call's guarantees (monitor as tag, `after`, demonitor): \
+         {guarded_ns:.1} ns/round trip (median of {reps}: {}); {guarded_ratio:.2}x the hand-written round trip",
+        list(&guarded)
     );
     let params = |ns: f64, runs: &[f64]| {
         vec![
@@ -263,6 +322,9 @@ fn local(k: usize, reps: usize, workers: Option<usize>) {
     let mut fields = params(stub_ns, &stub);
     fields.push(("ratio", format!("{ratio:.3}")));
     result("W3a", "krarup-rpc", &fields);
+    let mut fields = params(guarded_ns, &guarded);
+    fields.push(("ratio", format!("{guarded_ratio:.3}")));
+    result("W3a", "krarup-guarded", &fields);
 }
 
 // ------------------------------------------------------------------ W3b
@@ -272,14 +334,14 @@ fn local(k: usize, reps: usize, workers: Option<usize>) {
 async fn w3b_run(way: Way, clients: usize, calls: usize) -> Duration {
     let server = match way {
         Way::Stub => spawn(IncrServer::serve(Increment)),
-        Way::Hand | Way::Call | Way::Timeout => spawn(common::increment_server()),
+        Way::Hand | Way::Call | Way::Timeout | Way::Guarded => spawn(common::increment_server()),
     };
     let elapsed = match way {
         Way::Stub => {
             let client = || async move { stub_calls(&IncrClient::new(server), calls).await };
             common::w3b_clients(clients, calls, client).await
         }
-        Way::Hand | Way::Call | Way::Timeout => {
+        Way::Hand | Way::Call | Way::Timeout | Way::Guarded => {
             common::w3b_clients(clients, calls, || common::increment_calls(server, calls)).await
         }
     };
@@ -292,7 +354,7 @@ fn w3b_alone(clients: usize, calls: usize, way: Way, workers: Option<usize>) {
     let name = match way {
         Way::Hand => "krarup",
         Way::Stub => "krarup-rpc",
-        Way::Call | Way::Timeout => {
+        Way::Call | Way::Timeout | Way::Guarded => {
             eprintln!("--clients: W3b runs --way hand or --way stub only");
             std::process::exit(2)
         }
@@ -314,7 +376,7 @@ fn w3b(clients: usize, calls: usize, reps: usize, workers: Option<usize>) {
             match way {
                 Way::Hand => hand.push(cps),
                 Way::Stub => stub.push(cps),
-                Way::Call | Way::Timeout => unreachable!("not compared"),
+                Way::Call | Way::Timeout | Way::Guarded => unreachable!("not compared"),
             }
         }
     }
@@ -417,7 +479,7 @@ fn remote(calls: usize, warmup: usize, reps: usize, workers: usize, spin: Durati
             match way {
                 Way::Hand => hand.push(Timings::of(&rt.block_on(w4a_hand(b.clone(), calls, warmup)))),
                 Way::Stub => stub.push(Timings::of(&rt.block_on(w4a_stub(b.clone(), calls, warmup)))),
-                Way::Call | Way::Timeout => unreachable!("not compared"),
+                Way::Call | Way::Timeout | Way::Guarded => unreachable!("not compared"),
             }
         }
     }
