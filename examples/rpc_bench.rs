@@ -28,9 +28,9 @@
 //!
 //! The ways alternate (in W3a each goes first in turn; in W3b the
 //! hand-written one first in the 1st, 3rd, ... repetition, the stub first in
-//! the others) so that all see the same machine; each figure is the median over the repetitions, and `ratio` is the
-//! stub's median time per call over the hand-written one (for W4a, of the
-//! p50s). W3b, as the anchors define it, spawns the clients first, each
+//! the others) so that all see the same machine; each figure is the median
+//! over the repetitions, and `ratio` is a way's median time per call over the
+//! hand-written one's (for W4a, of the p50s). W3b, as the anchors define it, spawns the clients first, each
 //! waiting for `Go`, and times from the first `Go` to the last `ClientDone`;
 //! each stub client has its own `IncrClient`. For a
 //! profiler, `--way hand` or `--way stub` runs W3a that way alone, once (e.g.
@@ -39,8 +39,8 @@
 //! alone (no stub: the server receives `Call<u64, u64>` and replies `n + 1`),
 //! to tell the stub's share from the call's; `--way timeout` runs the
 //! hand-written round trip with `recv_timeout` (the stub's timeout) instead
-//! of `recv`; `--way guarded` runs the guarded loop. With `--clients C` as well, `--way hand` or `--way stub` runs
-//! W3b that way instead.
+//! of `recv`; `--way guarded` runs the guarded loop. With `--clients C` as
+//! well, `--way hand` or `--way stub` runs W3b that way instead.
 //!
 //! The remote half starts the second node itself, as `remote_bench` does: it
 //! re-executes itself with `--child`, which starts node `b@127.0.0.1:0` (a free
