@@ -855,4 +855,46 @@ mod tests {
             "{kept} call monitors left on the server after 2,000 calls"
         );
     }
+
+    /// A burst of callers at once, then one caller: the burst's monitors go
+    /// at the next review, although the one caller never finds the table
+    /// full.
+    #[test]
+    fn the_monitors_of_a_burst_of_callers_go_once_the_burst_is_over() {
+        const BURST: u64 = 1_000;
+        let rt = Runtime::builder().workers(2).build().expect("a runtime");
+        let kept = rt.block_on(async {
+            // Answers the burst's calls only once all of them are in.
+            let server = spawn(async {
+                let mut burst = Vec::new();
+                for _ in 0..BURST {
+                    burst.push(recv::<Call<u64, u64>>().await);
+                }
+                for c in burst {
+                    c.reply_to.reply(c.request + 1);
+                }
+                increment().await
+            });
+            let me = self_pid();
+            for n in 0..BURST {
+                spawn(async move { me.send(call::<u64, u64>(server, n, Duration::from_secs(5)).await.ok()) });
+            }
+            let mut sum = 0;
+            for _ in 0..BURST {
+                sum += recv_timeout::<Option<u64>>(Duration::from_secs(5)).await.flatten().expect("a reply");
+            }
+            assert_eq!(sum, BURST * (BURST + 1) / 2);
+            let burst_table = crate::link::with_extras_of(server, |e| e.calls.len()).expect("the server is alive");
+            assert_eq!(burst_table, BURST as usize, "the burst's monitors, before any review");
+            // The one caller's calls, enough for a review of a table sized
+            // for the burst: one comes within sixteen times the table's
+            // length, which is at most four times its entries.
+            let review = 16 * 4 * BURST + u64::from(crate::call_monitors::REVIEW_EVERY);
+            for n in 0..review {
+                assert_eq!(call::<u64, u64>(server, n, Duration::from_secs(5)).await, Ok(n + 1));
+            }
+            crate::link::with_extras_of(server, |e| e.calls.len()).expect("the server is alive")
+        });
+        assert_eq!(kept, 1, "call monitors left on the server: only the one caller's last call's");
+    }
 }
