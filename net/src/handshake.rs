@@ -64,7 +64,12 @@ use crate::frame::{self, Frame, HANDSHAKE_MAX};
 use crate::name::{truncate_for_display, NameError, NodeName};
 
 /// The protocol version this build speaks; both nodes must speak the same.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+/// Bumped whenever a frame kind is added or a frame's encoding changes, so
+/// that two builds that would not understand each other say so at the
+/// handshake, not at the first frame one of them cannot read. History:
+/// 1, the first; 2, frame kind 25 (`MONITOR_NAMED`, a monitor of a name on
+/// another node).
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 
 /// Frame kind: initiator → acceptor, opens the handshake.
 pub(crate) const HELLO: u8 = 1;
@@ -913,15 +918,16 @@ mod tests {
     #[test]
     fn version_mismatch_is_refused_and_reported_on_both_sides() {
         let ck = cookie(SECRET);
-        let hello_v2 =
-            Versioned { version: 2, msg: HelloMsg { name: "a@127.0.0.1:9100", creation: 7, challenge: CH_A } };
+        // A build of the first version.
+        let hello_v1 =
+            Versioned { version: 1, msg: HelloMsg { name: "a@127.0.0.1:9100", creation: 7, challenge: CH_A } };
         let mut acc = Handshake::accept_incoming_with(&b(), &ck, CH_B);
         let mut to_i = Vec::new();
-        let err = acc.on_frame(frame(HELLO, &encode(&hello_v2)), &mut to_i).unwrap_err();
-        assert_eq!(err, HandshakeError::VersionMismatch { ours: 1, theirs: 2 });
-        assert!(err.to_string().contains("this node speaks version 1, the peer 2"), "{err}");
+        let err = acc.on_frame(frame(HELLO, &encode(&hello_v1)), &mut to_i).unwrap_err();
+        assert_eq!(err, HandshakeError::VersionMismatch { ours: 2, theirs: 1 });
+        assert!(err.to_string().contains("this node speaks version 2, the peer 1"), "{err}");
         let reason = refuse_reason(&to_i);
-        assert_eq!(reason, "protocol version mismatch: this node speaks version 1, yours 2");
+        assert_eq!(reason, "protocol version mismatch: this node speaks version 2, yours 1");
 
         let mut init = Handshake::initiate_with(&a(), &ck, &b().name, CH_A, &mut Vec::new()).unwrap();
         let refuse = frames(&to_i).pop().unwrap().1;
@@ -932,7 +938,7 @@ mod tests {
         let mut acc = Handshake::accept_incoming_with(&b(), &ck, CH_B);
         let future = encode(&Versioned { version: 3, msg: ("entirely", ["different"; 3], 0u64) });
         let err = acc.on_frame(frame(HELLO, &future), &mut Vec::new()).unwrap_err();
-        assert_eq!(err, HandshakeError::VersionMismatch { ours: 1, theirs: 3 });
+        assert_eq!(err, HandshakeError::VersionMismatch { ours: 2, theirs: 3 });
 
         // And the initiator checks the acceptor's version too.
         let mut init = Handshake::initiate_with(&a(), &ck, &b().name, CH_A, &mut Vec::new()).unwrap();
@@ -942,8 +948,8 @@ mod tests {
         };
         let mut to_a = Vec::new();
         let err = init.on_frame(frame(CHALLENGE, &encode(&challenge_v0)), &mut to_a).unwrap_err();
-        assert_eq!(err, HandshakeError::VersionMismatch { ours: 1, theirs: 0 });
-        assert_eq!(refuse_reason(&to_a), "protocol version mismatch: this node speaks version 1, yours 0");
+        assert_eq!(err, HandshakeError::VersionMismatch { ours: 2, theirs: 0 });
+        assert_eq!(refuse_reason(&to_a), "protocol version mismatch: this node speaks version 2, yours 0");
     }
 
     #[test]
@@ -982,14 +988,18 @@ mod tests {
     fn bad_or_own_names_are_refused() {
         let ck = cookie(SECRET);
         let mut acc = Handshake::accept_incoming_with(&b(), &ck, CH_B);
-        let hello = Versioned { version: 1, msg: HelloMsg { name: "no-at-sign", creation: 1, challenge: CH_A } };
+        let hello =
+            Versioned { version: PROTOCOL_VERSION, msg: HelloMsg { name: "no-at-sign", creation: 1, challenge: CH_A } };
         let mut out = Vec::new();
         let err = acc.on_frame(frame(HELLO, &encode(&hello)), &mut out).unwrap_err();
         assert_eq!(err, HandshakeError::BadName { name: "no-at-sign".into(), error: NameError::MissingAt });
         assert!(refuse_reason(&out).starts_with("invalid node name: no '@'"));
 
         let mut acc = Handshake::accept_incoming_with(&b(), &ck, CH_B);
-        let hello = Versioned { version: 1, msg: HelloMsg { name: "b@127.0.0.1:9101", creation: 1, challenge: CH_A } };
+        let hello = Versioned {
+            version: PROTOCOL_VERSION,
+            msg: HelloMsg { name: "b@127.0.0.1:9101", creation: 1, challenge: CH_A },
+        };
         let mut out = Vec::new();
         let err = acc.on_frame(frame(HELLO, &encode(&hello)), &mut out).unwrap_err();
         assert_eq!(err, HandshakeError::SelfConnection { name: b().name });

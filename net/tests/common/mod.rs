@@ -128,7 +128,7 @@ pub mod raw {
     pub const SEND: u8 = 16;
     pub const NAMED: u8 = 17;
     pub const TICK: u8 = 24;
-    pub const VERSION: u32 = 1;
+    pub const VERSION: u32 = 2;
 
     /// `L` (u32 LE, counting kind and body), the kind, the body.
     pub fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
