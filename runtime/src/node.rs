@@ -159,6 +159,38 @@ pub(crate) fn intern_remote(local: u32, name: &'static str, creation: u32, dist:
     })
 }
 
+/// [`intern_remote`] for a name not yet interned, as a sender by name has it
+/// (`send_named_at`, `monitor_name_at`, a stub of a name on another node:
+/// every call). The entry of a (`local`, `name`, `creation`) never changes
+/// once made, so each thread keeps the last few it found, and a sender that
+/// sends to the same few nodes again and again finds its entry with a
+/// comparison or two instead of two hash lookups under global locks (about
+/// 800 instructions a send).
+pub(crate) fn intern_remote_by_name(local: u32, name: &str, creation: u32, dist: Option<&dyn Distribution>) -> u32 {
+    /// How many entries a thread keeps (most recent last).
+    const KEEP: usize = 8;
+    thread_local! {
+        static FOUND: std::cell::RefCell<Vec<(u32, u32, &'static str, u32)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let hit = FOUND.with(|found| {
+        let found = found.borrow();
+        found.iter().rev().find(|&&(l, c, n, _)| l == local && c == creation && n == name).map(|&(.., node)| node)
+    });
+    if let Some(node) = hit {
+        return node;
+    }
+    let atom = atom(name);
+    let node = intern_remote(local, atom, creation, dist);
+    FOUND.with(|found| {
+        let mut found = found.borrow_mut();
+        if found.len() == KEEP {
+            found.remove(0);
+        }
+        found.push((local, creation, atom, node));
+    });
+    node
+}
+
 /// [`intern_remote`] for a name and creation read from the network: None
 /// if the entry is new and `local` has [`MAX_REMOTES_PER_NODE`] already.
 pub(crate) fn intern_remote_bounded(
@@ -188,4 +220,28 @@ pub(crate) fn remotes_named(local: u32, name: &str) -> Vec<u32> {
     let guard = NODES.read();
     let Some(nodes) = guard.as_ref() else { return Vec::new() };
     nodes.remote.iter().filter(|((l, n, _), _)| *l == local && *n == name).map(|(_, &node)| node).collect()
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_found_by_name_is_the_entry_of_that_name_however_many_names_a_thread_uses() {
+        // A local node number no runtime has: its entries are this test's own.
+        let local = u32::MAX - 7;
+        let names: Vec<String> = (0..3 * 8).map(|i| format!("n{i}@127.0.0.1:{}", 1000 + i)).collect();
+        let first: Vec<u32> = names.iter().map(|n| intern_remote_by_name(local, n, 0, None)).collect();
+        for (i, n) in names.iter().enumerate().rev() {
+            assert_eq!(intern_remote(local, atom(n), 0, None), first[i], "{n}: not the table's entry");
+            assert_eq!(intern_remote_by_name(local, n, 0, None), first[i], "{n}: another entry the second time");
+            // Another creation, and another local node, are other entries.
+            assert_ne!(intern_remote_by_name(local, n, 1, None), first[i], "{n}, creation 1");
+            assert_ne!(intern_remote_by_name(local - 1, n, 0, None), first[i], "{n}, another local node");
+        }
+        let mut distinct = first.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), names.len(), "two names share an entry");
+    }
 }

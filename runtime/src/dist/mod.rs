@@ -100,7 +100,7 @@ pub fn probe(node: &str) -> Option<Pid> {
 /// incarnation has. It holds the node's route and no process; a Pid of it
 /// names nothing (`probe`, a monitor on a name) or sends by name.
 pub(crate) fn any_incarnation(shared: &Shared, attached: &Attached, node: &str) -> u32 {
-    crate::node::intern_remote(shared.node, crate::node::atom(node), 0, Some(&*attached.dist))
+    crate::node::intern_remote_by_name(shared.node, node, 0, Some(&*attached.dist))
 }
 
 /// A network layer attached to one runtime.
