@@ -118,17 +118,16 @@ impl CallMonitors {
     #[cold]
     #[inline(never)]
     fn add_slow(&mut self, reference: MonitorRef, only_call: bool, retain_awaited: impl FnOnce(&mut Self)) {
-        if self.until_review == 0 {
-            if self.len() != 0 {
-                retain_awaited(self);
-                self.prune_at = 2 * self.len();
-                self.shrink();
-            }
-            let table = u32::try_from(16 * self.single.len()).unwrap_or(u32::MAX);
-            self.until_review = REVIEW_EVERY.max(table);
-        } else if self.len() >= self.prune_at.max(PRUNE_FIRST) {
+        let review = self.until_review == 0;
+        // (A review of none, at the first call, has nothing to prune.)
+        if (review && self.len() != 0) || self.len() >= self.prune_at.max(PRUNE_FIRST) {
             retain_awaited(self);
             self.prune_at = 2 * self.len();
+        }
+        if review {
+            self.shrink();
+            let table = u32::try_from(16 * self.single.len()).unwrap_or(u32::MAX);
+            self.until_review = REVIEW_EVERY.max(table);
         }
         self.until_review -= 1;
         if only_call {
@@ -147,10 +146,22 @@ impl CallMonitors {
     /// Doubles the table: entries at distinct places modulo its length are
     /// at distinct places modulo twice that.
     fn grow(&mut self) {
-        let len = (2 * self.single.len()).max(FIRST_LEN);
+        self.resize((2 * self.single.len()).max(FIRST_LEN));
+    }
+
+    /// Moves the table's entries to a table of `len` (a power of two); one
+    /// that meets another at its place there goes to the list (only when
+    /// shrinking).
+    fn resize(&mut self, len: usize) {
         let old = std::mem::replace(&mut self.single, vec![EMPTY; len]);
         for entry in old.into_iter().filter(|e| e.id() != 0) {
-            self.single[entry.watcher().index() as usize & (len - 1)] = entry;
+            let place = &mut self.single[entry.watcher().index() as usize & (len - 1)];
+            if place.id() == 0 {
+                *place = entry;
+            } else {
+                self.more.push(entry);
+                self.filled -= 1;
+            }
         }
     }
 
@@ -164,16 +175,7 @@ impl CallMonitors {
             len /= 2;
         }
         if len < self.single.len() {
-            let old = std::mem::replace(&mut self.single, vec![EMPTY; len]);
-            for entry in old.into_iter().filter(|e| e.id() != 0) {
-                let place = &mut self.single[entry.watcher().index() as usize & (len - 1)];
-                if place.id() == 0 {
-                    *place = entry;
-                } else {
-                    self.more.push(entry);
-                    self.filled -= 1;
-                }
-            }
+            self.resize(len);
         }
         if self.more.capacity() > 2 * self.more.len().max(PRUNE_FIRST) {
             self.more.shrink_to(2 * self.more.len());
